@@ -1,0 +1,245 @@
+"""Execute a Plan against ARM, in dependency order, in parallel where ARM allows it.
+
+Every step is idempotent (PUT is create-or-update, DELETE of something absent is done), so
+re-running after a crash or a failure converges. A failed step skips only the steps that
+require it; independent steps go on. The report says, for every step, what happened.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from reconciler.errors import ArmError, ReconcilerError
+from reconciler.gateway import ArmGateway
+from reconciler.model import assignment_name
+from reconciler.plan import Action, Change, Plan, ResourceType
+
+DONE, FAILED, SKIPPED = "done", "failed", "skipped"
+
+
+@dataclass(frozen=True)
+class StepResult:
+    address: str
+    action: Action
+    status: str  # done | failed | skipped
+    detail: str = ""
+    error_code: str | None = None
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "address": self.address,
+            "action": self.action.value,
+            "status": self.status,
+            "detail": self.detail,
+            "error_code": self.error_code,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass
+class ApplyReport:
+    results: list[StepResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.status == DONE for r in self.results)
+
+    def counts(self) -> dict[str, int]:
+        return {s: sum(1 for r in self.results if r.status == s) for s in (DONE, FAILED, SKIPPED)}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "counts": self.counts(), "steps": [r.to_json() for r in self.results]}
+
+
+class Reporter(Protocol):
+    """Progress seam (Terraform's Hook): the applier never prints."""
+
+    def step_started(self, change: Change) -> None: ...
+
+    def step_finished(self, result: StepResult) -> None: ...
+
+
+class NullReporter:
+    def step_started(self, change: Change) -> None:
+        pass
+
+    def step_finished(self, result: StepResult) -> None:
+        pass
+
+
+def _identity_parts(fields: dict[str, Any]) -> tuple[str, str, str]:
+    return fields["subscription"], fields["resourceGroup"], fields["name"]
+
+
+def _fic_identity_parts(change: Change) -> tuple[str, str, str]:
+    # address: identity/{sub}/{rg}/{name}/federatedCredential/{fic}
+    parts = change.address.split("/")
+    return parts[1], parts[2], parts[3]
+
+
+class _Run:
+    def __init__(self, plan: Plan, gateway: ArmGateway, reporter: Reporter) -> None:
+        self.plan = plan
+        self.gateway = gateway
+        self.reporter = reporter
+        self.principals: dict[str, str] = {}  # identity address -> principal id
+        for c in plan.changes:
+            if c.type is ResourceType.IDENTITY and c.after and c.after.get("principalId"):
+                self.principals[c.address] = str(c.after["principalId"])
+        self._lock = threading.Lock()
+        # ARM rejects concurrent FIC writes under one identity: one lock per identity.
+        self._fic_locks: dict[str, threading.Lock] = {}
+
+    def fic_lock(self, identity_address: str) -> threading.Lock:
+        with self._lock:
+            return self._fic_locks.setdefault(identity_address, threading.Lock())
+
+    def execute(self, change: Change) -> str:
+        handler = _HANDLERS[change.type]
+        return handler(self, change)
+
+    # -- identities ----------------------------------------------------------------
+
+    def identity(self, change: Change) -> str:
+        if change.action is Action.DELETE:
+            assert change.before is not None
+            self.gateway.delete_identity(*_identity_parts(change.before))
+            return "deleted"
+        assert change.after is not None
+        sub, rg, name = _identity_parts(change.after)
+        tags = dict(change.after["tags"])
+        if change.action is Action.UPDATE:
+            self.gateway.update_identity_tags(sub, rg, name, tags)
+            return "tags updated"
+        if change.action is Action.REPLACE:
+            assert change.before is not None
+            self.gateway.delete_identity(*_identity_parts(change.before))
+        live = self.gateway.create_identity(sub, rg, name, change.after["location"], tags)
+        with self._lock:
+            self.principals[change.address] = live.principal_id
+        return f"created (principalId {live.principal_id})"
+
+    # -- federated credentials -------------------------------------------------------
+
+    def federated_credential(self, change: Change) -> str:
+        sub, rg, identity = _fic_identity_parts(change)
+        if change.action is Action.DELETE and change.consequence_of:
+            return "deleted with its identity"
+        identity_address = change.address.split("/federatedCredential/")[0]
+        with self.fic_lock(identity_address):
+            if change.action is Action.DELETE:
+                assert change.before is not None
+                self.gateway.delete_federated_credential(sub, rg, identity, change.before["name"])
+                return "deleted"
+            assert change.after is not None
+            self.gateway.put_federated_credential(
+                sub, rg, identity, change.after["name"], change.after["issuer"], change.after["subject"],
+                list(change.after["audiences"]),
+            )
+        return "created" if change.action is Action.CREATE else "updated"
+
+    # -- role assignments ------------------------------------------------------------
+
+    def role_assignment(self, change: Change) -> str:
+        if change.action is Action.DELETE:
+            assert change.before is not None
+            self.gateway.delete_role_assignment(change.before["id"])
+            return "deleted"
+        assert change.after is not None and change.owner is not None
+        after = change.after
+        principal_id = after.get("principalId")
+        if not principal_id:
+            identity_address = after["principal"]["identity"]
+            with self._lock:
+                principal_id = self.principals.get(identity_address)
+            if not principal_id:
+                raise ReconcilerError(f"principal id of {identity_address} is unknown: its identity was not created")
+        name = after.get("name") or assignment_name(
+            change.owner, after["scope"], after["roleDefinitionId"], principal_id
+        )
+        live = self.gateway.put_role_assignment(
+            scope=after["scope"], name=name, role_definition_guid=after["roleDefinitionId"],
+            principal_id=principal_id, principal_type=after.get("principalType"),
+            description=after.get("description"), condition=after.get("condition"),
+            condition_version=after.get("conditionVersion"),
+        )
+        if live.name.lower() != name.lower():
+            return f"already existed as {live.name}; adopted"
+        return "created" if change.action is Action.CREATE else "updated"
+
+
+_HANDLERS: dict[ResourceType, Callable[[_Run, Change], str]] = {
+    ResourceType.IDENTITY: _Run.identity,
+    ResourceType.FEDERATED_CREDENTIAL: _Run.federated_credential,
+    ResourceType.ROLE_ASSIGNMENT: _Run.role_assignment,
+}
+
+
+def apply_plan(
+    plan: Plan, gateway: ArmGateway, *, parallelism: int = 8, reporter: Reporter | None = None
+) -> ApplyReport:
+    """Run every actionable change of `plan`. Never raises for a failed step: the report
+    carries each failure with ARM's code and message."""
+    reporter = reporter or NullReporter()
+    run = _Run(plan, gateway, reporter)
+    steps = {c.address: c for c in plan.actionable}
+    waiting_on = {a: {r for r in c.requires if r in steps} for a, c in steps.items()}
+    dependents: dict[str, set[str]] = {a: set() for a in steps}
+    for a, reqs in waiting_on.items():
+        for r in reqs:
+            dependents[r].add(a)
+    report = ApplyReport()
+    finished: set[str] = set()
+
+    def timed(change: Change) -> StepResult:
+        reporter.step_started(change)
+        start = time.monotonic()
+        try:
+            detail = run.execute(change)
+            return StepResult(change.address, change.action, DONE, detail, seconds=time.monotonic() - start)
+        except ArmError as e:
+            return StepResult(change.address, change.action, FAILED, f"{e.code}: {e.arm_message}"
+                              + (f" ({e.hint})" if e.hint else ""), e.code, time.monotonic() - start)
+        except ReconcilerError as e:
+            return StepResult(change.address, change.action, FAILED, str(e), seconds=time.monotonic() - start)
+
+    def skip_dependents(address: str, why: str) -> None:
+        for dep in sorted(dependents[address]):
+            if dep in finished:
+                continue
+            finished.add(dep)
+            result = StepResult(dep, steps[dep].action, SKIPPED, why)
+            report.results.append(result)
+            reporter.step_finished(result)
+            skip_dependents(dep, why)
+
+    ready = [a for a in steps if not waiting_on[a]]
+    with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
+        running: dict[Future[StepResult], str] = {}
+        while ready or running:
+            while ready:
+                address = ready.pop(0)
+                running[pool.submit(timed, steps[address])] = address
+            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for fut in done:
+                address = running.pop(fut)
+                result = fut.result()
+                finished.add(address)
+                report.results.append(result)
+                reporter.step_finished(result)
+                if result.status != DONE:
+                    skip_dependents(address, f"skipped: requires {address}, which failed")
+                    continue
+                for dep in sorted(dependents[address]):
+                    waiting_on[dep].discard(address)
+                    if not waiting_on[dep] and dep not in finished:
+                        ready.append(dep)
+    order = {a: i for i, a in enumerate(steps)}
+    report.results.sort(key=lambda r: order[r.address])
+    return report

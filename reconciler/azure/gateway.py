@@ -1,0 +1,279 @@
+"""AzureGateway: the ArmGateway of the core, implemented with the official Azure SDKs.
+
+SDK models become `model.Live*` values here and nowhere else; SDK exceptions become
+`errors.ArmError` (terminal for 4xx, retryable otherwise) with ARM's own code and message.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.mgmt.authorization import AuthorizationManagementClient
+from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
+from azure.mgmt.msi import ManagedServiceIdentityClient
+from azure.mgmt.msi.models import FederatedIdentityCredential, Identity, IdentityUpdate
+from azure.mgmt.resource import ResourceManagementClient
+
+from reconciler.azure.client import ArmTarget
+from reconciler.errors import ArmError, LiveReadError, RetryableArmError, TerminalArmError
+from reconciler.model import (
+    IdentityKey,
+    LiveFederatedCredential,
+    LiveIdentity,
+    LiveRoleAssignment,
+    LiveState,
+    norm_scope,
+    role_guid,
+)
+from reconciler.roles import GUID_RE, Role
+
+T = TypeVar("T")
+
+_HINTS = {
+    "AuthorizationFailed": "grant the caller the role this action needs (see docs/permissions.md) and retry",
+    "AuthenticationFailed": "sign in (az login), or set the credentials DefaultAzureCredential reads",
+    "InvalidAuthenticationToken": "the token is not valid for this endpoint; sign in again",
+    "ResourceGroupNotFound": "create the resource group first; reconciler does not manage resource groups",
+    "SubscriptionNotFound": "check the subscription id and that the caller can see it",
+    "PrincipalNotFound": "check the objectId; a principal created moments ago may need a minute to replicate",
+    "RoleDefinitionDoesNotExist": "check the role name or id; custom roles must exist in the subscription",
+    "RoleAssignmentUpdateNotPermitted": "a role assignment's principal and scope cannot change; delete it first",
+}
+
+
+def to_arm_error(exc: Exception, address: str | None = None) -> ArmError:
+    """Map an SDK exception to our hierarchy, keeping ARM's code and message."""
+    if isinstance(exc, ClientAuthenticationError) and getattr(exc, "status_code", None) is None:
+        # Raised by the credential itself (no HTTP response): its message lists the sources tried.
+        return TerminalArmError("CredentialUnavailable", str(exc).splitlines()[0], address=address,
+                                hint=_HINTS["AuthenticationFailed"])
+    if isinstance(exc, HttpResponseError):
+        status = exc.status_code or 0
+        code = exc.error.code if exc.error and exc.error.code else (exc.reason or str(status))
+        message = exc.error.message if exc.error and exc.error.message else str(exc.message)
+        cls = TerminalArmError if 400 <= status < 500 and status not in (408, 429) else RetryableArmError
+        return cls(code, message, status=status, address=address, hint=_HINTS.get(code))
+    if isinstance(exc, ServiceRequestError | ServiceResponseError):
+        return RetryableArmError("ConnectionError", str(exc).splitlines()[0], address=address,
+                                 hint="ARM could not be reached; check the endpoint and network, then retry")
+    raise exc
+
+
+def _call(fn: Callable[[], T], address: str | None = None) -> T:
+    try:
+        return fn()
+    except (HttpResponseError, ServiceRequestError, ServiceResponseError) as e:
+        raise to_arm_error(e, address) from None
+
+
+def _split_identity_id(resource_id: str) -> tuple[str, str]:
+    parts = resource_id.split("/")
+    lowered = [p.lower() for p in parts]
+    return parts[lowered.index("subscriptions") + 1], parts[lowered.index("resourcegroups") + 1]
+
+
+def _live_identity(item: Any) -> LiveIdentity:
+    sub, rg = _split_identity_id(item.id)
+    return LiveIdentity(
+        id=item.id, subscription=sub, resource_group=rg, name=item.name, location=item.location,
+        tags=dict(item.tags or {}), principal_id=(item.principal_id or "").lower(),
+        client_id=item.client_id or "", tenant_id=item.tenant_id or "",
+    )
+
+
+def _live_assignment(item: Any) -> LiveRoleAssignment:
+    return LiveRoleAssignment(
+        id=item.id, name=item.name, scope=item.scope or "/", role_definition_id=role_guid(item.role_definition_id),
+        principal_id=(item.principal_id or "").lower(), principal_type=item.principal_type,
+        description=item.description, condition=item.condition, condition_version=item.condition_version,
+    )
+
+
+def role_definition_id(scope: str, guid: str) -> str:
+    """The subscription-qualified role definition id ARM expects for an assignment at `scope`."""
+    parts = norm_scope(scope).split("/")
+    if len(parts) > 2 and parts[1] == "subscriptions":
+        return f"/subscriptions/{parts[2]}/providers/Microsoft.Authorization/roleDefinitions/{guid}"
+    return f"/providers/Microsoft.Authorization/roleDefinitions/{guid}"
+
+
+class AzureGateway:
+    def __init__(self, target: ArmTarget, *, read_parallelism: int = 8) -> None:
+        self.target = target
+        self.read_parallelism = read_parallelism
+        self._lock = threading.Lock()
+        self._msi: dict[str, ManagedServiceIdentityClient] = {}
+        self._auth: dict[str, AuthorizationManagementClient] = {}
+        self._res: dict[str, ResourceManagementClient] = {}
+
+    # -- clients (one per subscription; the SDK binds a client to one) ---------------
+
+    def _client(self, cache: dict[str, T], factory: Callable[[str], T], subscription: str) -> T:
+        with self._lock:
+            if subscription not in cache:
+                cache[subscription] = factory(subscription)
+            return cache[subscription]
+
+    def msi(self, subscription: str) -> ManagedServiceIdentityClient:
+        return self._client(self._msi, self.target.msi, subscription)
+
+    def auth(self, subscription: str) -> AuthorizationManagementClient:
+        return self._client(self._auth, self.target.authorization, subscription)
+
+    def resources(self, subscription: str) -> ResourceManagementClient:
+        return self._client(self._res, self.target.resources, subscription)
+
+    def call_counts(self) -> dict[str, int]:
+        with self.target.counter.lock:
+            return dict(self.target.counter.counts)
+
+    # -- reads -------------------------------------------------------------------------
+
+    def read_live(
+        self, subscriptions: Iterable[str], owners: Iterable[str], declared: Iterable[IdentityKey]
+    ) -> LiveState:
+        subs = sorted({s.lower() for s in subscriptions})
+        owner_set, declared_set = set(owners), set(declared)
+        identities: dict[IdentityKey, LiveIdentity] = {}
+        assignments: list[LiveRoleAssignment] = []
+        groups: set[tuple[str, str]] = set()
+
+        def read_subscription(sub: str) -> tuple[list[LiveIdentity], list[LiveRoleAssignment], set[tuple[str, str]]]:
+            where = f"subscription {sub}"
+            msi, auth = self.msi(sub), self.auth(sub)
+            rgs = _call(lambda: {(sub, rg.name.lower()) for rg in self.resources(sub).resource_groups.list()}, where)
+            ids = _call(lambda: [_live_identity(i) for i in msi.user_assigned_identities.list_by_subscription()], where)
+            ras = _call(lambda: [_live_assignment(a) for a in auth.role_assignments.list_for_subscription()], where)
+            return ids, ras, rgs
+
+        try:
+            with ThreadPoolExecutor(max_workers=self.read_parallelism) as pool:
+                for ids, ras, rgs in pool.map(read_subscription, subs):
+                    identities.update({i.key: i for i in ids})
+                    assignments.extend(ras)
+                    groups |= rgs
+                wanted = sorted(k for k, i in identities.items() if k in declared_set or i.owner in owner_set)
+                fics = dict(zip(wanted, pool.map(lambda k: self._read_fics(identities[k]), wanted), strict=True))
+        except ArmError as e:
+            raise LiveReadError(f"reading live state failed: {e}") from None
+        # Role assignments at a scope above a subscription show up once per subscription.
+        unique = {ra.id.lower(): ra for ra in assignments}
+        return LiveState(
+            identities=identities, federated_credentials=fics, role_assignments=tuple(unique.values()),
+            subscriptions=frozenset(subs), resource_groups=frozenset(groups),
+        )
+
+    def _read_fics(self, identity: LiveIdentity) -> tuple[LiveFederatedCredential, ...]:
+        items = _call(lambda: list(self.msi(identity.subscription).federated_identity_credentials.list(
+            identity.resource_group, identity.name)), identity.id)
+        return tuple(
+            LiveFederatedCredential(
+                identity=identity.key, id=f.id, name=f.name, issuer=f.issuer, subject=f.subject,
+                audiences=tuple(f.audiences or ()),
+            )
+            for f in items
+        )
+
+    def lookup_role(self, subscription: str, name_or_guid: str) -> Role | None:
+        scope = f"/subscriptions/{subscription}"
+        auth = self.auth(subscription)
+        if GUID_RE.match(name_or_guid):
+            try:
+                found = auth.role_definitions.get(scope, name_or_guid)
+            except HttpResponseError as e:
+                if e.status_code == 404:
+                    return None
+                raise to_arm_error(e, scope) from None
+            return Role(guid=found.name.lower(), name=found.role_name)
+        escaped = name_or_guid.replace("'", "''")
+        items = _call(lambda: list(auth.role_definitions.list(scope, filter=f"roleName eq '{escaped}'")), scope)
+        return Role(guid=items[0].name.lower(), name=items[0].role_name) if items else None
+
+    # -- identities --------------------------------------------------------------------
+
+    def create_identity(
+        self, subscription: str, resource_group: str, name: str, location: str, tags: dict[str, str]
+    ) -> LiveIdentity:
+        ops = self.msi(subscription).user_assigned_identities
+        body = Identity(location=location, tags=tags)
+        return _live_identity(_call(lambda: ops.create_or_update(resource_group, name, body), name))
+
+    def update_identity_tags(
+        self, subscription: str, resource_group: str, name: str, tags: dict[str, str]
+    ) -> LiveIdentity:
+        ops = self.msi(subscription).user_assigned_identities
+        # PATCH replaces the whole tag set, which is what we manage.
+        return _live_identity(_call(lambda: ops.update(resource_group, name, IdentityUpdate(tags=tags)), name))
+
+    def delete_identity(self, subscription: str, resource_group: str, name: str) -> None:
+        ops = self.msi(subscription).user_assigned_identities
+        _call(lambda: ops.delete(resource_group, name), name)  # 204 when already gone
+
+    # -- federated credentials ------------------------------------------------------------
+
+    def put_federated_credential(
+        self, subscription: str, resource_group: str, identity: str, name: str,
+        issuer: str, subject: str, audiences: list[str],
+    ) -> None:
+        ops = self.msi(subscription).federated_identity_credentials
+        body = FederatedIdentityCredential(issuer=issuer, subject=subject, audiences=audiences)
+        _call(lambda: ops.create_or_update(resource_group, identity, name, body), f"{identity}/{name}")
+
+    def delete_federated_credential(self, subscription: str, resource_group: str, identity: str, name: str) -> None:
+        ops = self.msi(subscription).federated_identity_credentials
+        _call(lambda: ops.delete(resource_group, identity, name), f"{identity}/{name}")
+
+    # -- role assignments --------------------------------------------------------------
+
+    def _scope_subscription(self, scope: str) -> str:
+        parts = norm_scope(scope).split("/")
+        if len(parts) > 2 and parts[1] == "subscriptions":
+            return parts[2]
+        raise TerminalArmError("UnsupportedScope", f"scope {scope} is not inside a subscription")
+
+    def put_role_assignment(
+        self, *, scope: str, name: str, role_definition_guid: str, principal_id: str,
+        principal_type: str | None, description: str | None, condition: str | None,
+        condition_version: str | None,
+    ) -> LiveRoleAssignment:
+        auth = self.auth(self._scope_subscription(scope))
+        params = RoleAssignmentCreateParameters(
+            role_definition_id=role_definition_id(scope, role_definition_guid),
+            principal_id=principal_id,
+            # Always explicit: the SDK would default to "User", and for a managed identity
+            # "ServicePrincipal" lets ARM skip the directory lookup that fails during replication.
+            principal_type=principal_type or "ServicePrincipal",
+            description=description, condition=condition,
+            condition_version=condition_version or ("2.0" if condition else None),
+        )
+        try:
+            return _live_assignment(auth.role_assignments.create(scope, name, params))
+        except HttpResponseError as e:
+            err = to_arm_error(e, f"{scope} ({name})")
+            if err.code != "RoleAssignmentExists":
+                raise err from None
+        # Someone (a concurrent apply, a person) holds the same key under another name: adopt it.
+        key = (norm_scope(scope), role_definition_guid.lower(), principal_id.lower())
+        existing = _call(lambda: [
+            _live_assignment(a)
+            for a in auth.role_assignments.list_for_scope(scope, filter=f"principalId eq '{principal_id}'")
+        ], scope)
+        for ra in existing:
+            if ra.key == key:
+                return ra
+        raise TerminalArmError("RoleAssignmentExists",
+                               "ARM reports the assignment exists but no assignment with this key is visible",
+                               address=scope)
+
+    def delete_role_assignment(self, assignment_id: str) -> None:
+        sub = self._scope_subscription(assignment_id)
+        _call(lambda: self.auth(sub).role_assignments.delete_by_id(assignment_id), assignment_id)

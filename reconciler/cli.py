@@ -1,0 +1,282 @@
+"""The command line: thin wiring from typer to the core, and the one error boundary.
+
+Exit codes follow Terraform's convention, which CI users know:
+    0  success / no changes
+    1  every error, usage errors included
+    2  changes present (`plan --detailed-exitcode`)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+from rich.console import Console
+
+from reconciler.applier import DONE, ApplyReport, StepResult, apply_plan
+from reconciler.errors import Diagnostic, ManifestError, ReconcilerError
+from reconciler.gateway import ArmGateway
+from reconciler.manifest.loader import load_manifests
+from reconciler.model import DesiredState
+from reconciler.plan import Change, Plan
+from reconciler.planner import make_plan
+from reconciler.render.text import render_text
+from reconciler.roles import RoleCatalog
+from reconciler.sandbox.cli import sandbox_app
+from reconciler.target import DEFAULT_SANDBOX_DB, TargetOptions, open_gateway
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CHANGES = 2
+
+app = typer.Typer(
+    name="reconciler",
+    help="Declarative, stateless reconciler for Azure user-assigned managed identities, "
+    "their federated credentials and role assignments.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(sandbox_app, name="sandbox")
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class Format(StrEnum):
+    text = "text"
+    json = "json"
+
+
+Paths = Annotated[list[Path], typer.Argument(help="Manifest files or folders (searched recursively for *.yaml, *.yml).")]
+SandboxDb = Annotated[
+    str | None,
+    typer.Option("--sandbox-db", hidden=True, help="State file of the embedded sandbox (use --sandbox [DB])."),
+]
+ArmEndpoint = Annotated[
+    str | None, typer.Option("--arm-endpoint", help="ARM endpoint URL, e.g. a `reconciler sandbox serve` URL.")
+]
+CaCert = Annotated[str | None, typer.Option("--ca-cert", help="PEM bundle to trust for --arm-endpoint.")]
+
+
+def _print_diagnostics(diagnostics: Sequence[Diagnostic]) -> None:
+    for d in diagnostics:
+        style = "yellow" if d.severity == "warning" else "red"
+        err.print(str(d), style=style, markup=False, highlight=False)
+
+
+@contextmanager
+def _session(
+    paths: list[Path], sandbox_db: str | None, arm_endpoint: str | None, ca_cert: str | None
+) -> Iterator[tuple[DesiredState, ArmGateway, RoleCatalog]]:
+    """Load the manifests and open the target. The embedded sandbox is seeded from the
+    manifests, so they are loaded first (built-in roles only); any other target is opened
+    first so that custom role names resolve against the live role definitions."""
+    options = TargetOptions(sandbox_db=sandbox_db, arm_endpoint=arm_endpoint, ca_cert=ca_cert)
+    if sandbox_db:
+        catalog = RoleCatalog()
+        desired, warnings = load_manifests(paths, catalog)
+        _print_diagnostics(warnings)
+        with open_gateway(options, desired) as gateway:
+            yield desired, gateway, catalog
+        return
+    with open_gateway(options, DesiredState()) as gateway:
+        catalog = RoleCatalog(live_lookup=gateway.lookup_role)
+        desired, warnings = load_manifests(paths, catalog)
+        _print_diagnostics(warnings)
+        yield desired, gateway, catalog
+
+
+def _make_plan(desired: DesiredState, gateway: ArmGateway, catalog: RoleCatalog) -> Plan:
+    live = gateway.read_live(desired.subscriptions, desired.owners, [i.key for i in desired.identities])
+    return make_plan(desired, live, catalog.name_of)
+
+
+def _print_calls(gateway: ArmGateway, label: str) -> None:
+    counts = gateway.call_counts()
+    total = sum(counts.values())
+    err.print(f"ARM calls ({label}): {total}", style="dim", markup=False)
+    for kind, n in sorted(counts.items()):
+        err.print(f"  {n:6d}  {kind}", style="dim", markup=False)
+
+
+def _echo(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+@app.command()
+def validate(paths: Paths) -> None:
+    """Check manifests offline: syntax, schema, names, roles, references, duplicates."""
+    desired, warnings = load_manifests(paths, RoleCatalog())
+    _print_diagnostics(warnings)
+    _echo(
+        f"Valid: {len(desired.files)} file(s), {len(desired.identities)} identities, "
+        f"{len(desired.federated_credentials)} federated credentials, "
+        f"{len(desired.role_assignments)} role assignments.\n"
+    )
+
+
+@app.command()
+def plan(
+    paths: Paths,
+    format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.text,
+    detailed_exitcode: Annotated[
+        bool, typer.Option("--detailed-exitcode", help="Exit 2 when there are changes, 0 when in sync.")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Show in-sync resources and ARM call counts.")] = False,
+    sandbox_db: SandboxDb = None,
+    arm_endpoint: ArmEndpoint = None,
+    ca_cert: CaCert = None,
+) -> None:
+    """Show what apply would create, change or delete."""
+    with _session(paths, sandbox_db, arm_endpoint, ca_cert) as (desired, gateway, catalog):
+        the_plan = _make_plan(desired, gateway, catalog)
+        if format is Format.json:
+            _echo(the_plan.dumps())
+        else:
+            _echo(render_text(the_plan, color=sys.stdout.isatty(), verbose=verbose))
+        if verbose:
+            _print_calls(gateway, "plan")
+    if detailed_exitcode and the_plan.has_changes:
+        raise typer.Exit(EXIT_CHANGES)
+
+
+class _LineReporter:
+    """Progress as plain timestamped lines on stderr (CI logs keep them readable)."""
+
+    def step_started(self, change: Change) -> None:
+        pass
+
+    def step_finished(self, result: StepResult) -> None:
+        stamp = datetime.now(UTC).strftime("%H:%M:%S")
+        style = {"done": "green", "failed": "red", "skipped": "yellow"}[result.status]
+        err.print(f"{stamp} {result.status:7s} {result.action.value:7s} {result.address}: {result.detail}",
+                  style=style, markup=False)
+
+
+def _confirm(auto_approve: bool) -> None:
+    if auto_approve:
+        return
+    if not sys.stdin.isatty():
+        raise ReconcilerError("apply is not interactive here: review the plan and pass --auto-approve")
+    answer = typer.prompt("Do you want to perform these actions? Only 'yes' will be accepted", default="")
+    if answer.strip() != "yes":
+        raise ReconcilerError("apply cancelled")
+
+
+def _write_report(report: ApplyReport, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
+
+
+@app.command()
+def apply(
+    paths: Paths,
+    auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Apply without asking.")] = False,
+    parallelism: Annotated[int, typer.Option("--parallelism", min=1, max=64, help="Concurrent ARM writes.")] = 8,
+    report_file: Annotated[
+        Path | None, typer.Option("--report", help="Write the step report as JSON to this file.")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Show ARM call counts.")] = False,
+    sandbox_db: SandboxDb = None,
+    arm_endpoint: ArmEndpoint = None,
+    ca_cert: CaCert = None,
+) -> None:
+    """Make Azure match the manifests: plan, confirm, apply, then verify a fresh plan is empty."""
+    with _session(paths, sandbox_db, arm_endpoint, ca_cert) as (desired, gateway, catalog):
+        the_plan = _make_plan(desired, gateway, catalog)
+        _echo(render_text(the_plan, color=sys.stdout.isatty()))
+        if not the_plan.has_changes:
+            return
+        _confirm(auto_approve)
+        report = apply_plan(the_plan, gateway, parallelism=parallelism, reporter=_LineReporter())
+        counts = report.counts()
+        if report_file:
+            _write_report(report, report_file)
+        if not report.ok:
+            path = report_file or Path(".reconciler") / "last-apply-report.json"
+            _write_report(report, path)
+            for r in report.results:
+                if r.status != DONE:
+                    err.print(f"{r.status}: {r.address}: {r.detail}", style="red", markup=False)
+            raise ReconcilerError(
+                f"apply incomplete: {counts['done']} done, {counts['failed']} failed, {counts['skipped']} skipped; "
+                f"report written to {path}. Fix the cause and run apply again: done steps are not repeated."
+            )
+        _echo(f"Apply complete: {counts['done']} step(s) done.\n")
+        after = _make_plan(desired, gateway, catalog)
+        if verbose:
+            _print_calls(gateway, "plan + apply + verify")
+        if after.has_changes:
+            _echo(render_text(after))
+            raise ReconcilerError("Azure does not match the manifests after apply (see the plan above)")
+        _echo("Verified: a fresh plan shows no changes.\n")
+
+
+def _rewrite_sandbox_flag(argv: list[str]) -> list[str]:
+    """`--sandbox [DB]` takes an optional value, which click cannot express: rewrite it to the
+    hidden `--sandbox-db DB`. A following word is the DB only if it looks like one."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            out.extend(argv[i:])
+            break
+        if arg.startswith("--sandbox="):
+            out += ["--sandbox-db", arg.split("=", 1)[1] or DEFAULT_SANDBOX_DB]
+        elif arg == "--sandbox":
+            nxt = argv[i + 1] if i + 1 < len(argv) else None
+            if nxt is not None and not nxt.startswith("-") and nxt.endswith((".db", ".sqlite", ".sqlite3")):
+                out += ["--sandbox-db", nxt]
+                i += 1
+            else:
+                out += ["--sandbox-db", DEFAULT_SANDBOX_DB]
+        else:
+            out.append(arg)
+        i += 1
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The single error boundary: every exception becomes a message and an exit code."""
+    args = _rewrite_sandbox_flag(list(sys.argv[1:] if argv is None else argv))
+    try:
+        result = app(args=args, prog_name="reconciler", standalone_mode=False)
+        return result if isinstance(result, int) else EXIT_OK
+    except ManifestError as e:
+        _print_diagnostics(e.diagnostics)
+        err.print(f"Error: {e}", style="bold red", markup=False)
+        return EXIT_ERROR
+    except ReconcilerError as e:
+        err.print(f"Error: {e}", style="bold red", markup=False)
+        return EXIT_ERROR
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.exceptions.Abort:
+        err.print("Aborted.", style="red")
+        return 130
+    except click.ClickException as e:  # usage errors: click would exit 2, which means "changes"
+        e.show(file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        err.print("Interrupted.", style="red")
+        return 130
+    except Exception as e:  # noqa: BLE001 - the boundary: anything else is a bug, said as one
+        err.print(f"Internal error (a bug in reconciler, please report it): {type(e).__name__}: {e}",
+                  style="bold red", markup=False)
+        if os.environ.get("RECONCILER_DEBUG"):
+            traceback.print_exc()
+        else:
+            err.print("Set RECONCILER_DEBUG=1 to see the traceback.", style="dim")
+        return EXIT_ERROR

@@ -1,0 +1,56 @@
+"""The seam between the pure core and ARM: everything the planner's caller and the applier
+need from Azure, as one Protocol. `reconciler.azure.AzureGateway` implements it with the
+official SDKs; the core never imports the SDK.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol
+
+from reconciler.model import IdentityKey, LiveIdentity, LiveRoleAssignment, LiveState
+from reconciler.roles import Role
+
+
+class ArmGateway(Protocol):
+    def read_live(
+        self, subscriptions: Iterable[str], owners: Iterable[str], declared: Iterable[IdentityKey]
+    ) -> LiveState:
+        """List resource groups, identities and role assignments of each subscription, and
+        the federated credentials of every identity that is declared or owned by `owners`."""
+
+    def lookup_role(self, subscription: str, name_or_guid: str) -> Role | None:
+        """A role definition (custom ones included) by name or GUID, or None."""
+
+    def create_identity(
+        self, subscription: str, resource_group: str, name: str, location: str, tags: dict[str, str]
+    ) -> LiveIdentity: ...
+
+    def update_identity_tags(
+        self, subscription: str, resource_group: str, name: str, tags: dict[str, str]
+    ) -> LiveIdentity: ...
+
+    def delete_identity(self, subscription: str, resource_group: str, name: str) -> None:
+        """Absent already counts as done."""
+
+    def put_federated_credential(
+        self, subscription: str, resource_group: str, identity: str, name: str,
+        issuer: str, subject: str, audiences: list[str],
+    ) -> None: ...
+
+    def delete_federated_credential(self, subscription: str, resource_group: str, identity: str, name: str) -> None:
+        """Absent already counts as done."""
+
+    def put_role_assignment(
+        self, *, scope: str, name: str, role_definition_guid: str, principal_id: str,
+        principal_type: str | None, description: str | None, condition: str | None,
+        condition_version: str | None,
+    ) -> LiveRoleAssignment:
+        """Create (or update the description/condition of) an assignment. When ARM answers
+        409 RoleAssignmentExists, the existing assignment with the same key is returned."""
+
+    def delete_role_assignment(self, assignment_id: str) -> None:
+        """Absent already counts as done."""
+
+    def call_counts(self) -> dict[str, int]:
+        """ARM requests made so far, by kind (e.g. `identities.list`)."""

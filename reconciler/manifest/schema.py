@@ -1,0 +1,285 @@
+"""The manifest's structure, checked against `schemas/manifest.schema.json`.
+
+The JSON Schema is the single declaration of the format (editors use it through the
+yaml-language-server modeline); it ships inside the package as `reconciler/data/
+manifest.schema.json`. This module turns jsonschema's errors into Diagnostics placed at the
+offending key or value and worded for the person editing the file: which fields are
+allowed, the closest one to a typo, expected versus actual type, a pattern's rule in words
+(the `description` next to the pattern in the schema).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from jsonschema import Draft202012Validator, validators
+from jsonschema.exceptions import ValidationError
+from jsonschema.protocols import Validator
+
+from reconciler.errors import Diagnostic
+from reconciler.manifest.yaml_source import Path, YamlDocument
+
+SCHEMA_RESOURCE = "manifest.schema.json"
+
+
+@lru_cache(maxsize=1)
+def schema() -> Mapping[str, Any]:
+    """The manifest JSON Schema, read from the installed package."""
+    text = resources.files("reconciler.data").joinpath(SCHEMA_RESOURCE).read_text("utf-8")
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+def _pattern(
+    validator: Validator, pattern: str, instance: object, subschema: Mapping[str, Any]
+) -> Iterator[ValidationError]:
+    """`pattern`, except that `$` does not accept a trailing line break: Python's `$` matches
+    before a final newline (JavaScript's does not), so a block scalar such as `name: |` would
+    otherwise smuggle "payments-api\\n" past `^...$`."""
+    if not isinstance(instance, str):
+        return
+    if re.search(pattern, instance) is None or (pattern.endswith("$") and instance.endswith("\n")):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_ManifestValidator = validators.extend(Draft202012Validator, {"pattern": _pattern})
+
+
+@lru_cache(maxsize=1)
+def _validator() -> Validator:
+    return _ManifestValidator(schema())
+
+
+def dotted(path: Iterable[str | int]) -> str:
+    """`spec.identities[0].name` form of a path, for messages."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text or "document"
+
+
+def _type_name(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "mapping"
+    return type(value).__name__
+
+
+_TYPE_WORDS = {
+    "string": "a string",
+    "object": "a mapping",
+    "array": "a list",
+    "boolean": "true or false",
+    "integer": "an integer",
+    "number": "a number",
+    "null": "empty",
+}
+
+
+def _show(value: object, limit: int = 60) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _title(subschema: object, fallback: str) -> str:
+    if isinstance(subschema, Mapping):
+        ref = subschema.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            subschema = schema()["$defs"][ref.removeprefix("#/$defs/")]
+        if isinstance(subschema, Mapping) and isinstance(subschema.get("title"), str):
+            return str(subschema["title"])
+    return fallback
+
+
+def _description(subschema: object) -> str | None:
+    if isinstance(subschema, Mapping):
+        ref = subschema.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            subschema = schema()["$defs"][ref.removeprefix("#/$defs/")]
+        if isinstance(subschema, Mapping) and isinstance(subschema.get("description"), str):
+            return str(subschema["description"])
+    return None
+
+
+def _closest(word: str, choices: Sequence[str]) -> str | None:
+    lowered = {c.lower(): c for c in choices}
+    if word.lower() in lowered:
+        return lowered[word.lower()]
+    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
+class _Mapper:
+    """Rewrites the errors of one document."""
+
+    def __init__(self, doc: YamlDocument) -> None:
+        self.doc = doc
+        self.out: list[tuple[Path, Diagnostic]] = []
+
+    def add(self, path: Path, message: str, hint: str | None = None, *, key: bool = False) -> None:
+        self.out.append((path, Diagnostic(self.doc.location(path, key=key), message, hint)))
+
+    def error(self, err: ValidationError) -> None:
+        path: Path = tuple(err.absolute_path)
+        kind = err.validator
+        sub = err.schema if isinstance(err.schema, Mapping) else {}
+        where = dotted(path)
+        value = err.instance
+        if "propertyNames" in err.schema_path:
+            self._property_name(err, path)
+        elif kind == "additionalProperties" and isinstance(value, dict):
+            allowed = list(sub.get("properties", {}))
+            title = _title(sub, where)
+            for extra in [k for k in value if k not in allowed]:
+                guess = _closest(extra, allowed)
+                hint = f"did you mean '{guess}'? " if guess else ""
+                hint += f"{title} allows: {', '.join(allowed)}"
+                self.add((*path, extra), f"unknown field '{extra}' in {title}", hint, key=True)
+        elif kind == "required" and isinstance(value, dict):
+            for name in err.validator_value:
+                if name not in value:
+                    field_schema = sub.get("properties", {}).get(name)
+                    title = _title(sub, where)
+                    what = where if title == where else f"{title} {where}"
+                    self.add(
+                        path,
+                        f"{what} is missing required field '{name}'",
+                        _description(field_schema),
+                        key=True,
+                    )
+        elif kind == "type":
+            self._type(err, path, where)
+        elif kind in ("oneOf", "anyOf"):
+            self._one_of(err, path, where)
+        elif kind == "const":
+            self.add(path, f"{where} must be '{err.validator_value}', got {_show(value)}", _description(sub))
+        elif kind == "enum":
+            choices = [str(c) for c in err.validator_value]
+            guess = _closest(str(value), choices) if isinstance(value, str) else None
+            hint = f"did you mean '{guess}'?" if guess else _description(sub)
+            if value not in choices and not isinstance(value, str) and "2.0" in choices:
+                hint = 'quote it: "2.0" (YAML reads 2.0 as a number)'
+            self.add(path, f"{where} must be one of {', '.join(choices)}; got {_show(value)}", hint)
+        elif kind == "pattern":
+            self.add(
+                path,
+                f"{where} {_show(value)} is not a valid {_title(sub, 'value')}",
+                _description(sub),
+            )
+        elif kind in ("minLength", "maxLength") and isinstance(value, str):
+            bound = "at least" if kind == "minLength" else "at most"
+            self.add(
+                path,
+                f"{where} is {len(value)} characters long; {bound} {err.validator_value} allowed",
+                _description(sub),
+            )
+        elif kind in ("minItems", "maxItems") and isinstance(value, list):
+            bound = "at least" if kind == "minItems" else "at most"
+            self.add(
+                path,
+                f"{where} has {len(value)} entries; {bound} {err.validator_value} allowed",
+                _description(sub),
+            )
+        elif kind == "maxProperties" and isinstance(value, dict):
+            self.add(
+                path,
+                f"{where} has {len(value)} entries; at most {err.validator_value} allowed",
+                _description(sub),
+            )
+        elif kind == "dependentRequired" and isinstance(value, dict):
+            for name, needs in err.validator_value.items():
+                missing = [n for n in needs if name in value and n not in value]
+                for other in missing:
+                    self.add(
+                        (*path, name),
+                        f"{name} needs {other} in the same entry",
+                        f"add {other}, or remove {name}",
+                        key=True,
+                    )
+        else:  # a keyword this mapper does not word specially; jsonschema's text is still exact
+            self.add(path, f"{where}: {err.message}", _description(sub))
+
+    def _property_name(self, err: ValidationError, path: Path) -> None:
+        name = err.instance
+        rule = _description(schema()["$defs"]["tags"]["propertyNames"])
+        self.add(
+            (*path, str(name)),
+            f"{dotted(path)} has an invalid tag name {_show(name)}",
+            rule,
+            key=True,
+        )
+
+    def _type(self, err: ValidationError, path: Path, where: str) -> None:
+        expected = err.validator_value
+        words = (
+            " or ".join(_TYPE_WORDS.get(t, t) for t in expected)
+            if isinstance(expected, list)
+            else _TYPE_WORDS.get(str(expected), str(expected))
+        )
+        value = err.instance
+        hint = None
+        raw = self.doc.raw.get(path)
+        if expected == "string" and raw is not None and value is not None:
+            hint = f'quote it: "{raw}" (YAML reads {raw} as a {_type_name(value)})'
+        elif expected == "boolean" and isinstance(value, str):
+            hint = "write true or false, without quotes"
+        elif value is None:
+            hint = "the value is empty; write it after the colon or remove the key"
+        else:
+            hint = _description(err.schema)
+        shown = "" if value is None else f" {_show(value)}"
+        self.add(path, f"{where} must be {words}, got {_type_name(value)}{shown}", hint)
+
+    def _one_of(self, err: ValidationError, path: Path, where: str) -> None:
+        """Report the errors of the alternative the author evidently meant: the one whose
+        type matches and whose field names overlap most with what was written."""
+        branches: dict[int, list[ValidationError]] = {}
+        for sub_err in err.context or []:
+            branches.setdefault(int(sub_err.relative_schema_path[0]), []).append(sub_err)
+        options: list[Mapping[str, Any]] = []
+        for option in err.validator_value:
+            ref = option.get("$ref", "")
+            options.append(schema()["$defs"][ref.removeprefix("#/$defs/")] if ref else option)
+        value = err.instance
+        titles = " or ".join(_title(o, "?") for o in options)
+        wanted = "object" if isinstance(value, dict) else "string" if isinstance(value, str) else None
+        candidates = []
+        for index, option in enumerate(options):
+            if wanted is None or option.get("type") != wanted:
+                continue
+            overlap = len(set(value) & set(option.get("properties", {}))) if isinstance(value, dict) else 1
+            if overlap:
+                candidates.append((len(branches.get(index, [])) - overlap, index))
+        if not candidates:
+            self.add(
+                path,
+                f"{where} must be {titles}, got {_type_name(value)} {_show(value)}",
+                _description(err.schema),
+            )
+            return
+        _, chosen = min(candidates)
+        for sub_err in branches.get(chosen, []):
+            self.error(sub_err)
+
+
+def validate(doc: YamlDocument) -> list[tuple[Path, Diagnostic]]:
+    """Schema diagnostics of one document, each with the path it is about."""
+    mapper = _Mapper(doc)
+    for err in sorted(_validator().iter_errors(doc.data), key=lambda e: list(map(str, e.absolute_path))):
+        mapper.error(err)
+    return mapper.out

@@ -1,0 +1,254 @@
+"""What the manifests want (desired) and what ARM has (live), as plain frozen values.
+
+Nothing here does I/O. ARM compares ids, names and GUIDs case-insensitively, so every value
+that takes part in matching has a normalised form (`key`); the original spelling is kept
+for display and for the requests we send.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from reconciler.errors import SourceLocation
+
+# Tags that prove ownership of an identity. Role assignments cannot carry tags, so their
+# ownership is proven by their deterministic name instead (see `assignment_name`).
+MANAGED_BY_TAG = "managed-by"
+MANAGED_BY_VALUE = "reconciler"
+OWNER_TAG = "reconciler-owner"
+# Set on identities declared with `protect: true`, so that a plan that would delete one even
+# after its manifest entry is gone can see that it was protected.
+PROTECTED_TAG = "reconciler-protected"
+RESERVED_TAGS = frozenset({MANAGED_BY_TAG, OWNER_TAG, PROTECTED_TAG})
+
+DEFAULT_AUDIENCES: tuple[str, ...] = ("api://AzureADTokenExchange",)
+MAX_FICS_PER_IDENTITY = 20
+# Identity names longer than this cannot be assigned to VMs / scale sets.
+VM_SAFE_NAME_LENGTH = 24
+
+# Namespace of every role assignment name reconciler derives; never change it, or every
+# existing assignment would look foreign.
+ASSIGNMENT_NAMESPACE = uuid.UUID("5b1f3b5e-2f7c-4f3e-9a51-6d1c0a6e7d42")
+
+IDENTITY_PROVIDER = "Microsoft.ManagedIdentity/userAssignedIdentities"
+PRINCIPAL_TYPES = ("User", "Group", "ServicePrincipal", "ForeignGroup", "Device")
+
+
+def norm_scope(scope: str) -> str:
+    """Case-insensitive comparison form of an ARM id or scope: lower case, one leading
+    slash, no trailing or doubled slashes. `/` stays `/`."""
+    parts = [p for p in scope.strip().split("/") if p]
+    return "/" + "/".join(parts).lower()
+
+
+def role_guid(role_definition_id: str) -> str:
+    """The GUID of a role definition, from a bare GUID, the tenant form
+    `/providers/Microsoft.Authorization/roleDefinitions/{guid}` or a subscription-qualified id."""
+    return role_definition_id.strip().rstrip("/").rsplit("/", 1)[-1].lower()
+
+
+def identity_id(subscription: str, resource_group: str, name: str) -> str:
+    return (
+        f"/subscriptions/{subscription}/resourceGroups/{resource_group}"
+        f"/providers/{IDENTITY_PROVIDER}/{name}"
+    )
+
+
+def ownership_tags(owner: str) -> dict[str, str]:
+    return {MANAGED_BY_TAG: MANAGED_BY_VALUE, OWNER_TAG: owner}
+
+
+def assignment_name(owner: str, scope: str, role_definition: str, principal_id: str) -> str:
+    """Deterministic role assignment name (a GUID) for an owner and a natural key.
+
+    Re-running never creates a duplicate, and a live assignment whose name equals this value
+    for its own key provably belongs to `owner` (nobody else derives names this way)."""
+    key = "\n".join((owner, norm_scope(scope), role_guid(role_definition), principal_id.lower()))
+    return str(uuid.uuid5(ASSIGNMENT_NAMESPACE, key))
+
+
+@dataclass(frozen=True, order=True)
+class IdentityKey:
+    """Natural key of a user-assigned identity: ARM treats all three case-insensitively."""
+
+    subscription: str
+    resource_group: str
+    name: str
+
+    @staticmethod
+    def of(subscription: str, resource_group: str, name: str) -> IdentityKey:
+        return IdentityKey(subscription.lower(), resource_group.lower(), name.lower())
+
+
+# ----------------------------------------------------------------------------- desired
+
+
+@dataclass(frozen=True)
+class DesiredIdentity:
+    owner: str
+    subscription: str
+    resource_group: str
+    name: str
+    location: str
+    # User tags only (defaults merged with the identity's own); ownership tags are added by
+    # the planner, never written by users (the loader rejects the reserved keys).
+    tags: Mapping[str, str]
+    protect: bool = False
+    source: SourceLocation | None = None
+
+    @property
+    def key(self) -> IdentityKey:
+        return IdentityKey.of(self.subscription, self.resource_group, self.name)
+
+    @property
+    def resource_id(self) -> str:
+        return identity_id(self.subscription, self.resource_group, self.name)
+
+    def desired_tags(self) -> dict[str, str]:
+        tags = {**self.tags, **ownership_tags(self.owner)}
+        if self.protect:
+            tags[PROTECTED_TAG] = "true"
+        return tags
+
+
+@dataclass(frozen=True)
+class DesiredFederatedCredential:
+    owner: str
+    identity: IdentityKey
+    name: str
+    issuer: str
+    subject: str
+    audiences: tuple[str, ...] = DEFAULT_AUDIENCES
+    source: SourceLocation | None = None
+
+
+@dataclass(frozen=True)
+class PrincipalRef:
+    """Who a role assignment is granted to: one of our identities, or any directory object."""
+
+    identity: IdentityKey | None = None
+    object_id: str | None = None
+    principal_type: str = "ServicePrincipal"
+
+    def __post_init__(self) -> None:
+        if (self.identity is None) == (self.object_id is None):
+            raise ValueError("PrincipalRef needs exactly one of identity or object_id")
+
+
+@dataclass(frozen=True)
+class DesiredRoleAssignment:
+    owner: str
+    scope: str  # ARM scope as written (identity references already resolved to ids)
+    role_definition_id: str  # lower-case GUID
+    role_name: str  # for display: the built-in/custom role name
+    principal: PrincipalRef
+    description: str | None = None
+    condition: str | None = None
+    condition_version: str | None = None
+    source: SourceLocation | None = None
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    identities: tuple[DesiredIdentity, ...] = ()
+    federated_credentials: tuple[DesiredFederatedCredential, ...] = ()
+    role_assignments: tuple[DesiredRoleAssignment, ...] = ()
+    # Every owner that appears in the manifests: only resources of these owners are deleted.
+    owners: frozenset[str] = frozenset()
+    files: tuple[str, ...] = ()
+
+    @property
+    def subscriptions(self) -> frozenset[str]:
+        """Subscriptions whose live state the plan needs (identities' and scopes')."""
+        subs = {i.subscription.lower() for i in self.identities}
+        for ra in self.role_assignments:
+            parts = norm_scope(ra.scope).split("/")
+            if len(parts) > 2 and parts[1] == "subscriptions":
+                subs.add(parts[2])
+        return frozenset(subs)
+
+    @property
+    def resource_groups(self) -> frozenset[tuple[str, str, str]]:
+        """(subscription, resource group, location) of every identity's resource group."""
+        return frozenset((i.subscription, i.resource_group, i.location) for i in self.identities)
+
+    @property
+    def external_principals(self) -> frozenset[tuple[str, str]]:
+        """(objectId, principalType) of every non-identity principal referenced."""
+        return frozenset(
+            (ra.principal.object_id, ra.principal.principal_type)
+            for ra in self.role_assignments
+            if ra.principal.object_id is not None
+        )
+
+
+# ----------------------------------------------------------------------------- live
+
+
+@dataclass(frozen=True)
+class LiveIdentity:
+    id: str
+    subscription: str
+    resource_group: str
+    name: str
+    location: str
+    tags: Mapping[str, str]
+    principal_id: str
+    client_id: str
+    tenant_id: str
+
+    @property
+    def key(self) -> IdentityKey:
+        return IdentityKey.of(self.subscription, self.resource_group, self.name)
+
+    @property
+    def owner(self) -> str | None:
+        """The owner recorded in the tags, or None when reconciler does not manage it."""
+        if self.tags.get(MANAGED_BY_TAG) != MANAGED_BY_VALUE:
+            return None
+        return self.tags.get(OWNER_TAG)
+
+
+@dataclass(frozen=True)
+class LiveFederatedCredential:
+    identity: IdentityKey
+    id: str
+    name: str
+    issuer: str
+    subject: str
+    audiences: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LiveRoleAssignment:
+    id: str
+    name: str
+    scope: str
+    role_definition_id: str  # lower-case GUID
+    principal_id: str  # lower-case
+    principal_type: str | None
+    description: str | None = None
+    condition: str | None = None
+    condition_version: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (norm_scope(self.scope), self.role_definition_id, self.principal_id)
+
+
+@dataclass(frozen=True)
+class LiveState:
+    """What ARM has, for the subscriptions that were read.
+
+    `federated_credentials` has an entry for every identity whose credentials were listed;
+    an identity missing from it was not read (not "has none")."""
+
+    identities: Mapping[IdentityKey, LiveIdentity] = field(default_factory=dict)
+    federated_credentials: Mapping[IdentityKey, tuple[LiveFederatedCredential, ...]] = field(
+        default_factory=dict
+    )
+    role_assignments: tuple[LiveRoleAssignment, ...] = ()
+    subscriptions: frozenset[str] = frozenset()
+    resource_groups: frozenset[tuple[str, str]] = frozenset()  # (sub, rg), lower case

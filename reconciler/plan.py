@@ -1,0 +1,171 @@
+"""The plan: inert, versioned data that every renderer reads and `apply` executes.
+
+A Change's `before` and `after` hold only managed fields, as JSON-ready dicts:
+
+    action    before              after
+    create    None                desired fields (unknown ones listed in `unknown`)
+    update    live fields         desired fields
+    replace   live fields         desired fields (the live object is deleted, then created)
+    delete    live fields         None
+    no-op     live fields         the same fields
+
+`reason` explains the action to people; it never steers apply. `requires` lists addresses
+that must be applied first. `consequence_of` marks a change that happens only because of
+another (e.g. assignments re-created with a replaced identity).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+FORMAT_VERSION = "1.0"
+UNKNOWN = "(known after apply)"
+
+
+class Action(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    REPLACE = "replace"
+    DELETE = "delete"
+    NOOP = "no-op"
+
+    @property
+    def symbol(self) -> str:
+        return _SYMBOLS[self]
+
+
+_SYMBOLS = {
+    Action.CREATE: "+",
+    Action.UPDATE: "~",
+    Action.REPLACE: "-/+",
+    Action.DELETE: "-",
+    Action.NOOP: " ",
+}
+
+
+class ResourceType(StrEnum):
+    IDENTITY = "identity"
+    FEDERATED_CREDENTIAL = "federatedCredential"
+    ROLE_ASSIGNMENT = "roleAssignment"
+
+
+class DriftClass(StrEnum):
+    """Why live differs from desired (None on a change means in sync)."""
+
+    MISSING = "missing"  # declared but absent
+    CHANGED = "changed"  # present, a managed field differs
+    UNMANAGED = "unmanaged"  # live, ours to see, declared nowhere
+    ORPHANED = "orphaned"  # role assignment whose principal no longer exists
+    FOREIGN = "foreign"  # belongs to another owner; context only
+
+
+@dataclass(frozen=True)
+class Change:
+    address: str
+    type: ResourceType
+    action: Action
+    reason: str = ""
+    owner: str | None = None
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    unknown: tuple[str, ...] = ()  # fields of `after` known only after apply
+    requires: tuple[str, ...] = ()
+    consequence_of: str | None = None
+    drift: DriftClass | None = None
+    source: str | None = None  # file:line:col of the declaration
+
+    def changed_fields(self) -> list[str]:
+        """Managed fields whose value differs between before and after."""
+        if self.before is None or self.after is None:
+            return []
+        keys = sorted(set(self.before) | set(self.after))
+        return [k for k in keys if self.before.get(k) != self.after.get(k) and k not in _DISPLAY_ONLY]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "address": self.address,
+            "type": self.type.value,
+            "action": self.action.value,
+            "reason": self.reason,
+            "owner": self.owner,
+            "drift": self.drift.value if self.drift else None,
+            "before": self.before,
+            "after": self.after,
+            "unknown": list(self.unknown),
+            "requires": list(self.requires),
+            "consequence_of": self.consequence_of,
+            "source": self.source,
+        }
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> Change:
+        return Change(
+            address=data["address"],
+            type=ResourceType(data["type"]),
+            action=Action(data["action"]),
+            reason=data.get("reason", ""),
+            owner=data.get("owner"),
+            drift=DriftClass(data["drift"]) if data.get("drift") else None,
+            before=data.get("before"),
+            after=data.get("after"),
+            unknown=tuple(data.get("unknown", ())),
+            requires=tuple(data.get("requires", ())),
+            consequence_of=data.get("consequence_of"),
+            source=data.get("source"),
+        )
+
+
+# Fields carried for display or for apply that are not compared (ids assigned by ARM).
+_DISPLAY_ONLY = frozenset({"id", "name", "principalId", "clientId", "tenantId", "roleName", "principal"})
+
+
+@dataclass(frozen=True)
+class Plan:
+    changes: tuple[Change, ...]
+    warnings: tuple[str, ...] = ()
+    owners: tuple[str, ...] = ()
+    format_version: str = FORMAT_VERSION
+    # Filled by features that need it (saved plans): hashes of manifests and live state.
+    fingerprints: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def actionable(self) -> tuple[Change, ...]:
+        return tuple(c for c in self.changes if c.action is not Action.NOOP)
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.actionable)
+
+    def summary(self) -> dict[str, int]:
+        counts = Counter(c.action.value for c in self.changes)
+        return {a.value: counts.get(a.value, 0) for a in Action}
+
+    def by_address(self) -> dict[str, Change]:
+        return {c.address: c for c in self.changes}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format_version": self.format_version,
+            "owners": list(self.owners),
+            "summary": self.summary(),
+            "warnings": list(self.warnings),
+            "fingerprints": dict(self.fingerprints),
+            "changes": [c.to_json() for c in self.changes],
+        }
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n"
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> Plan:
+        return Plan(
+            changes=tuple(Change.from_json(c) for c in data["changes"]),
+            warnings=tuple(data.get("warnings", ())),
+            owners=tuple(data.get("owners", ())),
+            format_version=data["format_version"],
+            fingerprints=dict(data.get("fingerprints", {})),
+        )

@@ -1,0 +1,456 @@
+"""make_plan(desired, live) -> Plan: pure, no I/O, no SDK.
+
+Level-based: the plan is recomputed from what the manifests want and what ARM has now,
+never from a record of earlier runs. Ownership decides what may be deleted:
+- an identity is ours when its tags say `managed-by: reconciler` and name one of the owners
+  in the manifests;
+- a role assignment is ours when its name is the deterministic name that owner would derive
+  for its key (`model.assignment_name`), or when it is granted to an identity of ours that is
+  being deleted (it would otherwise be orphaned).
+Nothing else is ever deleted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+
+from reconciler import addresses
+from reconciler.errors import PlanError
+from reconciler.model import (
+    PROTECTED_TAG,
+    VM_SAFE_NAME_LENGTH,
+    DesiredFederatedCredential,
+    DesiredIdentity,
+    DesiredRoleAssignment,
+    DesiredState,
+    IdentityKey,
+    LiveFederatedCredential,
+    LiveIdentity,
+    LiveRoleAssignment,
+    LiveState,
+    assignment_name,
+    norm_scope,
+)
+from reconciler.plan import Action, Change, DriftClass, Plan, ResourceType
+from reconciler.roles import PRIVILEGED_ROLE_GUIDS
+
+RoleNamer = Callable[[str], str]
+
+
+def norm_location(location: str) -> str:
+    """ARM treats "West Europe" and "westeurope" as the same region."""
+    return location.replace(" ", "").lower()
+
+
+def norm_text(value: str | None) -> str:
+    """Descriptions and conditions: ARM may echo None, "" or trailing whitespace for the same."""
+    return " ".join((value or "").split())
+
+
+def norm_tags(tags: dict[str, str] | None) -> dict[str, str]:
+    # Tag names are case-insensitive in ARM; values are not.
+    return {k.lower(): v for k, v in (tags or {}).items()}
+
+
+def _src(d: DesiredIdentity | DesiredFederatedCredential | DesiredRoleAssignment) -> str | None:
+    return str(d.source) if d.source else None
+
+
+# ----------------------------------------------------------------------------- field views
+
+
+def identity_fields(
+    *, subscription: str, resource_group: str, name: str, location: str, tags: dict[str, str],
+    principal_id: str | None = None, client_id: str | None = None, resource_id: str | None = None,
+) -> dict[str, object]:
+    return {
+        "id": resource_id,
+        "subscription": subscription,
+        "resourceGroup": resource_group,
+        "name": name,
+        "location": location,
+        "tags": dict(sorted(tags.items())),
+        "principalId": principal_id,
+        "clientId": client_id,
+    }
+
+
+def _live_identity_fields(li: LiveIdentity) -> dict[str, object]:
+    return identity_fields(
+        subscription=li.subscription, resource_group=li.resource_group, name=li.name,
+        location=li.location, tags=dict(li.tags), principal_id=li.principal_id,
+        client_id=li.client_id, resource_id=li.id,
+    )
+
+
+def _fic_fields(name: str, issuer: str, subject: str, audiences: Iterable[str],
+                identity_name: str, fic_id: str | None = None) -> dict[str, object]:
+    return {
+        "id": fic_id,
+        "identity": identity_name,
+        "name": name,
+        "issuer": issuer,
+        "subject": subject,
+        "audiences": list(audiences),
+    }
+
+
+def _ra_fields(
+    *, scope: str, role_definition_id: str, role_name: str, principal_id: str | None,
+    principal: dict[str, str], principal_type: str | None, description: str | None,
+    condition: str | None, condition_version: str | None, name: str | None, ra_id: str | None = None,
+) -> dict[str, object]:
+    return {
+        "id": ra_id,
+        "name": name,
+        "scope": scope,
+        "roleDefinitionId": role_definition_id,
+        "roleName": role_name,
+        "principalId": principal_id,
+        "principal": principal,
+        "principalType": principal_type,
+        "description": description,
+        "condition": condition,
+        "conditionVersion": condition_version,
+    }
+
+
+def _live_ra_fields(ra: LiveRoleAssignment, role_name: str, principal: dict[str, str]) -> dict[str, object]:
+    return _ra_fields(
+        scope=ra.scope, role_definition_id=ra.role_definition_id, role_name=role_name,
+        principal_id=ra.principal_id, principal=principal, principal_type=ra.principal_type,
+        description=ra.description, condition=ra.condition, condition_version=ra.condition_version,
+        name=ra.name, ra_id=ra.id,
+    )
+
+
+# ----------------------------------------------------------------------------- planner
+
+
+@dataclass
+class _Planner:
+    desired: DesiredState
+    live: LiveState
+    role_name: RoleNamer
+    changes: list[Change] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    # identity key -> action on that identity (create/replace/delete/update/no-op)
+    identity_action: dict[IdentityKey, Action] = field(default_factory=dict)
+    # principal id (lower) -> identity key, for every live identity
+    principal_owner: dict[str, IdentityKey] = field(default_factory=dict)
+
+    def run(self) -> Plan:
+        self.principal_owner = {li.principal_id.lower(): k for k, li in self.live.identities.items()}
+        self._check_resource_groups()
+        self._plan_identities()
+        self._plan_federated_credentials()
+        self._plan_role_assignments()
+        if self.errors:
+            raise PlanError("\n".join(self.errors))
+        self._order_deletes_first()
+        order = {ResourceType.IDENTITY: 0, ResourceType.FEDERATED_CREDENTIAL: 1, ResourceType.ROLE_ASSIGNMENT: 2}
+        ordered = sorted(self.changes, key=lambda c: (order[c.type], c.address))
+        return Plan(
+            changes=tuple(ordered),
+            warnings=tuple(dict.fromkeys(self.warnings)),
+            owners=tuple(sorted(self.desired.owners)),
+        )
+
+    def _order_deletes_first(self) -> None:
+        """An identity is deleted (or replaced) only after the assignments granted to it are
+        gone, so a failure half-way never leaves assignments pointing at nobody."""
+        blockers: dict[str, list[str]] = {}
+        for c in self.changes:
+            if c.action is Action.DELETE and c.consequence_of and c.type is ResourceType.ROLE_ASSIGNMENT:
+                blockers.setdefault(c.consequence_of, []).append(c.address)
+        self.changes = [
+            replace(c, requires=tuple(sorted({*c.requires, *blockers[c.address]})))
+            if c.type is ResourceType.IDENTITY and c.address in blockers else c
+            for c in self.changes
+        ]
+
+    # -- identities ----------------------------------------------------------------
+
+    def _check_resource_groups(self) -> None:
+        if not self.live.resource_groups:
+            return  # the reader did not list resource groups (e.g. unit tests of other rules)
+        missing = sorted(
+            {(i.subscription, i.resource_group, str(i.source)) for i in self.desired.identities
+             if (i.subscription.lower(), i.resource_group.lower()) not in self.live.resource_groups},
+        )
+        for sub, rg, src in missing:
+            self.errors.append(
+                f"{src}: resource group '{rg}' does not exist in subscription {sub}; "
+                "create it first (reconciler manages identities, not resource groups)"
+            )
+
+    def _plan_identities(self) -> None:
+        declared = {i.key: i for i in self.desired.identities}
+        for key, want in declared.items():
+            have = self.live.identities.get(key)
+            address = addresses.identity(key)
+            if len(want.name) > VM_SAFE_NAME_LENGTH:
+                self.warnings.append(
+                    f"identity '{want.name}' has more than {VM_SAFE_NAME_LENGTH} characters: "
+                    "it cannot be assigned to virtual machines or scale sets"
+                )
+            after = identity_fields(
+                subscription=want.subscription, resource_group=want.resource_group, name=want.name,
+                location=want.location, tags=want.desired_tags(), resource_id=want.resource_id,
+            )
+            if have is None:
+                self._add_identity(address, Action.CREATE, want, None, after, "declared, not in Azure",
+                                   DriftClass.MISSING, unknown=("principalId", "clientId"))
+                continue
+            if have.owner is not None and have.owner != want.owner:
+                self.errors.append(
+                    f"{want.source}: identity '{have.name}' exists and is owned by '{have.owner}', "
+                    f"not '{want.owner}'; change metadata.owner or remove the identity from one of the sets"
+                )
+                continue
+            before = _live_identity_fields(have)
+            if norm_location(have.location) != norm_location(want.location):
+                if want.protect:
+                    self.errors.append(
+                        f"{want.source}: identity '{want.name}' is protected but its location change "
+                        f"({have.location} -> {want.location}) would replace it; remove `protect: true` "
+                        "first if you really mean to replace it"
+                    )
+                    continue
+                self.warnings.append(
+                    f"identity '{want.name}' will be replaced (location is immutable): its principal id "
+                    "changes, so every role assignment and federated credential is re-created"
+                )
+                self._add_identity(address, Action.REPLACE, want, before, after,
+                                   f"location is immutable ({have.location} -> {want.location})",
+                                   DriftClass.CHANGED, unknown=("principalId", "clientId"))
+                continue
+            after["principalId"], after["clientId"], after["id"] = have.principal_id, have.client_id, have.id
+            if norm_tags(dict(have.tags)) != norm_tags(want.desired_tags()):
+                reason = "tags differ" if have.owner else "adopt existing identity: add ownership tags"
+                self._add_identity(address, Action.UPDATE, want, before, after, reason, DriftClass.CHANGED)
+            else:
+                self._add_identity(address, Action.NOOP, want, before, after, "in sync", None)
+
+        for key, have in sorted(self.live.identities.items()):
+            if key in declared or have.owner not in self.desired.owners:
+                continue
+            if have.tags.get(PROTECTED_TAG) == "true":
+                self.errors.append(
+                    f"identity '{have.name}' ({have.id}) is protected but no manifest declares it any more; "
+                    "declare it again, or set `protect: false` and apply before removing it"
+                )
+                continue
+            self.identity_action[key] = Action.DELETE
+            self.changes.append(Change(
+                address=addresses.identity(key), type=ResourceType.IDENTITY, action=Action.DELETE,
+                reason=f"not in manifests; owned by {have.owner}", owner=have.owner,
+                before=_live_identity_fields(have), after=None, drift=DriftClass.UNMANAGED,
+            ))
+
+    def _add_identity(self, address: str, action: Action, want: DesiredIdentity,
+                      before: dict[str, object] | None, after: dict[str, object], reason: str,
+                      drift: DriftClass | None, unknown: tuple[str, ...] = ()) -> None:
+        self.identity_action[want.key] = action
+        self.changes.append(Change(
+            address=address, type=ResourceType.IDENTITY, action=action, reason=reason, owner=want.owner,
+            before=before, after=after, unknown=unknown, drift=drift, source=_src(want),
+        ))
+
+    # -- federated credentials -------------------------------------------------------
+
+    def _plan_federated_credentials(self) -> None:
+        by_identity: dict[IdentityKey, list[DesiredFederatedCredential]] = {}
+        for fic in self.desired.federated_credentials:
+            by_identity.setdefault(fic.identity, []).append(fic)
+        identity_names = {i.key: i.name for i in self.desired.identities}
+
+        for key, action in sorted(self.identity_action.items()):
+            parent = addresses.identity(key)
+            wanted = {f.name.lower(): f for f in by_identity.get(key, [])}
+            live_fics = {f.name.lower(): f for f in self.live.federated_credentials.get(key, ())}
+            if action is Action.DELETE:
+                # Deleted with their identity by ARM: listed so reviewers see them, applied for free.
+                for name, lf in sorted(live_fics.items()):
+                    self._add_fic(key, name, Action.DELETE, "deleted with its identity", lf, None,
+                                  consequence_of=parent, drift=DriftClass.UNMANAGED)
+                continue
+            fresh = action in (Action.CREATE, Action.REPLACE)
+            for name, want in sorted(wanted.items()):
+                after = _fic_fields(want.name, want.issuer, want.subject, want.audiences, identity_names[key])
+                have = None if fresh else live_fics.get(name)
+                if have is None:
+                    why = "re-created with its identity" if action is Action.REPLACE else "declared, not in Azure"
+                    self._add_fic(key, name, Action.CREATE, why, None, after, want=want,
+                                  requires=(parent,) if fresh else (),
+                                  consequence_of=parent if action is Action.REPLACE else None,
+                                  drift=DriftClass.MISSING)
+                    continue
+                same = (have.issuer == want.issuer and have.subject == want.subject
+                        and sorted(have.audiences) == sorted(want.audiences))
+                self._add_fic(key, name, Action.NOOP if same else Action.UPDATE,
+                              "in sync" if same else "issuer, subject or audiences differ",
+                              have, after, want=want, drift=None if same else DriftClass.CHANGED)
+            if fresh:
+                continue
+            for name, lf in sorted(live_fics.items()):
+                if name not in wanted:
+                    self._add_fic(key, name, Action.DELETE, "not in manifests; its identity is managed",
+                                  lf, None, drift=DriftClass.UNMANAGED)
+
+    def _add_fic(self, key: IdentityKey, name: str, action: Action, reason: str,
+                 have: LiveFederatedCredential | None, after: dict[str, object] | None, *,
+                 want: DesiredFederatedCredential | None = None, requires: tuple[str, ...] = (),
+                 consequence_of: str | None = None, drift: DriftClass | None = None) -> None:
+        before = None
+        if have is not None:
+            before = _fic_fields(have.name, have.issuer, have.subject, have.audiences,
+                                 key.name, fic_id=have.id)
+            if after is not None:
+                after = {**after, "id": have.id, "identity": before["identity"]}
+        owner = want.owner if want else self._live_owner(key)
+        self.changes.append(Change(
+            address=addresses.federated_credential(key, name), type=ResourceType.FEDERATED_CREDENTIAL,
+            action=action, reason=reason, owner=owner, before=before, after=after,
+            requires=requires, consequence_of=consequence_of, drift=drift,
+            source=_src(want) if want else None,
+        ))
+
+    def _live_owner(self, key: IdentityKey) -> str | None:
+        li = self.live.identities.get(key)
+        return li.owner if li else None
+
+    # -- role assignments ------------------------------------------------------------
+
+    def _identity_resource_ids(self) -> dict[str, IdentityKey]:
+        return {norm_scope(i.resource_id): i.key for i in self.desired.identities}
+
+    def _plan_role_assignments(self) -> None:
+        live_by_key: dict[tuple[str, str, str], LiveRoleAssignment] = {}
+        for ra in self.live.role_assignments:
+            live_by_key.setdefault(ra.key, ra)
+        identity_ids = self._identity_resource_ids()
+        matched: set[str] = set()  # live assignment ids kept
+
+        for want in self.desired.role_assignments:
+            self._plan_desired_assignment(want, live_by_key, identity_ids, matched)
+
+        desired_keys_known = {
+            c.address for c in self.changes if c.type is ResourceType.ROLE_ASSIGNMENT
+        }
+        for ra in sorted(self.live.role_assignments, key=lambda r: r.id.lower()):
+            if ra.id.lower() in matched:
+                continue
+            ident = self.principal_owner.get(ra.principal_id)
+            principal = self._principal_view(ident, ra.principal_id)
+            # The old grants of a replaced identity are addressed by the old principal id, so
+            # they do not collide with the re-created grants addressed by the identity.
+            by_object = ident is None or self.identity_action.get(ident) is Action.REPLACE
+            address = addresses.role_assignment(ra.scope, ra.role_definition_id,
+                                                addresses.principal(None if by_object else ident, ra.principal_id))
+            if address in desired_keys_known:
+                continue
+            reason, owner, consequence = self._why_delete(ra, ident)
+            if reason is None:
+                continue
+            self.changes.append(Change(
+                address=address, type=ResourceType.ROLE_ASSIGNMENT, action=Action.DELETE, reason=reason,
+                owner=owner, before=_live_ra_fields(ra, self.role_name(ra.role_definition_id), principal),
+                after=None, consequence_of=consequence, drift=DriftClass.UNMANAGED,
+            ))
+
+    def _why_delete(self, ra: LiveRoleAssignment,
+                    ident: IdentityKey | None) -> tuple[str | None, str | None, str | None]:
+        if ident is not None and self.identity_action.get(ident) in (Action.DELETE, Action.REPLACE):
+            owner = self._live_owner(ident)
+            verb = "deleted" if self.identity_action[ident] is Action.DELETE else "replaced"
+            return (f"granted to an identity being {verb}; would be orphaned", owner,
+                    addresses.identity(ident))
+        for owner in sorted(self.desired.owners):
+            if ra.name.lower() == assignment_name(owner, ra.scope, ra.role_definition_id, ra.principal_id):
+                return f"not in manifests; owned by {owner} (deterministic name)", owner, None
+        return None, None, None
+
+    def _principal_view(self, ident: IdentityKey | None, object_id: str | None) -> dict[str, str]:
+        if ident is not None:
+            return {"identity": addresses.identity(ident)}
+        return {"objectId": object_id or ""}
+
+    def _plan_desired_assignment(self, want: DesiredRoleAssignment,
+                                 live_by_key: dict[tuple[str, str, str], LiveRoleAssignment],
+                                 identity_ids: dict[str, IdentityKey], matched: set[str]) -> None:
+        if want.role_definition_id in PRIVILEGED_ROLE_GUIDS and len(norm_scope(want.scope).split("/")) == 3:
+            self.warnings.append(
+                f"'{want.role_name}' at subscription scope {want.scope} lets its holder grant any access"
+            )
+        ident = want.principal.identity
+        principal = self._principal_view(ident, want.principal.object_id)
+        address = addresses.role_assignment(want.scope, want.role_definition_id,
+                                            addresses.principal(ident, want.principal.object_id))
+        requires: list[str] = []
+        consequence: str | None = None
+        principal_id: str | None = want.principal.object_id.lower() if want.principal.object_id else None
+        if ident is not None:
+            action = self.identity_action.get(ident)
+            if action in (Action.CREATE, Action.REPLACE):
+                requires.append(addresses.identity(ident))
+                consequence = addresses.identity(ident) if action is Action.REPLACE else None
+            else:
+                principal_id = self.live.identities[ident].principal_id.lower()
+        scope_ident = identity_ids.get(norm_scope(want.scope))
+        if scope_ident is not None and self.identity_action.get(scope_ident) in (Action.CREATE, Action.REPLACE):
+            requires.append(addresses.identity(scope_ident))
+            consequence = consequence or (
+                addresses.identity(scope_ident) if self.identity_action[scope_ident] is Action.REPLACE else None)
+
+        role_name = want.role_name
+        desc = want.description
+        after = _ra_fields(
+            scope=want.scope, role_definition_id=want.role_definition_id, role_name=role_name,
+            principal_id=principal_id, principal=principal, principal_type=want.principal.principal_type,
+            description=desc, condition=want.condition, condition_version=want.condition_version,
+            name=None,
+        )
+        have = None
+        if principal_id is not None and not requires:
+            have = live_by_key.get((norm_scope(want.scope), want.role_definition_id, principal_id))
+        if have is None:
+            unknown: tuple[str, ...] = ()
+            if principal_id is None:
+                unknown = ("principalId", "name")
+            else:
+                after["name"] = assignment_name(want.owner, want.scope, want.role_definition_id, principal_id)
+            self.changes.append(Change(
+                address=address, type=ResourceType.ROLE_ASSIGNMENT, action=Action.CREATE,
+                reason="re-created with its identity" if consequence else "declared, not in Azure",
+                owner=want.owner, before=None, after=after, unknown=unknown, requires=tuple(requires),
+                consequence_of=consequence, drift=DriftClass.MISSING, source=_src(want),
+            ))
+            return
+        matched.add(have.id.lower())
+        before = _live_ra_fields(have, self.role_name(have.role_definition_id), principal)
+        # Keep the live name: the assignment may have been made by hand under a random name,
+        # and ARM refuses a second one with the same key (409 RoleAssignmentExists).
+        after["name"], after["id"] = have.name, have.id
+        after["principalType"] = have.principal_type or after["principalType"]
+        same = (norm_text(have.description) == norm_text(want.description)
+                and norm_text(have.condition) == norm_text(want.condition))
+        adopted = have.name.lower() != assignment_name(want.owner, want.scope, want.role_definition_id,
+                                                        principal_id or "")
+        if same:
+            reason = f"in sync (adopted: already granted as {have.name})" if adopted else "in sync"
+        else:
+            reason = "description or condition differs"
+        self.changes.append(Change(
+            address=address, type=ResourceType.ROLE_ASSIGNMENT, action=Action.NOOP if same else Action.UPDATE,
+            reason=reason, owner=want.owner, before=before, after=after,
+            drift=None if same else DriftClass.CHANGED, source=_src(want),
+        ))
+
+
+def make_plan(desired: DesiredState, live: LiveState, role_name: RoleNamer | None = None) -> Plan:
+    """Compare desired with live and say what to do. Raises PlanError when they cannot be
+    reconciled as written (ownership conflicts, protected identities, missing resource groups)."""
+    return _Planner(desired, live, role_name or (lambda guid: guid)).run()

@@ -1,0 +1,98 @@
+"""Human names and field diffs for changes, shared by the text and Markdown renderers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from reconciler.plan import UNKNOWN, Action, Change, ResourceType
+
+TYPE_LABEL = {
+    ResourceType.IDENTITY: "identity",
+    ResourceType.FEDERATED_CREDENTIAL: "federated credential",
+    ResourceType.ROLE_ASSIGNMENT: "role assignment",
+}
+
+VERB = {
+    Action.CREATE: "will be created",
+    Action.UPDATE: "will be updated in place",
+    Action.REPLACE: "must be replaced",
+    Action.DELETE: "will be destroyed",
+    Action.NOOP: "is in sync",
+}
+
+# The fields shown per type, in display order.
+FIELDS = {
+    ResourceType.IDENTITY: ("subscription", "resourceGroup", "name", "location", "tags", "principalId", "clientId"),
+    ResourceType.FEDERATED_CREDENTIAL: ("identity", "name", "issuer", "subject", "audiences"),
+    ResourceType.ROLE_ASSIGNMENT: (
+        "roleName", "scope", "principal", "principalId", "principalType", "name", "description", "condition",
+    ),
+}
+
+
+def _principal_text(fields: dict[str, Any]) -> str:
+    principal: dict[str, str] = fields.get("principal") or {}
+    if "identity" in principal:
+        # address form: identity/{sub}/{rg}/{name}
+        rg, name = principal["identity"].rsplit("/", 2)[-2:]
+        return f"identity {rg}/{name}"
+    return f"{fields.get('principalType') or 'principal'} {principal.get('objectId', fields.get('principalId'))}"
+
+
+def title(change: Change) -> str:
+    """One line naming what changes, e.g. `identity rg-payments/payments-api`."""
+    fields = change.after or change.before or {}
+    if change.type is ResourceType.IDENTITY:
+        return f"identity {fields.get('resourceGroup')}/{fields.get('name')}"
+    if change.type is ResourceType.FEDERATED_CREDENTIAL:
+        return f"federated credential {fields.get('identity')}/{fields.get('name')}"
+    return f"role assignment '{fields.get('roleName')}' to {_principal_text(fields)} at {fields.get('scope')}"
+
+
+def value_text(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return json.dumps(value)
+    return json.dumps(value, sort_keys=True)
+
+
+def field_lines(change: Change) -> list[tuple[str, str, str]]:
+    """(marker, field, text) for every field worth showing: markers are +, -, ~ or blank."""
+    lines: list[tuple[str, str, str]] = []
+    before, after = change.before or {}, change.after or {}
+    for name in FIELDS[change.type]:
+        if name == "principal":
+            continue
+        if change.action is Action.CREATE:
+            if name in change.unknown:
+                lines.append(("+", name, UNKNOWN))
+            elif after.get(name) not in (None, "", {}, []):
+                lines.append(("+", name, value_text(after[name])))
+        elif change.action is Action.DELETE:
+            if before.get(name) not in (None, "", {}, []):
+                lines.append(("-", name, value_text(before[name])))
+        elif change.action is Action.REPLACE:
+            if name in change.unknown:
+                lines.append(("~", name, f"{value_text(before.get(name))} -> {UNKNOWN}"))
+            elif before.get(name) != after.get(name):
+                lines.append(("~", name, f"{value_text(before.get(name))} -> {value_text(after.get(name))}"))
+        elif change.action is Action.UPDATE and name in change.changed_fields():
+            if isinstance(before.get(name), dict) and isinstance(after.get(name), dict):
+                lines.extend(_dict_diff(name, before[name], after[name]))
+            else:
+                lines.append(("~", name, f"{value_text(before.get(name))} -> {value_text(after.get(name))}"))
+    return lines
+
+
+def _dict_diff(name: str, old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, str, str]]:
+    out: list[tuple[str, str, str]] = []
+    for key in sorted(set(old) | set(new)):
+        if key not in new:
+            out.append(("-", f"{name}.{key}", value_text(old[key])))
+        elif key not in old:
+            out.append(("+", f"{name}.{key}", value_text(new[key])))
+        elif old[key] != new[key]:
+            out.append(("~", f"{name}.{key}", f"{value_text(old[key])} -> {value_text(new[key])}"))
+    return out

@@ -1,0 +1,64 @@
+"""Terminal rendering of a Plan, read like Terraform's: one block per change, then a summary.
+
+Colour is ANSI and only when asked for (the CLI asks on a TTY), so the same function serves
+golden-file tests and CI logs.
+"""
+
+from __future__ import annotations
+
+from reconciler.plan import Action, Plan
+from reconciler.render.describe import VERB, field_lines, title
+
+_COLOURS = {
+    Action.CREATE: "\x1b[32m",
+    Action.UPDATE: "\x1b[33m",
+    Action.REPLACE: "\x1b[35m",
+    Action.DELETE: "\x1b[31m",
+    Action.NOOP: "",
+}
+_MARKER_COLOURS = {"+": "\x1b[32m", "-": "\x1b[31m", "~": "\x1b[33m"}
+_RESET = "\x1b[0m"
+_BOLD = "\x1b[1m"
+
+
+def summary_line(plan: Plan) -> str:
+    if not plan.has_changes:
+        return "No changes. Azure matches the manifests."
+    s = plan.summary()
+    return (
+        f"Plan: {s['create']} to add, {s['update']} to change, "
+        f"{s['replace']} to replace, {s['delete']} to destroy."
+    )
+
+
+def render_text(plan: Plan, *, color: bool = False, verbose: bool = False) -> str:
+    def paint(code: str, text: str) -> str:
+        return f"{code}{text}{_RESET}" if color and code else text
+
+    out: list[str] = []
+    for warning in plan.warnings:
+        out.append(paint("\x1b[33m", f"Warning: {warning}"))
+    if plan.warnings:
+        out.append("")
+    shown = plan.changes if verbose else plan.actionable
+    if shown:
+        out.append("reconciler will perform the following actions:" if plan.has_changes else "In sync:")
+        out.append("")
+    for change in shown:
+        colour = _COLOURS[change.action]
+        head = f"  # {title(change)} {VERB[change.action]}"
+        extras = [change.reason] if change.reason else []
+        if change.consequence_of:
+            extras.append(f"because of {change.consequence_of}")
+        if extras:
+            head += f" ({'; '.join(extras)})"
+        out.append(paint(_BOLD, head))
+        symbol = change.action.symbol
+        out.append(paint(colour, f"  {symbol} {change.type.value} \"{change.address}\""))
+        for marker, name, text in field_lines(change):
+            out.append(f"      {paint(_MARKER_COLOURS.get(marker, ''), marker)} {name} = {text}")
+        if change.source:
+            out.append(f"      declared at {change.source}")
+        out.append("")
+    out.append(paint(_BOLD, summary_line(plan)))
+    return "\n".join(out) + "\n"

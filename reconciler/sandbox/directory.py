@@ -1,0 +1,103 @@
+"""The sandbox's stand-in for Entra ID: the tenant, its admin, and the principals it knows.
+
+Microsoft.Authorization validates a role assignment's principalId against the directory. A managed
+identity's service principal is written here when the identity is created, but (as in Azure) it only
+becomes visible to that lookup after the configured replication delay.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+
+from .errors import ArmError
+from .store import Doc, Store
+
+PRINCIPAL_TYPES = ("User", "Group", "ServicePrincipal", "ForeignGroup", "Device")
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_KIND = "principal"
+ADMIN_DISPLAY_NAME = "sandbox-admin"
+
+
+def is_guid(value: object) -> bool:
+    return isinstance(value, str) and bool(_GUID.match(value))
+
+
+@dataclass(frozen=True)
+class Principal:
+    object_id: str
+    principal_type: str
+    display_name: str
+    created_at: float
+    replicates: bool  # True for identities' service principals: subject to the replication delay
+    app_id: str
+
+    def visible(self, now: float, replication_delay: float) -> bool:
+        return not self.replicates or now >= self.created_at + replication_delay
+
+
+class Directory:
+    def __init__(self, store: Store):
+        self._store = store
+        with store.transaction():
+            if store.meta("tenant_id") is None:
+                store.set_meta("tenant_id", str(uuid.uuid4()))
+            if store.meta("admin_object_id") is None:
+                store.set_meta("admin_object_id", str(uuid.uuid4()))
+        self.tenant_id = str(store.meta("tenant_id"))
+        self.admin_object_id = str(store.meta("admin_object_id"))
+        self.ensure_admin()
+
+    def ensure_admin(self) -> None:
+        """The admin survives reset(): its tokens must keep working."""
+        if self.get(self.admin_object_id) is None:
+            self.add(self.admin_object_id, "User", ADMIN_DISPLAY_NAME)
+
+    def add(self, object_id: str, principal_type: str, display_name: str, *, created_at: float = 0.0,
+            replicates: bool = False, app_id: str = "") -> Principal:
+        if not is_guid(object_id):
+            raise ValueError(f"principal object id {object_id!r} is not a GUID")
+        if principal_type not in PRINCIPAL_TYPES:
+            raise ValueError(f"principal type {principal_type!r} is not one of {', '.join(PRINCIPAL_TYPES)}")
+        principal = Principal(object_id.lower(), principal_type, display_name, created_at, replicates, app_id)
+        self._store.put(_KIND, principal.object_id, "", _to_doc(principal))
+        return principal
+
+    def remove(self, object_id: str) -> None:
+        self._store.delete(_KIND, object_id)
+
+    def get(self, object_id: str) -> Principal | None:
+        doc = self._store.get(_KIND, object_id)
+        return None if doc is None else _from_doc(doc)
+
+    def find(self, name_or_id: str) -> Principal:
+        """By object id, else by display name (case-insensitive); for the `token` command."""
+        if is_guid(name_or_id) and (found := self.get(name_or_id)) is not None:
+            return found
+        matches = [p for p in map(_from_doc, self._store.all(_KIND)) if p.display_name.lower() == name_or_id.lower()]
+        if len(matches) != 1:
+            raise LookupError(f"{len(matches)} principals are named or identified by {name_or_id!r}")
+        return matches[0]
+
+    def principal_not_found(self, principal_id: str) -> ArmError:
+        # Wording from learn.microsoft.com role-based-access-control/troubleshooting (two spaces included).
+        return ArmError(
+            400,
+            "PrincipalNotFound",
+            f"Principal {principal_id} does not exist in the directory {self.tenant_id}. "
+            "Check that you have the correct principal ID. If you are creating this principal and then "
+            "immediately assigning a role, this error might be related to a replication delay. In this case, "
+            "set the role assignment principalType property to a value, such as ServicePrincipal, User, or "
+            "Group.  See https://aka.ms/docs-principaltype",
+        )
+
+
+def _to_doc(p: Principal) -> Doc:
+    return {"objectId": p.object_id, "principalType": p.principal_type, "displayName": p.display_name,
+            "createdAt": p.created_at, "replicates": p.replicates, "appId": p.app_id}
+
+
+def _from_doc(d: Doc) -> Principal:
+    return Principal(d["objectId"], d["principalType"], d["displayName"], float(d["createdAt"]),
+                     bool(d["replicates"]), str(d.get("appId", "")))

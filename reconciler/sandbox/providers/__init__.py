@@ -1,0 +1,1 @@
+"""Per-namespace ARM behaviour: one module per resource provider the sandbox emulates."""

@@ -1,0 +1,95 @@
+"""Turn the target options of a command into a gateway to ARM.
+
+    --sandbox [DB]         the embedded sandbox: a local HTTPS ARM started in this process on
+                           the state file DB, seeded with what the manifests reference
+    --arm-endpoint URL     any ARM-compatible endpoint (`reconciler sandbox serve`, Azure Stack);
+                           bearer token from RECONCILER_ACCESS_TOKEN, else DefaultAzureCredential
+    (neither)              real Azure through DefaultAzureCredential
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconciler.azure.client import PUBLIC_ARM, ArmTarget, StaticTokenCredential
+from reconciler.azure.gateway import AzureGateway
+from reconciler.errors import ReconcilerError
+from reconciler.model import DesiredState
+
+DEFAULT_SANDBOX_DB = ".reconciler/sandbox.db"
+TOKEN_ENV = "RECONCILER_ACCESS_TOKEN"
+
+
+@dataclass(frozen=True)
+class TargetOptions:
+    sandbox_db: str | None = None
+    arm_endpoint: str | None = None
+    ca_cert: str | None = None
+
+    def describe(self) -> str:
+        if self.sandbox_db:
+            return f"embedded sandbox ({self.sandbox_db})"
+        return self.arm_endpoint or "Azure (management.azure.com)"
+
+
+def seed_of(desired: DesiredState) -> dict[str, list[tuple[str, ...]]]:
+    """What an empty sandbox needs so that the manifests can be applied: their subscriptions,
+    resource groups (of identities and of scopes) and the external principals they grant to."""
+    default_location = desired.identities[0].location if desired.identities else "westeurope"
+    groups: dict[tuple[str, str], str] = {}
+    for sub, rg, location in sorted(desired.resource_groups):
+        groups.setdefault((sub.lower(), rg.lower()), location)
+    rg_names = {(i.subscription.lower(), i.resource_group.lower()): i.resource_group for i in desired.identities}
+    for ra in desired.role_assignments:
+        parts = [p for p in ra.scope.split("/") if p]
+        if len(parts) >= 4 and parts[0].lower() == "subscriptions" and parts[2].lower() == "resourcegroups":
+            key = (parts[1].lower(), parts[3].lower())
+            groups.setdefault(key, default_location)
+            rg_names.setdefault(key, parts[3])
+    return {
+        "subscriptions": [(s,) for s in sorted(desired.subscriptions)],
+        "resource_groups": [(sub, rg_names[(sub, rg)], loc) for (sub, rg), loc in sorted(groups.items())],
+        "principals": [
+            (oid, ptype, f"{ptype.lower()}-{oid[:8]}") for oid, ptype in sorted(desired.external_principals)
+        ],
+    }
+
+
+@contextmanager
+def open_gateway(options: TargetOptions, desired: DesiredState) -> Iterator[AzureGateway]:
+    if options.sandbox_db:
+        from reconciler.sandbox import SandboxServer
+
+        Path(options.sandbox_db).parent.mkdir(parents=True, exist_ok=True)
+        server = SandboxServer(db_path=options.sandbox_db).start()
+        try:
+            seed = seed_of(desired)
+            server.seed(
+                subscriptions=[s for (s,) in seed["subscriptions"]],
+                resource_groups=[(s, r, loc) for s, r, loc in seed["resource_groups"]],
+                principals=[(o, t, n) for o, t, n in seed["principals"]],
+            )
+            target = ArmTarget(StaticTokenCredential(server.admin_token()), server.url, server.ca_cert_path)
+            yield AzureGateway(target)
+        finally:
+            server.stop()
+        return
+    credential: object
+    token = os.environ.get(TOKEN_ENV)
+    if token:
+        credential = StaticTokenCredential(token)
+    else:
+        from azure.identity import DefaultAzureCredential
+
+        credential = DefaultAzureCredential()
+    endpoint = (options.arm_endpoint or PUBLIC_ARM).rstrip("/")
+    if not endpoint.startswith("https://"):
+        raise ReconcilerError(f"--arm-endpoint must be an https:// URL (got {endpoint}); ARM tokens never go over http")
+    if options.ca_cert and not Path(options.ca_cert).is_file():
+        raise ReconcilerError(f"--ca-cert {options.ca_cert}: no such file")
+    yield AzureGateway(ArmTarget(credential, endpoint, options.ca_cert))  # type: ignore[arg-type]
+

@@ -1,0 +1,236 @@
+"""Pure planner tests: desired + live in, plan out; no I/O."""
+
+from __future__ import annotations
+
+import pytest
+
+from reconciler import addresses
+from reconciler.errors import PlanError
+from reconciler.model import (
+    DesiredFederatedCredential,
+    DesiredIdentity,
+    DesiredRoleAssignment,
+    DesiredState,
+    LiveFederatedCredential,
+    LiveIdentity,
+    LiveRoleAssignment,
+    LiveState,
+    PrincipalRef,
+    assignment_name,
+    identity_id,
+    ownership_tags,
+)
+from reconciler.plan import Action, Plan, ResourceType
+from reconciler.planner import make_plan
+
+SUB = "11111111-1111-1111-1111-111111111111"
+RG = "rg-payments"
+READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
+OWNER_ROLE = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
+GROUP = "22222222-2222-2222-2222-222222222222"
+DATA_SCOPE = f"/subscriptions/{SUB}/resourceGroups/rg-data"
+
+
+def ident(name: str = "payments-api", owner: str = "payments", **kw: object) -> DesiredIdentity:
+    args: dict[str, object] = dict(owner=owner, subscription=SUB, resource_group=RG, name=name,
+                                   location="westeurope", tags={"team": "payments"})
+    args.update(kw)
+    return DesiredIdentity(**args)  # type: ignore[arg-type]
+
+
+def live_ident(name: str = "payments-api", owner: str | None = "payments", principal: str = "aaaa0000-0000-0000-0000-000000000001",
+               **kw: object) -> LiveIdentity:
+    tags = {"team": "payments", **(ownership_tags(owner) if owner else {})}
+    args: dict[str, object] = dict(
+        id=identity_id(SUB, RG.lower(), name).replace("resourceGroups", "resourcegroups"),
+        subscription=SUB, resource_group=RG, name=name, location="westeurope", tags=tags,
+        principal_id=principal, client_id="c", tenant_id="t",
+    )
+    args.update(kw)
+    return LiveIdentity(**args)  # type: ignore[arg-type]
+
+
+def grant(identity: DesiredIdentity, scope: str = DATA_SCOPE, role: str = READER, **kw: object) -> DesiredRoleAssignment:
+    args: dict[str, object] = dict(owner=identity.owner, scope=scope, role_definition_id=role, role_name="Reader",
+                                   principal=PrincipalRef(identity=identity.key))
+    args.update(kw)
+    return DesiredRoleAssignment(**args)  # type: ignore[arg-type]
+
+
+def live_grant(principal: str, name: str, scope: str = DATA_SCOPE, role: str = READER, **kw: object) -> LiveRoleAssignment:
+    return LiveRoleAssignment(
+        id=f"{scope}/providers/Microsoft.Authorization/roleAssignments/{name}", name=name, scope=scope,
+        role_definition_id=role, principal_id=principal, principal_type="ServicePrincipal", **kw,  # type: ignore[arg-type]
+    )
+
+
+def state(*identities: DesiredIdentity, fics: tuple[DesiredFederatedCredential, ...] = (),
+          ras: tuple[DesiredRoleAssignment, ...] = ()) -> DesiredState:
+    return DesiredState(identities=identities, federated_credentials=fics, role_assignments=ras,
+                        owners=frozenset(i.owner for i in identities) or frozenset({"payments"}))
+
+
+def live(*identities: LiveIdentity, fics: dict | None = None, ras: tuple[LiveRoleAssignment, ...] = ()) -> LiveState:  # type: ignore[type-arg]
+    return LiveState(
+        identities={i.key: i for i in identities},
+        federated_credentials=fics if fics is not None else {i.key: () for i in identities},
+        role_assignments=ras, subscriptions=frozenset({SUB}),
+        resource_groups=frozenset({(SUB, RG), (SUB, "rg-data")}),
+    )
+
+
+def actions(plan: Plan) -> dict[str, Action]:
+    return {c.address: c.action for c in plan.changes}
+
+
+def test_everything_new_is_created_with_unknown_principal() -> None:
+    a = ident()
+    fic = DesiredFederatedCredential("payments", a.key, "github-main", "https://issuer", "repo:x:ref:main")
+    plan = make_plan(state(a, fics=(fic,), ras=(grant(a),)), live())
+    assert plan.summary() == {"create": 3, "update": 0, "replace": 0, "delete": 0, "no-op": 0}
+    ra = next(c for c in plan.changes if c.type is ResourceType.ROLE_ASSIGNMENT)
+    assert ra.after is not None and ra.after["principalId"] is None
+    assert set(ra.unknown) == {"principalId", "name"}
+    assert addresses.identity(a.key) in ra.requires
+    fic_change = next(c for c in plan.changes if c.type is ResourceType.FEDERATED_CREDENTIAL)
+    assert fic_change.requires == (addresses.identity(a.key),)
+
+
+def test_in_sync_is_empty_and_matching_is_case_insensitive() -> None:
+    a = ident()
+    li = live_ident(name="PAYMENTS-API")
+    name = assignment_name("payments", DATA_SCOPE, READER, li.principal_id)
+    # ARM echoes other casing for scope, role id form and GUIDs: none of it is a diff.
+    ra = live_grant(li.principal_id.upper(), name, scope=DATA_SCOPE.upper(), role=READER.upper())
+    ra = LiveRoleAssignment(**{**ra.__dict__, "principal_id": li.principal_id, "role_definition_id": READER})
+    plan = make_plan(state(a, ras=(grant(a),)), live(li, ras=(ra,)))
+    assert not plan.has_changes, plan.dumps()
+
+
+def test_tag_drift_is_an_update_and_location_change_a_replace() -> None:
+    a = ident(tags={"team": "payments", "cost": "42"})
+    plan = make_plan(state(a), live(live_ident()))
+    assert actions(plan) == {addresses.identity(a.key): Action.UPDATE}
+    moved = ident(location="northeurope")
+    plan = make_plan(state(moved, ras=(grant(moved),)), live(live_ident(), ras=(live_grant("aaaa0000-0000-0000-0000-000000000001", "x"),)))
+    by = actions(plan)
+    assert by[addresses.identity(moved.key)] is Action.REPLACE
+    # the old assignment goes before the identity, the new one comes after it
+    deletes = [c for c in plan.changes if c.type is ResourceType.ROLE_ASSIGNMENT and c.action is Action.DELETE]
+    creates = [c for c in plan.changes if c.type is ResourceType.ROLE_ASSIGNMENT and c.action is Action.CREATE]
+    assert len(deletes) == 1 and len(creates) == 1
+    ident_change = plan.by_address()[addresses.identity(moved.key)]
+    assert deletes[0].address in ident_change.requires
+    assert addresses.identity(moved.key) in creates[0].requires
+    assert any("replaced" in w for w in plan.warnings)
+
+
+def test_location_spelling_is_not_a_diff() -> None:
+    plan = make_plan(state(ident(location="West Europe")), live(live_ident(location="westeurope")))
+    assert not plan.has_changes
+
+
+def test_assignment_under_a_random_name_is_adopted_not_recreated() -> None:
+    a = ident()
+    li = live_ident()
+    by_hand = live_grant(li.principal_id, "0b0e1a3c-7d0f-4e43-9c54-000000000abc")
+    plan = make_plan(state(a, ras=(grant(a),)), live(li, ras=(by_hand,)))
+    assert not plan.has_changes
+    ra = next(c for c in plan.changes if c.type is ResourceType.ROLE_ASSIGNMENT)
+    assert ra.after is not None and ra.after["name"] == by_hand.name
+    assert "adopted" in ra.reason
+
+
+def test_description_change_updates_in_place_under_the_live_name() -> None:
+    a = ident()
+    li = live_ident()
+    have = live_grant(li.principal_id, "some-name", description="old")
+    plan = make_plan(state(a, ras=(grant(a, description="new"),)), live(li, ras=(have,)))
+    ra = next(c for c in plan.changes if c.type is ResourceType.ROLE_ASSIGNMENT)
+    assert ra.action is Action.UPDATE and ra.after is not None and ra.after["name"] == "some-name"
+    # whitespace and None-vs-empty are not differences
+    plan = make_plan(state(a, ras=(grant(a, description="  "),)), live(li, ras=(live_grant(li.principal_id, "n"),)))
+    assert not plan.has_changes
+
+
+def test_removed_identity_is_deleted_after_its_assignments() -> None:
+    kept = ident("kept")
+    gone = live_ident("gone", principal="bbbb0000-0000-0000-0000-000000000002")
+    ra = live_grant(gone.principal_id, "random-name")
+    plan = make_plan(state(kept), live(live_ident("kept"), gone, ras=(ra,)))
+    by = actions(plan)
+    assert by[addresses.identity(gone.key)] is Action.DELETE
+    ra_change = next(c for c in plan.changes if c.type is ResourceType.ROLE_ASSIGNMENT)
+    assert ra_change.action is Action.DELETE
+    assert ra_change.address in plan.by_address()[addresses.identity(gone.key)].requires
+
+
+def test_resources_of_other_owners_and_unowned_are_never_touched() -> None:
+    mine = ident()
+    foreign = live_ident("theirs", owner="platform", principal="cccc0000-0000-0000-0000-000000000003")
+    unowned = live_ident("manual", owner=None, principal="dddd0000-0000-0000-0000-000000000004")
+    foreign_ra = live_grant(foreign.principal_id, assignment_name("platform", DATA_SCOPE, READER, foreign.principal_id))
+    stray = live_grant(GROUP, "e0000000-0000-0000-0000-000000000000")
+    plan = make_plan(state(mine), live(live_ident(), foreign, unowned, ras=(foreign_ra, stray)))
+    assert not plan.has_changes, plan.dumps()
+
+
+def test_assignment_with_our_deterministic_name_is_deleted_when_undeclared() -> None:
+    a = ident()
+    li = live_ident()
+    ours = live_grant(GROUP, assignment_name("payments", DATA_SCOPE, READER, GROUP))
+    plan = make_plan(state(a), live(li, ras=(ours,)))
+    ra = next(c for c in plan.changes if c.type is ResourceType.ROLE_ASSIGNMENT)
+    assert ra.action is Action.DELETE and "owned by payments" in ra.reason
+
+
+def test_identity_owned_by_someone_else_is_a_plan_error() -> None:
+    with pytest.raises(PlanError, match="owned by 'platform'"):
+        make_plan(state(ident()), live(live_ident(owner="platform")))
+
+
+def test_unowned_existing_identity_is_adopted_by_tagging() -> None:
+    plan = make_plan(state(ident()), live(live_ident(owner=None)))
+    change = plan.changes[0]
+    assert change.action is Action.UPDATE and "adopt" in change.reason
+    assert change.after is not None and change.after["tags"]["reconciler-owner"] == "payments"
+
+
+def test_missing_resource_group_is_a_plan_error() -> None:
+    with pytest.raises(PlanError, match="resource group 'rg-elsewhere' does not exist"):
+        make_plan(state(ident(resource_group="rg-elsewhere")), live())
+
+
+def test_fic_changes_update_in_place_and_undeclared_fics_are_deleted() -> None:
+    a = ident()
+    li = live_ident()
+    want = DesiredFederatedCredential("payments", a.key, "github-main", "https://issuer", "repo:x:ref:main")
+    have = LiveFederatedCredential(li.key, "id1", "github-main", "https://issuer", "repo:x:ref:old", ("api://AzureADTokenExchange",))
+    extra = LiveFederatedCredential(li.key, "id2", "stale", "https://issuer", "s", ("api://AzureADTokenExchange",))
+    plan = make_plan(state(a, fics=(want,)), live(li, fics={li.key: (have, extra)}))
+    by = actions(plan)
+    assert by[addresses.federated_credential(a.key, "github-main")] is Action.UPDATE
+    assert by[addresses.federated_credential(a.key, "stale")] is Action.DELETE
+
+
+def test_protected_identity_cannot_be_replaced_or_dropped() -> None:
+    with pytest.raises(PlanError, match="protected"):
+        make_plan(state(ident(protect=True, location="northeurope")), live(live_ident()))
+    protected = live_ident("vault", principal="eeee0000-0000-0000-0000-000000000005")
+    protected = LiveIdentity(**{**protected.__dict__, "tags": {**protected.tags, "reconciler-protected": "true"}})
+    with pytest.raises(PlanError, match="protected"):
+        make_plan(state(ident()), live(live_ident(), protected))
+
+
+def test_privileged_grant_at_subscription_scope_warns() -> None:
+    a = ident()
+    plan = make_plan(state(a, ras=(grant(a, scope=f"/subscriptions/{SUB}", role=OWNER_ROLE, role_name="Owner"),)),
+                     live(live_ident()))
+    assert any("Owner" in w and "grant any access" in w for w in plan.warnings)
+
+
+def test_plan_json_round_trips() -> None:
+    a = ident()
+    plan = make_plan(state(a, ras=(grant(a),)), live())
+    again = Plan.from_json(plan.to_json())
+    assert again.to_json() == plan.to_json()
