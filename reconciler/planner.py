@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from reconciler import addresses
 from reconciler.errors import PlanError
 from reconciler.model import (
+    OWNER_TAG,
     PROTECTED_TAG,
     VM_SAFE_NAME_LENGTH,
     DesiredFederatedCredential,
@@ -36,6 +37,15 @@ from reconciler.plan import Action, Change, DriftClass, Plan, ResourceType
 from reconciler.roles import PRIVILEGED_ROLE_GUIDS
 
 RoleNamer = Callable[[str], str]
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """Choices the user makes on the command line that change what the plan deletes or shows."""
+
+    prune_unmanaged: bool = False  # delete grants to our identities made outside the manifests
+    prune_orphans: bool = False  # delete our grants whose principal no longer exists
+    include_foreign: bool = False  # list other owners' identities as context (never changed)
 
 
 def norm_location(location: str) -> str:
@@ -133,6 +143,7 @@ class _Planner:
     desired: DesiredState
     live: LiveState
     role_name: RoleNamer
+    options: PlanOptions
     changes: list[Change] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -140,9 +151,11 @@ class _Planner:
     identity_action: dict[IdentityKey, Action] = field(default_factory=dict)
     # principal id (lower) -> identity key, for every live identity
     principal_owner: dict[str, IdentityKey] = field(default_factory=dict)
+    external_principals: frozenset[str] = frozenset()
 
     def run(self) -> Plan:
         self.principal_owner = {li.principal_id.lower(): k for k, li in self.live.identities.items()}
+        self.external_principals = frozenset(o.lower() for o, _ in self.desired.external_principals)
         self._check_resource_groups()
         self._plan_identities()
         self._plan_federated_credentials()
@@ -235,7 +248,10 @@ class _Planner:
                 self._add_identity(address, Action.NOOP, want, before, after, "in sync", None)
 
         for key, have in sorted(self.live.identities.items()):
-            if key in declared or have.owner not in self.desired.owners:
+            if key in declared:
+                continue
+            if have.owner not in self.desired.owners:
+                self._report_undeclared_identity(key, have)
                 continue
             if have.tags.get(PROTECTED_TAG) == "true":
                 self.errors.append(
@@ -249,6 +265,25 @@ class _Planner:
                 reason=f"not in manifests; owned by {have.owner}", owner=have.owner,
                 before=_live_identity_fields(have), after=None, drift=DriftClass.UNMANAGED,
             ))
+
+    def _report_undeclared_identity(self, key: IdentityKey, have: LiveIdentity) -> None:
+        """Identities that are not provably ours: context, or deletion only on request."""
+        claimed = have.tags.get(OWNER_TAG)
+        before = _live_identity_fields(have)
+        address = addresses.identity(key)
+        if have.owner is None and claimed in self.desired.owners:
+            # Tagged with one of our owners by hand, never created by reconciler.
+            action = Action.DELETE if self.options.prune_unmanaged else Action.NOOP
+            if action is Action.DELETE:
+                self.identity_action[key] = Action.DELETE
+            reason = (f"tagged {OWNER_TAG}={claimed} but not created by reconciler"
+                      + ("" if action is Action.DELETE else "; remove with --prune-unmanaged"))
+            self.changes.append(Change(address=address, type=ResourceType.IDENTITY, action=action, reason=reason,
+                                       owner=claimed, before=before, after=None, drift=DriftClass.UNMANAGED))
+        elif have.owner is not None and self.options.include_foreign:
+            self.changes.append(Change(address=address, type=ResourceType.IDENTITY, action=Action.NOOP,
+                                       reason=f"owned by {have.owner}; shown as context, never changed",
+                                       owner=have.owner, before=before, after=None, drift=DriftClass.FOREIGN))
 
     def _add_identity(self, address: str, action: Action, want: DesiredIdentity,
                       before: dict[str, object] | None, after: dict[str, object], reason: str,
@@ -352,26 +387,48 @@ class _Planner:
                                                 addresses.principal(None if by_object else ident, ra.principal_id))
             if address in desired_keys_known:
                 continue
-            reason, owner, consequence = self._why_delete(ra, ident)
-            if reason is None:
+            verdict = self._classify_unmatched(ra, ident)
+            if verdict is None:
                 continue
+            action, drift, reason, owner, consequence = verdict
             self.changes.append(Change(
-                address=address, type=ResourceType.ROLE_ASSIGNMENT, action=Action.DELETE, reason=reason,
+                address=address, type=ResourceType.ROLE_ASSIGNMENT, action=action, reason=reason,
                 owner=owner, before=_live_ra_fields(ra, self.role_name(ra.role_definition_id), principal),
-                after=None, consequence_of=consequence, drift=DriftClass.UNMANAGED,
+                after=None, consequence_of=consequence, drift=drift,
             ))
 
-    def _why_delete(self, ra: LiveRoleAssignment,
-                    ident: IdentityKey | None) -> tuple[str | None, str | None, str | None]:
+    def _classify_unmatched(
+        self, ra: LiveRoleAssignment, ident: IdentityKey | None
+    ) -> tuple[Action, DriftClass, str, str | None, str | None] | None:
+        """What to do with a live assignment no manifest declares, and why. None: not ours to
+        mention (someone else's grant to someone else)."""
+        opts = self.options
         if ident is not None and self.identity_action.get(ident) in (Action.DELETE, Action.REPLACE):
-            owner = self._live_owner(ident)
             verb = "deleted" if self.identity_action[ident] is Action.DELETE else "replaced"
-            return (f"granted to an identity being {verb}; would be orphaned", owner,
-                    addresses.identity(ident))
-        for owner in sorted(self.desired.owners):
-            if ra.name.lower() == assignment_name(owner, ra.scope, ra.role_definition_id, ra.principal_id):
-                return f"not in manifests; owned by {owner} (deterministic name)", owner, None
-        return None, None, None
+            return (Action.DELETE, DriftClass.UNMANAGED, f"granted to an identity being {verb}; would be orphaned",
+                    self._live_owner(ident), addresses.identity(ident))
+        ours = next((o for o in sorted(self.desired.owners)
+                     if ra.name.lower() == assignment_name(o, ra.scope, ra.role_definition_id, ra.principal_id)), None)
+        if ours is not None and ident is None and ra.principal_id not in self.external_principals \
+                and (ra.principal_type or "").lower() == "serviceprincipal":
+            # We granted it to a service principal that is no live identity any more: its
+            # identity was deleted out of band and ARM left the assignment behind.
+            if opts.prune_orphans:
+                return (Action.DELETE, DriftClass.ORPHANED, "orphaned: its principal no longer exists",
+                        ours, None)
+            return (Action.NOOP, DriftClass.ORPHANED,
+                    "orphaned: its principal no longer exists; remove with --prune-orphans", ours, None)
+        if ours is not None:
+            return Action.DELETE, DriftClass.UNMANAGED, f"not in manifests; owned by {ours}", ours, None
+        if ident is not None and self.identity_action.get(ident) is not None:
+            # Granted by hand to one of our identities: visible always, deleted only on request.
+            owner = self._live_owner(ident)
+            if opts.prune_unmanaged:
+                return (Action.DELETE, DriftClass.UNMANAGED, "granted outside the manifests (--prune-unmanaged)",
+                        owner, None)
+            return (Action.NOOP, DriftClass.UNMANAGED,
+                    "granted outside the manifests; remove with --prune-unmanaged", owner, None)
+        return None
 
     def _principal_view(self, ident: IdentityKey | None, object_id: str | None) -> dict[str, str]:
         if ident is not None:
@@ -450,7 +507,9 @@ class _Planner:
         ))
 
 
-def make_plan(desired: DesiredState, live: LiveState, role_name: RoleNamer | None = None) -> Plan:
+def make_plan(
+    desired: DesiredState, live: LiveState, role_name: RoleNamer | None = None, options: PlanOptions | None = None
+) -> Plan:
     """Compare desired with live and say what to do. Raises PlanError when they cannot be
     reconciled as written (ownership conflicts, protected identities, missing resource groups)."""
-    return _Planner(desired, live, role_name or (lambda guid: guid)).run()
+    return _Planner(desired, live, role_name or (lambda guid: guid), options or PlanOptions()).run()

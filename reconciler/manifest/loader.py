@@ -18,7 +18,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,6 +190,7 @@ class _SetContext:
     owner: str | None
     subscription: str | None
     bad: list[DocPath]
+    default_tags: dict[str, str] | None = None  # None: unusable (already reported)
     names: dict[str, list[_IdentityEntry]] = field(default_factory=dict)
 
     def ok(self, path: DocPath) -> bool:
@@ -220,6 +221,15 @@ class _StateBuilder:
         self.diagnostics.append(Diagnostic(where, message, hint))
 
     def add(self, doc: YamlDocument) -> None:
+        if isinstance(doc.data, dict) and "apiVersion" not in doc.data and "kind" not in doc.data:
+            # Probably some other YAML file in the folder: one clear error, not one per field.
+            self.error(
+                SourceLocation(doc.file, *doc.start),
+                "document is not a reconciler manifest (it has no apiVersion and kind)",
+                "start it with `apiVersion: reconciler/v1` and `kind: IdentitySet`, or keep other "
+                "YAML files out of the manifest paths",
+            )
+            return
         found = manifest_schema.validate(doc)
         self.diagnostics.extend(d for _, d in found)
         data = doc.data
@@ -234,22 +244,18 @@ class _StateBuilder:
         subscription = _get(spec, "subscription")
         if isinstance(subscription, str) and ctx.ok(("spec", "subscription")):
             ctx.subscription = subscription.lower()
-        defaults = _get(spec, "defaults")
         if ctx.ok(("spec", "defaults", "tags")):
-            self._check_tags(ctx, ("spec", "defaults", "tags"))
+            ctx.default_tags = self._check_tags(ctx, ("spec", "defaults", "tags"))
         identities = _list(_get(spec, "identities"))
-        pending_roles: list[tuple[_IdentityEntry, int]] = []
-        for index, item in enumerate(identities):
-            entry = self._identity(ctx, defaults, item, ("spec", "identities", index))
-            if entry is not None:
-                pending_roles.append((entry, index))
+        entries = [self._identity(ctx, item, ("spec", "identities", i)) for i, item in enumerate(identities)]
         # Roles last: `{identity: name}` may name an identity declared further down.
-        for entry, index in pending_roles:
-            item = identities[index]
+        for index, (item, entry) in enumerate(zip(identities, entries, strict=True)):
             for r, role in enumerate(_list(_get(item, "roles"))):
                 path: DocPath = ("spec", "identities", index, "roles", r)
                 principal = (
-                    PrincipalRef(identity=entry.key, principal_type="ServicePrincipal") if entry.key else None
+                    PrincipalRef(identity=entry.key, principal_type="ServicePrincipal")
+                    if entry is not None and entry.key is not None
+                    else None
                 )
                 self._assignment(ctx, role, path, principal)
         for r, assignment in enumerate(_list(_get(spec, "roleAssignments"))):
@@ -262,9 +268,7 @@ class _StateBuilder:
 
     # -- identities ----------------------------------------------------------------------
 
-    def _identity(
-        self, ctx: _SetContext, defaults: object, item: object, path: DocPath
-    ) -> _IdentityEntry | None:
+    def _identity(self, ctx: _SetContext, item: object, path: DocPath) -> _IdentityEntry | None:
         doc = ctx.doc
         name = _get(item, "name")
         if not isinstance(name, str) or not ctx.ok((*path, "name")):
@@ -300,14 +304,14 @@ class _StateBuilder:
         entry = _IdentityEntry(name, key, resource_id)
         ctx.names.setdefault(name.lower(), []).append(entry)
 
-        tags = self._merged_tags(ctx, defaults, item, path, name)
+        tags = self._merged_tags(ctx, item, path, name)
         protect = _get(item, "protect")
-        if key is not None and location and ctx.owner and tags is not None:
+        if ctx.subscription and resource_group and location and ctx.owner and tags is not None:
             self.identities.append(
                 DesiredIdentity(
                     owner=ctx.owner,
-                    subscription=key.subscription,
-                    resource_group=resource_group or "",
+                    subscription=ctx.subscription,
+                    resource_group=resource_group,
                     name=name,
                     location=location,
                     tags=tags,
@@ -340,7 +344,7 @@ class _StateBuilder:
         return None
 
     def _check_tags(self, ctx: _SetContext, path: DocPath) -> dict[str, str] | None:
-        tags = _get(_get_path(ctx.doc.data, path[:-1]), path[-1])
+        tags = _get_path(ctx.doc.data, path)
         if not isinstance(tags, dict):
             return {} if tags is None else None
         seen: dict[str, str] = {}
@@ -368,20 +372,10 @@ class _StateBuilder:
         return {str(k): str(v) for k, v in tags.items()} if good else None
 
     def _merged_tags(
-        self, ctx: _SetContext, defaults: object, item: object, path: DocPath, name: str
+        self, ctx: _SetContext, item: object, path: DocPath, name: str
     ) -> dict[str, str] | None:
-        default_tags: dict[str, str] | None = {}
-        if isinstance(_get(defaults, "tags"), dict):
-            default_tags = (
-                {str(k): str(v) for k, v in _get(defaults, "tags").items()}
-                if ctx.ok(("spec", "defaults", "tags"))
-                else None
-            )
-        own: dict[str, str] | None = {}
-        if ctx.ok((*path, "tags")):
-            own = self._check_tags(ctx, (*path, "tags"))
-        else:
-            own = None
+        own = self._check_tags(ctx, (*path, "tags")) if ctx.ok((*path, "tags")) else None
+        default_tags = ctx.default_tags
         if default_tags is None or own is None:
             return None
         # Identity wins, and case-insensitively, because ARM would merge `Team` and `team`.
@@ -408,26 +402,35 @@ class _StateBuilder:
         credentials = _list(_get(item, "federatedCredentials"))
         for index, fic in enumerate(credentials[:MAX_FICS_PER_IDENTITY]):
             fic_path: DocPath = (*path, "federatedCredentials", index)
-            if not isinstance(fic, dict) or not ctx.ok(fic_path):
+            if not isinstance(fic, dict):
                 continue
-            name, issuer, subject = fic["name"], fic["issuer"], fic["subject"]
+            # Any: each field is trusted only once the schema passed it (ctx.ok).
+            name: Any = fic.get("name")
+            issuer: Any = fic.get("issuer")
+            subject: Any = fic.get("subject")
+            name_ok = isinstance(name, str) and ctx.ok((*fic_path, "name"))
             name_at = doc.location((*fic_path, "name"))
-            if name.lower() in names:
+            if name_ok and name.lower() in names:
                 self.error(
                     name_at,
                     f"federated credential name '{name}' is used twice on this identity; "
                     f"first at {names[name.lower()]}",
                     "names are unique per identity (case-insensitive); rename one",
                 )
-            names.setdefault(name.lower(), name_at)
-            if (issuer, subject) in pairs:
-                self.error(
-                    doc.location((*fic_path, "subject")),
-                    f"issuer and subject of federated credential '{name}' repeat those at "
-                    f"{pairs[issuer, subject]}",
-                    "Azure allows one credential per issuer + subject on an identity; remove one",
-                )
-            pairs.setdefault((issuer, subject), name_at)
+            elif name_ok:
+                names[name.lower()] = name_at
+            pair_ok = ctx.ok((*fic_path, "issuer")) and ctx.ok((*fic_path, "subject"))
+            if pair_ok and isinstance(issuer, str) and isinstance(subject, str):
+                if (issuer, subject) in pairs:
+                    self.error(
+                        doc.location((*fic_path, "subject")),
+                        f"federated credential '{name}' repeats the issuer and subject of the one "
+                        f"at {pairs[issuer, subject]}",
+                        "Azure allows one credential per issuer + subject on an identity; remove one",
+                    )
+                pairs.setdefault((issuer, subject), doc.location((*fic_path, "subject")))
+            if not ctx.ok(fic_path):
+                continue
             if key is not None and ctx.owner:
                 audiences = fic.get("audiences")
                 self.credentials.append(
@@ -500,7 +503,9 @@ class _StateBuilder:
         if isinstance(role_text, str) and ctx.ok((*path, "role")):
             match = _SCOPE_SUBSCRIPTION.match(scope or "")
             subscription = match.group(1).lower() if match else ctx.subscription
-            if subscription:
+            if subscription is None and not self.catalog.online:
+                subscription = ""  # offline resolution never looks at the subscription
+            if subscription is not None:
                 role = self._role(doc.location((*path, "role")), role_text, subscription)
         if scope is None or role is None or principal is None or not ctx.ok(path) or not ctx.owner:
             return
@@ -568,4 +573,3 @@ def _get_path(data: object, path: DocPath) -> object:
 
 
 __all__ = ["MAX_USER_TAGS", "collect_files", "load_manifests"]
-_ = Mapping  # re-exported typing helper kept for readers of this module's signatures

@@ -48,12 +48,15 @@ def _pattern(
         yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
-_ManifestValidator = validators.extend(Draft202012Validator, {"pattern": _pattern})
+_ManifestValidator: Any = validators.extend(  # type: ignore[no-untyped-call]
+    Draft202012Validator, {"pattern": _pattern}
+)
 
 
 @lru_cache(maxsize=1)
 def _validator() -> Validator:
-    return _ManifestValidator(schema())
+    built: Validator = _ManifestValidator(schema())
+    return built
 
 
 def dotted(path: Iterable[str | int]) -> str:
@@ -112,8 +115,12 @@ def _description(subschema: object) -> str | None:
         if isinstance(ref, str) and ref.startswith("#/$defs/"):
             subschema = schema()["$defs"][ref.removeprefix("#/$defs/")]
         if isinstance(subschema, Mapping) and isinstance(subschema.get("description"), str):
-            return str(subschema["description"])
+            # The first sentence states the rule; the rest explains why, for editors' tooltips.
+            return _FIRST_SENTENCE.split(str(subschema["description"]), maxsplit=1)[0]
     return None
+
+
+_FIRST_SENTENCE = re.compile(r"(?<!e\.g\.)(?<=\.)\s+(?=[A-Z])")
 
 
 def _closest(word: str, choices: Sequence[str]) -> str | None:
@@ -132,7 +139,11 @@ class _Mapper:
         self.out: list[tuple[Path, Diagnostic]] = []
 
     def add(self, path: Path, message: str, hint: str | None = None, *, key: bool = False) -> None:
-        self.out.append((path, Diagnostic(self.doc.location(path, key=key), message, hint)))
+        found = (path, Diagnostic(self.doc.location(path, key=key), message, hint))
+        # jsonschema repeats some errors (one `required` error per missing field, each
+        # listing them all); say each thing once.
+        if found not in self.out:
+            self.out.append(found)
 
     def error(self, err: ValidationError) -> None:
         path: Path = tuple(err.absolute_path)
@@ -140,6 +151,7 @@ class _Mapper:
         sub = err.schema if isinstance(err.schema, Mapping) else {}
         where = dotted(path)
         value = err.instance
+        rule: Any = err.validator_value
         if "propertyNames" in err.schema_path:
             self._property_name(err, path)
         elif kind == "additionalProperties" and isinstance(value, dict):
@@ -147,11 +159,12 @@ class _Mapper:
             title = _title(sub, where)
             for extra in [k for k in value if k not in allowed]:
                 guess = _closest(extra, allowed)
-                hint = f"did you mean '{guess}'? " if guess else ""
-                hint += f"{title} allows: {', '.join(allowed)}"
-                self.add((*path, extra), f"unknown field '{extra}' in {title}", hint, key=True)
+                advice = f"did you mean '{guess}'? " if guess else ""
+                advice += f"{title} allows: {', '.join(allowed)}"
+                self.add((*path, extra), f"unknown field '{extra}' in {title}", advice, key=True)
         elif kind == "required" and isinstance(value, dict):
-            for name in err.validator_value:
+            missing = re.findall(r"^'(.*)' is a required property$", err.message)
+            for name in missing or [n for n in rule if n not in value]:
                 if name not in value:
                     field_schema = sub.get("properties", {}).get(name)
                     title = _title(sub, where)
@@ -169,12 +182,13 @@ class _Mapper:
         elif kind == "const":
             self.add(path, f"{where} must be '{err.validator_value}', got {_show(value)}", _description(sub))
         elif kind == "enum":
-            choices = [str(c) for c in err.validator_value]
+            choices = [str(c) for c in rule]
             guess = _closest(str(value), choices) if isinstance(value, str) else None
             hint = f"did you mean '{guess}'?" if guess else _description(sub)
             if value not in choices and not isinstance(value, str) and "2.0" in choices:
                 hint = 'quote it: "2.0" (YAML reads 2.0 as a number)'
-            self.add(path, f"{where} must be one of {', '.join(choices)}; got {_show(value)}", hint)
+            listed = ", ".join(json.dumps(c) for c in rule)
+            self.add(path, f"{where} must be one of {listed}; got {_type_name(value)} {_show(value)}", hint)
         elif kind == "pattern":
             self.add(
                 path,
@@ -202,7 +216,7 @@ class _Mapper:
                 _description(sub),
             )
         elif kind == "dependentRequired" and isinstance(value, dict):
-            for name, needs in err.validator_value.items():
+            for name, needs in rule.items():
                 missing = [n for n in needs if name in value and n not in value]
                 for other in missing:
                     self.add(
@@ -225,14 +239,14 @@ class _Mapper:
         )
 
     def _type(self, err: ValidationError, path: Path, where: str) -> None:
-        expected = err.validator_value
+        expected: Any = err.validator_value
         words = (
-            " or ".join(_TYPE_WORDS.get(t, t) for t in expected)
+            " or ".join(_TYPE_WORDS.get(str(t), str(t)) for t in expected)
             if isinstance(expected, list)
             else _TYPE_WORDS.get(str(expected), str(expected))
         )
         value = err.instance
-        hint = None
+        hint: str | None = None
         raw = self.doc.raw.get(path)
         if expected == "string" and raw is not None and value is not None:
             hint = f'quote it: "{raw}" (YAML reads {raw} as a {_type_name(value)})'
@@ -252,11 +266,12 @@ class _Mapper:
         for sub_err in err.context or []:
             branches.setdefault(int(sub_err.relative_schema_path[0]), []).append(sub_err)
         options: list[Mapping[str, Any]] = []
-        for option in err.validator_value:
+        option_list: Any = err.validator_value
+        for option in option_list:
             ref = option.get("$ref", "")
             options.append(schema()["$defs"][ref.removeprefix("#/$defs/")] if ref else option)
         value = err.instance
-        titles = " or ".join(_title(o, "?") for o in options)
+        titles = ", ".join(_title(o, "?") for o in options)
         wanted = "object" if isinstance(value, dict) else "string" if isinstance(value, str) else None
         candidates = []
         for index, option in enumerate(options):
@@ -264,15 +279,18 @@ class _Mapper:
                 continue
             overlap = len(set(value) & set(option.get("properties", {}))) if isinstance(value, dict) else 1
             if overlap:
-                candidates.append((len(branches.get(index, [])) - overlap, index))
+                # Missing required fields say most clearly which alternative was not meant.
+                errors = branches.get(index, [])
+                missing = sum(1 for e in errors if e.validator == "required")
+                candidates.append((missing, len(errors) - overlap, index))
         if not candidates:
             self.add(
                 path,
-                f"{where} must be {titles}, got {_type_name(value)} {_show(value)}",
+                f"{where} must be one of: {titles}; got {_type_name(value)} {_show(value)}",
                 _description(err.schema),
             )
             return
-        _, chosen = min(candidates)
+        *_, chosen = min(candidates)
         for sub_err in branches.get(chosen, []):
             self.error(sub_err)
 

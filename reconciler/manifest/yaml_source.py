@@ -78,15 +78,15 @@ class _Loader(yaml.SafeLoader):
     """SafeLoader (pure Python, so the composer can be hooked) that refuses aliases before
     they are resolved."""
 
-    def compose_node(self, parent: Node | None, index: object) -> Node | None:
+    def compose_node(self, parent: Node | None, index: int) -> Node | None:
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
+            event = self.peek_event()  # type: ignore[no-untyped-call]
             raise _Refused(
                 event.start_mark,
                 f"YAML alias '*{event.anchor}' is not supported",
                 "write the value out in full; for values shared by all identities use spec.defaults",
             )
-        return super().compose_node(parent, index)  # type: ignore[no-untyped-call, no-any-return]
+        return super().compose_node(parent, index)
 
 
 def _pos(mark: yaml.Mark) -> Position:
@@ -202,9 +202,15 @@ class _Builder:
         self.raw[path] = str(node.value)
         try:
             return self.loader.construct_object(node, deep=True)
-        except (ValueError, OverflowError, yaml.YAMLError) as exc:
+        except (ValueError, OverflowError, yaml.YAMLError):
             # e.g. an integer with more digits than Python converts (sys.int_info limit)
-            self.error(node.start_mark, f"cannot read value '{node.value[:40]}': {exc}", "quote it")
+            kind = node.tag.removeprefix(_TAG)
+            preview = node.value if len(node.value) <= 40 else node.value[:37] + "..."
+            self.error(
+                node.start_mark,
+                f"cannot read '{preview}' as {'an' if kind == 'int' else 'a'} {kind}",
+                "quote it if it is meant as text",
+            )
             return None
 
 

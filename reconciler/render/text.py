@@ -6,7 +6,9 @@ golden-file tests and CI logs.
 
 from __future__ import annotations
 
-from reconciler.plan import Action, Plan
+from collections.abc import Callable
+
+from reconciler.plan import Action, Change, Plan
 from reconciler.render.describe import VERB, field_lines, title
 
 _COLOURS = {
@@ -40,25 +42,40 @@ def render_text(plan: Plan, *, color: bool = False, verbose: bool = False) -> st
         out.append(paint("\x1b[33m", f"Warning: {warning}"))
     if plan.warnings:
         out.append("")
-    shown = plan.changes if verbose else plan.actionable
-    if shown:
-        out.append("reconciler will perform the following actions:" if plan.has_changes else "In sync:")
+    reported = [c for c in plan.changes if c.action is Action.NOOP and c.drift is not None]
+    in_sync = [c for c in plan.changes if c.action is Action.NOOP and c.drift is None] if verbose else []
+    if plan.actionable:
+        out.append("reconciler will perform the following actions:")
         out.append("")
-    for change in shown:
-        colour = _COLOURS[change.action]
-        head = f"  # {title(change)} {VERB[change.action]}"
-        extras = [change.reason] if change.reason else []
-        if change.consequence_of:
-            extras.append(f"because of {change.consequence_of}")
-        if extras:
-            head += f" ({'; '.join(extras)})"
-        out.append(paint(_BOLD, head))
-        symbol = change.action.symbol
-        out.append(paint(colour, f"  {symbol} {change.type.value} \"{change.address}\""))
-        for marker, name, text in field_lines(change):
-            out.append(f"      {paint(_MARKER_COLOURS.get(marker, ''), marker)} {name} = {text}")
-        if change.source:
-            out.append(f"      declared at {change.source}")
+    for change in plan.actionable:
+        out.extend(_block(change, paint))
+    if reported:
+        out.append("Drift reported, not changed:")
+        out.append("")
+        for change in reported:
+            out.append(f"  ! [{change.drift}] {title(change)}: {change.reason}")
+        out.append("")
+    if in_sync:
+        out.append("In sync:")
+        for change in in_sync:
+            out.append(f"    {title(change)}" + (f" ({change.reason})" if change.reason != "in sync" else ""))
         out.append("")
     out.append(paint(_BOLD, summary_line(plan)))
     return "\n".join(out) + "\n"
+
+
+def _block(change: Change, paint: Callable[[str, str], str]) -> list[str]:
+    head = f"  # {title(change)} {VERB[change.action]}"
+    extras = [change.reason] if change.reason else []
+    if change.consequence_of:
+        extras.append(f"because of {change.consequence_of}")
+    if extras:
+        head += f" ({'; '.join(extras)})"
+    resource = f'  {change.action.symbol} {change.type} "{change.address}"'
+    lines = [paint(_BOLD, head), paint(_COLOURS[change.action], resource)]
+    for marker, name, text in field_lines(change):
+        lines.append(f"      {paint(_MARKER_COLOURS.get(marker, ''), marker)} {name} = {text}")
+    if change.source:
+        lines.append(f"      declared at {change.source}")
+    lines.append("")
+    return lines

@@ -20,8 +20,8 @@ from reconciler.model import (
     identity_id,
     ownership_tags,
 )
-from reconciler.plan import Action, Plan, ResourceType
-from reconciler.planner import make_plan
+from reconciler.plan import Action, DriftClass, Plan, ResourceType
+from reconciler.planner import PlanOptions, make_plan
 
 SUB = "11111111-1111-1111-1111-111111111111"
 RG = "rg-payments"
@@ -57,10 +57,11 @@ def grant(identity: DesiredIdentity, scope: str = DATA_SCOPE, role: str = READER
     return DesiredRoleAssignment(**args)  # type: ignore[arg-type]
 
 
-def live_grant(principal: str, name: str, scope: str = DATA_SCOPE, role: str = READER, **kw: object) -> LiveRoleAssignment:
+def live_grant(principal: str, name: str, scope: str = DATA_SCOPE, role: str = READER,
+               principal_type: str = "ServicePrincipal", **kw: object) -> LiveRoleAssignment:
     return LiveRoleAssignment(
         id=f"{scope}/providers/Microsoft.Authorization/roleAssignments/{name}", name=name, scope=scope,
-        role_definition_id=role, principal_id=principal, principal_type="ServicePrincipal", **kw,  # type: ignore[arg-type]
+        role_definition_id=role, principal_id=principal, principal_type=principal_type, **kw,  # type: ignore[arg-type]
     )
 
 
@@ -178,7 +179,7 @@ def test_resources_of_other_owners_and_unowned_are_never_touched() -> None:
 def test_assignment_with_our_deterministic_name_is_deleted_when_undeclared() -> None:
     a = ident()
     li = live_ident()
-    ours = live_grant(GROUP, assignment_name("payments", DATA_SCOPE, READER, GROUP))
+    ours = live_grant(GROUP, assignment_name("payments", DATA_SCOPE, READER, GROUP), principal_type="Group")
     plan = make_plan(state(a), live(li, ras=(ours,)))
     ra = next(c for c in plan.changes if c.type is ResourceType.ROLE_ASSIGNMENT)
     assert ra.action is Action.DELETE and "owned by payments" in ra.reason
@@ -234,3 +235,26 @@ def test_plan_json_round_trips() -> None:
     plan = make_plan(state(a, ras=(grant(a),)), live())
     again = Plan.from_json(plan.to_json())
     assert again.to_json() == plan.to_json()
+
+
+def test_hand_made_grant_to_our_identity_is_reported_and_pruned_only_on_request() -> None:
+    a = ident()
+    li = live_ident()
+    by_hand = live_grant(li.principal_id, "f0000000-0000-0000-0000-00000000000f", role=OWNER_ROLE)
+    plan = make_plan(state(a), live(li, ras=(by_hand,)))
+    ra = next(c for c in plan.changes if c.type is ResourceType.ROLE_ASSIGNMENT)
+    assert ra.action is Action.NOOP and ra.drift is DriftClass.UNMANAGED
+    assert not plan.has_changes
+    pruned = make_plan(state(a), live(li, ras=(by_hand,)), options=PlanOptions(prune_unmanaged=True))
+    assert [c.action for c in pruned.changes if c.type is ResourceType.ROLE_ASSIGNMENT] == [Action.DELETE]
+
+
+def test_our_grant_to_a_vanished_identity_is_orphaned() -> None:
+    a = ident()
+    gone_principal = "9999aaaa-0000-0000-0000-000000000009"
+    left_behind = live_grant(gone_principal, assignment_name("payments", DATA_SCOPE, READER, gone_principal))
+    plan = make_plan(state(a, ras=(grant(a),)), live(ras=(left_behind,)))
+    orphan = next(c for c in plan.changes if c.drift is DriftClass.ORPHANED)
+    assert orphan.action is Action.NOOP and "--prune-orphans" in orphan.reason
+    pruned = make_plan(state(a, ras=(grant(a),)), live(ras=(left_behind,)), options=PlanOptions(prune_orphans=True))
+    assert next(c for c in pruned.changes if c.drift is DriftClass.ORPHANED).action is Action.DELETE

@@ -11,7 +11,7 @@ from ..backend import IDENTITY, RESOURCE_GROUP, SUBSCRIPTION, rg_key
 from ..calls import Call, Reply
 from ..errors import ArmError, invalid_request_content
 from ..paging import page
-from .msi import delete_identity_state
+from .msi import delete_identity_state, normalize_location
 
 _RG_NAME = re.compile(r"^[-\w._()]{1,90}$")
 
@@ -131,8 +131,3 @@ def delete_resource_group(call: Call) -> Reply:
 def get_operation_result(call: Call) -> Reply:
     call.backend.require_subscription(call.params["subscriptionId"])
     return Reply(200)
-
-
-def normalize_location(location: str) -> str:
-    # UNVERIFIED: ARM returns the canonical short name ("East US" -> "eastus") for most RPs.
-    return location.replace(" ", "").lower()
