@@ -19,7 +19,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 from rich.console import Console
 
@@ -57,7 +56,9 @@ class Format(StrEnum):
     json = "json"
 
 
-Paths = Annotated[list[Path], typer.Argument(help="Manifest files or folders (searched recursively for *.yaml, *.yml).")]
+Paths = Annotated[
+    list[Path], typer.Argument(help="Manifest files or folders (searched recursively for *.yaml, *.yml).")
+]
 SandboxDb = Annotated[
     str | None,
     typer.Option("--sandbox-db", hidden=True, help="State file of the embedded sandbox (use --sandbox [DB])."),
@@ -133,7 +134,9 @@ def plan(
     detailed_exitcode: Annotated[
         bool, typer.Option("--detailed-exitcode", help="Exit 2 when there are changes, 0 when in sync.")
     ] = False,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Show in-sync resources and ARM call counts.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("-v", "--verbose", help="Show in-sync resources and ARM call counts.")
+    ] = False,
     sandbox_db: SandboxDb = None,
     arm_endpoint: ArmEndpoint = None,
     ca_cert: CaCert = None,
@@ -261,18 +264,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ReconcilerError as e:
         err.print(f"Error: {e}", style="bold red", markup=False)
         return EXIT_ERROR
-    except click.exceptions.Exit as e:
-        return e.exit_code
-    except click.exceptions.Abort:
+    except typer.Exit as e:
+        return int(e.exit_code)
+    except typer.Abort:
         err.print("Aborted.", style="red")
         return 130
-    except click.ClickException as e:  # usage errors: click would exit 2, which means "changes"
-        e.show(file=sys.stderr)
-        return EXIT_ERROR
     except KeyboardInterrupt:
         err.print("Interrupted.", style="red")
         return 130
-    except Exception as e:  # noqa: BLE001 - the boundary: anything else is a bug, said as one
+    except Exception as e:  # the boundary: usage errors, else a bug, said as one
+        # Usage errors (click's, vendored or not, expose `show` and `exit_code`): click would
+        # exit 2, which here means "changes present", so they become 1 like every error.
+        if hasattr(e, "show") and hasattr(e, "exit_code"):
+            e.show(file=sys.stderr)
+            return EXIT_ERROR
         err.print(f"Internal error (a bug in reconciler, please report it): {type(e).__name__}: {e}",
                   style="bold red", markup=False)
         if os.environ.get("RECONCILER_DEBUG"):

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from azure.core.credentials import TokenCredential
+
 from reconciler.azure.client import PUBLIC_ARM, ArmTarget, StaticTokenCredential
 from reconciler.azure.gateway import AzureGateway
 from reconciler.errors import ReconcilerError
@@ -78,7 +80,7 @@ def open_gateway(options: TargetOptions, desired: DesiredState) -> Iterator[Azur
         finally:
             server.stop()
         return
-    credential: object
+    credential: TokenCredential
     token = os.environ.get(TOKEN_ENV)
     if token:
         credential = StaticTokenCredential(token)
@@ -91,5 +93,5 @@ def open_gateway(options: TargetOptions, desired: DesiredState) -> Iterator[Azur
         raise ReconcilerError(f"--arm-endpoint must be an https:// URL (got {endpoint}); ARM tokens never go over http")
     if options.ca_cert and not Path(options.ca_cert).is_file():
         raise ReconcilerError(f"--ca-cert {options.ca_cert}: no such file")
-    yield AzureGateway(ArmTarget(credential, endpoint, options.ca_cert))  # type: ignore[arg-type]
+    yield AzureGateway(ArmTarget(credential, endpoint, options.ca_cert))
 

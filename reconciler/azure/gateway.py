@@ -21,7 +21,7 @@ from azure.mgmt.authorization import AuthorizationManagementClient
 from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
 from azure.mgmt.msi import ManagedServiceIdentityClient
 from azure.mgmt.msi.models import FederatedIdentityCredential, Identity, IdentityUpdate
-from azure.mgmt.resource import ResourceManagementClient
+from azure.mgmt.resource.resources import ResourceManagementClient
 
 from reconciler.azure.client import ArmTarget
 from reconciler.errors import ArmError, LiveReadError, RetryableArmError, TerminalArmError
@@ -150,7 +150,8 @@ class AzureGateway:
         def read_subscription(sub: str) -> tuple[list[LiveIdentity], list[LiveRoleAssignment], set[tuple[str, str]]]:
             where = f"subscription {sub}"
             msi, auth = self.msi(sub), self.auth(sub)
-            rgs = _call(lambda: {(sub, rg.name.lower()) for rg in self.resources(sub).resource_groups.list()}, where)
+            groups_api = self.resources(sub).resource_groups
+            rgs = _call(lambda: {(sub, (rg.name or "").lower()) for rg in groups_api.list()}, where)
             ids = _call(lambda: [_live_identity(i) for i in msi.user_assigned_identities.list_by_subscription()], where)
             ras = _call(lambda: [_live_assignment(a) for a in auth.role_assignments.list_for_subscription()], where)
             return ids, ras, rgs

@@ -78,6 +78,14 @@ class _Loader(yaml.SafeLoader):
     """SafeLoader (pure Python, so the composer can be hooked) that refuses aliases before
     they are resolved."""
 
+    document_start: Position = (1, 1)
+
+    def compose_document(self) -> Node | None:
+        # Remember where the document begins (its `---`): an empty document has no node of
+        # its own to point at.
+        self.document_start = _pos(self.peek_event().start_mark)  # type: ignore[no-untyped-call]
+        return super().compose_document()
+
     def compose_node(self, parent: Node | None, index: int) -> Node | None:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()  # type: ignore[no-untyped-call]
@@ -228,11 +236,9 @@ def parse(text: str, file: str) -> tuple[list[YamlDocument], list[Diagnostic]]:
             builder = _Builder(file, loader)
             data = builder.build(node, ())
             diagnostics.extend(builder.diagnostics)
+            start = _pos(node.start_mark) if data is not None else loader.document_start
             documents.append(
-                YamlDocument(
-                    file, len(documents), data, _pos(node.start_mark), builder.values, builder.keys,
-                    builder.raw,
-                )
+                YamlDocument(file, len(documents), data, start, builder.values, builder.keys, builder.raw)
             )
     except _Refused as exc:
         diagnostics.append(Diagnostic(SourceLocation(file, *_pos(exc.mark)), exc.message, exc.hint))

@@ -123,7 +123,8 @@ def _principal_id(props: dict[str, Any]) -> str:
     if value is None or value == "":
         raise ArmError(400, "InvalidPrincipalId", "A valid principal ID must be provided for role assignment.")
     if not is_guid(value):
-        raise ArmError(400, "InvalidPrincipalId", f"The Principal ID '{value}' is not valid. Principal ID must be a GUID.")
+        raise ArmError(400, "InvalidPrincipalId",
+                       f"The Principal ID '{value}' is not valid. Principal ID must be a GUID.")
     return str(value).lower()
 
 

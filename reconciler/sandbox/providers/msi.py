@@ -214,7 +214,7 @@ def delete_identity_state(backend: Backend, doc: Doc) -> None:
 
 
 def delete_identity(call: Call) -> Reply:
-    sub, rg, name, rid = _identity_parts(call)
+    sub, rg, _name, rid = _identity_parts(call)
     call.authorize(f"{NS_TYPE}/delete", rid)
     with call.backend.store.transaction():
         call.backend.require_resource_group(sub, rg)
@@ -278,25 +278,24 @@ def put_fic(call: Call) -> Reply:
     props = _fic_properties(call.body)
     fid = f"{identity['id']}/federatedIdentityCredentials/{fic_name}"
     store = call.backend.store
-    with call.backend.identity_write_slot(identity["id"]):
-        with store.transaction():
-            siblings = store.children(FIC, identity["id"])
-            existing = next((f for f in siblings if f["id"].lower() == fid.lower()), None)
-            for other in siblings:
-                same_pair = (other["properties"]["issuer"] == props["issuer"]
-                             and other["properties"]["subject"] == props["subject"])
-                if other is not existing and same_pair:
-                    # Wording from Azure/bicep-types-az#2054; status and code UNVERIFIED.
-                    raise ArmError(400, "BadRequest",
-                                   "Issuer and subject combination already exists for this Managed Identity.")
-            if existing is None and len(siblings) >= MAX_FICS_PER_IDENTITY:
-                # UNVERIFIED wording; the limit of 20 is documented.
+    with call.backend.identity_write_slot(identity["id"]), store.transaction():
+        siblings = store.children(FIC, identity["id"])
+        existing = next((f for f in siblings if f["id"].lower() == fid.lower()), None)
+        for other in siblings:
+            same_pair = (other["properties"]["issuer"] == props["issuer"]
+                         and other["properties"]["subject"] == props["subject"])
+            if other is not existing and same_pair:
+                # Wording from Azure/bicep-types-az#2054; status and code UNVERIFIED.
                 raise ArmError(400, "BadRequest",
-                               f"The managed identity '{identity['id']}' already has the maximum of "
-                               f"{MAX_FICS_PER_IDENTITY} Federated Identity Credentials.")
-            doc = {"id": existing["id"] if existing else fid, "name": existing["name"] if existing else fic_name,
-                   "type": FIC_TYPE, "properties": props}
-            store.put(FIC, fid, identity["id"], doc)
+                               "Issuer and subject combination already exists for this Managed Identity.")
+        if existing is None and len(siblings) >= MAX_FICS_PER_IDENTITY:
+            # UNVERIFIED wording; the limit of 20 is documented.
+            raise ArmError(400, "BadRequest",
+                           f"The managed identity '{identity['id']}' already has the maximum of "
+                           f"{MAX_FICS_PER_IDENTITY} Federated Identity Credentials.")
+        doc = {"id": existing["id"] if existing else fid, "name": existing["name"] if existing else fic_name,
+               "type": FIC_TYPE, "properties": props}
+        store.put(FIC, fid, identity["id"], doc)
     return Reply(200 if existing else 201, _render_fic(doc))
 
 

@@ -1,0 +1,194 @@
+"""SandboxServer: the sandbox on a loopback HTTPS port, served from a daemon thread.
+
+The TLS handshake runs in each connection's worker thread (not in the accept loop), so one slow or
+broken client cannot stall the others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import socket
+import ssl
+import tempfile
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from . import certs, tokens
+from .app import SandboxApp, seed
+from .backend import Backend
+from .config import SandboxConfig
+from .store import Store
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as azure-core's requests session expects
+    server: _HttpsServer
+    timeout = 60
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        response = self.server.app.handle(self.command, self.path, headers, body)
+        if response.drop:
+            self.close_connection = True
+            # Shut the socket down without a byte of response: the client sees a dropped connection.
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self.send_response(response.status)
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(response.body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(response.body)
+
+    do_GET = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_POST = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet: tests and serve print their own
+        return
+
+
+class _HttpsServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    app: SandboxApp
+    tls: ssl.SSLContext
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        try:
+            tls_socket = self.tls.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            return  # a client that cannot complete TLS gets nothing, like any HTTPS server
+        super().finish_request(tls_socket, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        return  # clients hanging up mid-request are normal (retries, dropped-connection faults)
+
+
+class SandboxServer:
+    """An ARM look-alike on https://host:port. See docs/sandbox.md."""
+
+    def __init__(self, db_path: str | None = None, host: str = "127.0.0.1", port: int = 0,
+                 config: SandboxConfig | None = None):
+        self.db_path = db_path
+        self.host = host
+        self.port = port
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if db_path is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="reconciler-sandbox-")
+            cert_dir = Path(self._tmp.name)
+        else:
+            Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+            cert_dir = Path(f"{db_path}.certs")
+        self._cert_dir = cert_dir
+        self.store = Store(db_path)
+        self.backend = Backend(self.store, config or SandboxConfig())
+        self._httpd: _HttpsServer | None = None
+        self._thread: threading.Thread | None = None
+        self._certs: certs.CertFiles | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> SandboxServer:
+        if self._httpd is not None:
+            return self
+        self._certs = certs.ensure(self._cert_dir, self.host)
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(self._certs.server_cert, self._certs.server_key)
+        httpd = _HttpsServer((self.host, self.port), _Handler, bind_and_activate=True)
+        httpd.tls = tls
+        httpd.app = SandboxApp(self.backend)
+        self.port = httpd.server_address[1]
+        httpd.app.default_base_url = self.url
+        self._httpd = httpd
+        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=f"sandbox-{self.port}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self.store.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def serve_forever(self) -> None:
+        """Block until interrupted (for `reconciler sandbox serve`)."""
+        self.start()
+        assert self._thread is not None
+        try:
+            while self._thread.is_alive():
+                self._thread.join(0.5)
+        finally:
+            self.stop()
+
+    def __enter__(self) -> SandboxServer:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    # --- addresses and credentials ---------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        host = self.host if self.host not in ("", "0.0.0.0", "::") else "127.0.0.1"
+        return f"https://{host}:{self.port}"
+
+    @property
+    def ca_cert_path(self) -> str:
+        if self._certs is None:
+            self._certs = certs.ensure(self._cert_dir, self.host)
+        return str(self._certs.ca_cert)
+
+    @property
+    def tenant_id(self) -> str:
+        return self.backend.directory.tenant_id
+
+    @property
+    def admin_object_id(self) -> str:
+        return self.backend.directory.admin_object_id
+
+    def admin_token(self) -> str:
+        return self.token_for(self.admin_object_id)
+
+    def token_for(self, object_id: str) -> str:
+        principal = self.backend.directory.get(object_id)
+        return tokens.issue(object_id.lower(), self.tenant_id, principal.app_id if principal else "")
+
+    # --- state -----------------------------------------------------------------------------------
+    def seed(self, subscriptions: Iterable[str] = (), resource_groups: Iterable[tuple[str, str, str]] = (),
+             principals: Iterable[tuple[str, str, str]] = ()) -> None:
+        seed(self.backend, subscriptions, resource_groups, principals)
+
+    def add_principal(self, object_id: str, type: str, display_name: str) -> None:
+        self.backend.directory.add(object_id, type, display_name)
+
+    @property
+    def config(self) -> SandboxConfig:
+        return self.backend.config
+
+    def configure(self, **changes: Any) -> SandboxConfig:
+        self.backend.config = self.backend.config.replace(**changes)
+        return self.backend.config
+
+    def inject_fault(self, kind: str, operation: str = "*", count: int = 1) -> None:
+        """Make the next `count` requests for `operation` (an operationId, or "*") fail with `kind`."""
+        self.backend.faults.inject(kind, operation, count)
+
+    def reset(self) -> None:
+        self.backend.reset()
+
+    def request_counts(self) -> dict[str, int]:
+        return self.backend.counts()

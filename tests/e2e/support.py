@@ -1,0 +1,29 @@
+"""Helpers for end-to-end tests: the real SDK pointed at a sandbox, seeding from manifests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reconciler.azure.client import ArmTarget, StaticTokenCredential
+from reconciler.azure.gateway import AzureGateway
+from reconciler.manifest.loader import load_manifests
+from reconciler.roles import RoleCatalog
+from reconciler.sandbox import SandboxServer
+from reconciler.target import seed_of
+
+SUB = "11111111-1111-1111-1111-111111111111"
+
+
+def seed(server: SandboxServer, paths: list[Path]) -> None:
+    """Give an empty sandbox what the manifests reference, as `--sandbox` does."""
+    desired, _ = load_manifests(paths, RoleCatalog())
+    data = seed_of(desired)
+    server.seed(
+        subscriptions=[s for (s,) in data["subscriptions"]],
+        resource_groups=[(s, r, loc) for s, r, loc in data["resource_groups"]],
+        principals=[(o, t, n) for o, t, n in data["principals"]],
+    )
+
+
+def gateway_for(server: SandboxServer) -> AzureGateway:
+    return AzureGateway(ArmTarget(StaticTokenCredential(server.admin_token()), server.url, server.ca_cert_path))

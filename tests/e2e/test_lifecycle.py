@@ -1,0 +1,183 @@
+"""plan -> apply -> plan through the CLI, the real SDK and HTTPS, against the sandbox."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from pathlib import Path
+
+import pytest
+from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
+from azure.mgmt.msi.models import Identity
+
+from reconciler.cli import main
+from reconciler.manifest.loader import load_manifests
+from reconciler.model import OWNER_TAG, assignment_name, ownership_tags
+from reconciler.roles import RoleCatalog
+from reconciler.sandbox import SandboxServer
+from tests.e2e.support import SUB, gateway_for
+
+READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def plan_json(capsys: pytest.CaptureFixture[str], paths: str, env: list[str], *extra: str) -> dict:  # type: ignore[type-arg]
+    code, out, err = run(capsys, "plan", paths, "--format", "json", *env, *extra)
+    assert code == 0, err
+    return json.loads(out)  # type: ignore[no-any-return]
+
+
+def live_identities(server: SandboxServer) -> dict[str, object]:
+    return {i.name: i for i in gateway_for(server).msi(SUB).user_assigned_identities.list_by_subscription()}
+
+
+def live_assignments(server: SandboxServer) -> list[object]:
+    return list(gateway_for(server).auth(SUB).role_assignments.list_for_subscription())
+
+
+def test_plan_apply_plan_is_empty_and_second_apply_is_a_noop(
+    capsys: pytest.CaptureFixture[str], manifests: Path, cli_env: list[str], seeded: SandboxServer
+) -> None:
+    desired, _ = load_manifests([manifests], RoleCatalog())
+    expected = len(desired.identities) + len(desired.federated_credentials) + len(desired.role_assignments)
+    code, out, err = run(capsys, "plan", str(manifests), "--detailed-exitcode", *cli_env)
+    assert code == 2, err
+    assert f"Plan: {expected} to add, 0 to change, 0 to replace, 0 to destroy." in out
+    assert "(known after apply)" in out
+
+    code, out, err = run(capsys, "apply", str(manifests), "--auto-approve", *cli_env)
+    assert code == 0, err + out
+    assert "Verified: a fresh plan shows no changes." in out
+
+    code, out, err = run(capsys, "plan", str(manifests), "--detailed-exitcode", *cli_env)
+    assert code == 0, err
+    assert "No changes." in out
+
+    identities = live_identities(seeded)
+    assert set(identities) == {"payments-api", "payments-worker", "platform-deployer", "platform-monitoring"}
+    api = identities["payments-api"]
+    assert api.tags[OWNER_TAG] == "payments"  # type: ignore[attr-defined]
+    fics = list(gateway_for(seeded).msi(SUB).federated_identity_credentials.list("rg-payments", "payments-api"))
+    assert {f.name for f in fics} == {"github-main", "aks-payments-api"}
+    # every assignment to our identities carries the deterministic name of its owner
+    principals = {i.principal_id: i for i in identities.values()}  # type: ignore[attr-defined]
+    ours = [a for a in live_assignments(seeded) if a.principal_id in principals]  # type: ignore[attr-defined]
+    assert ours and all(a.principal_type == "ServicePrincipal" for a in ours)  # type: ignore[attr-defined]
+
+    counts = seeded.request_counts()
+    writes_before = counts.get("write", 0) + counts.get("delete", 0)
+    assert writes_before > 0
+    code, out, err = run(capsys, "apply", str(manifests), "--auto-approve", *cli_env)
+    assert code == 0, err
+    assert "No changes." in out
+    counts = seeded.request_counts()
+    writes_after = counts.get("write", 0) + counts.get("delete", 0)
+    assert writes_after == writes_before, "a second apply must not write anything"
+
+
+def test_assignment_made_by_hand_under_a_random_name_is_adopted(
+    capsys: pytest.CaptureFixture[str], manifests: Path, cli_env: list[str], seeded: SandboxServer
+) -> None:
+    assert run(capsys, "apply", str(manifests), "--auto-approve", *cli_env)[0] == 0
+    auth = gateway_for(seeded).auth(SUB)
+    api = live_identities(seeded)["payments-api"]
+    scope = f"/subscriptions/{SUB}/resourceGroups/rg-payments"
+    blob_reader = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
+    ours = next(a for a in auth.role_assignments.list_for_scope(scope, filter="atScope()")
+                if a.principal_id == api.principal_id and a.role_definition_id.endswith(blob_reader))  # type: ignore[attr-defined]
+    auth.role_assignments.delete_by_id(ours.id)
+    random_name = str(uuid.uuid4())
+    auth.role_assignments.create(scope, random_name, RoleAssignmentCreateParameters(
+        role_definition_id=f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/{blob_reader}",
+        principal_id=api.principal_id, principal_type="ServicePrincipal", description="read invoices",  # type: ignore[attr-defined]
+    ))
+    code, out, err = run(capsys, "plan", str(manifests), "--detailed-exitcode", *cli_env)
+    assert code == 0, out + err
+    code, out, err = run(capsys, "apply", str(manifests), "--auto-approve", *cli_env)
+    assert code == 0 and "No changes." in out
+    names = [a.name for a in live_assignments(seeded) if a.principal_id == api.principal_id  # type: ignore[attr-defined]
+             and a.role_definition_id.endswith(blob_reader)]  # type: ignore[attr-defined]
+    assert names == [random_name]
+
+
+def test_removing_an_identity_deletes_it_and_its_assignments(
+    capsys: pytest.CaptureFixture[str], manifests: Path, cli_env: list[str], seeded: SandboxServer
+) -> None:
+    assert run(capsys, "apply", str(manifests), "--auto-approve", *cli_env)[0] == 0
+    worker = live_identities(seeded)["payments-worker"]
+    assert any(a.principal_id == worker.principal_id for a in live_assignments(seeded))  # type: ignore[attr-defined]
+    text = (manifests / "payments.yaml").read_text()
+    start = text.index("    - name: payments-worker")
+    end = text.index("  roleAssignments:")
+    (manifests / "payments.yaml").write_text(text[:start] + text[end:])
+
+    plan = plan_json(capsys, str(manifests), cli_env)
+    deletes = {c["address"]: c for c in plan["changes"] if c["action"] == "delete"}
+    assert any(a.endswith("/payments-worker") for a in deletes)
+    assert any(c["type"] == "roleAssignment" for c in deletes.values())
+
+    code, out, err = run(capsys, "apply", str(manifests), "--auto-approve", *cli_env)
+    assert code == 0, out + err
+    assert "payments-worker" not in live_identities(seeded)
+    assert not any(a.principal_id == worker.principal_id for a in live_assignments(seeded))  # type: ignore[attr-defined]
+    assert "payments-api" in live_identities(seeded)
+
+
+def test_resources_of_another_owner_are_never_touched(
+    capsys: pytest.CaptureFixture[str], manifests: Path, cli_env: list[str], seeded: SandboxServer
+) -> None:
+    msi = gateway_for(seeded).msi(SUB)
+    other = msi.user_assigned_identities.create_or_update(
+        "rg-payments", "billing-batch",
+        Identity(location="westeurope", tags={**ownership_tags("billing"), "team": "billing"}),
+    )
+    msi.user_assigned_identities.create_or_update("rg-payments", "hand-made", Identity(location="westeurope"))
+    scope = f"/subscriptions/{SUB}/resourceGroups/rg-payments"
+    auth = gateway_for(seeded).auth(SUB)
+    name = assignment_name("billing", scope, READER, other.principal_id)  # type: ignore[arg-type]
+    auth.role_assignments.create(scope, name, RoleAssignmentCreateParameters(
+        role_definition_id=f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/{READER}",
+        principal_id=other.principal_id, principal_type="ServicePrincipal",  # type: ignore[arg-type]
+    ))
+    # Apply only the payments set: platform's identities don't exist yet and must not be made.
+    code, out, err = run(capsys, "apply", str(manifests / "payments.yaml"), "--auto-approve", *cli_env)
+    assert code == 0, out + err
+    names = set(live_identities(seeded))
+    assert {"billing-batch", "hand-made", "payments-api"} <= names
+    assert "platform-deployer" not in names
+    assert any(a.name == name for a in live_assignments(seeded))  # type: ignore[attr-defined]
+    assert live_identities(seeded)["hand-made"].tags in ({}, None)  # type: ignore[attr-defined]
+    # and removing every payments identity from the manifests still leaves them alone
+    (manifests / "payments.yaml").write_text((manifests / "payments.yaml").read_text().replace(
+        "protect: true", "protect: false"))
+    assert run(capsys, "apply", str(manifests / "payments.yaml"), "--auto-approve", *cli_env)[0] == 0
+    assert {"billing-batch", "hand-made"} <= set(live_identities(seeded))
+
+
+def test_embedded_sandbox_keeps_state_in_its_file(
+    capsys: pytest.CaptureFixture[str], manifests: Path, tmp_path: Path
+) -> None:
+    db = tmp_path / "state.db"
+    code, out, err = run(capsys, "apply", str(manifests), "--sandbox", str(db), "--auto-approve")
+    assert code == 0, out + err
+    assert db.exists()
+    code, out, err = run(capsys, "plan", str(manifests), "--sandbox", str(db), "--detailed-exitcode")
+    assert code == 0 and "No changes." in out, out + err
+
+
+def test_manifest_errors_stop_before_anything_is_applied(
+    capsys: pytest.CaptureFixture[str], manifests: Path, cli_env: list[str], seeded: SandboxServer
+) -> None:
+    bad = manifests / "payments.yaml"
+    bad.write_text(bad.read_text().replace("role: Storage Blob Data Reader", "role: Storage Blob Data Raeder"))
+    code, _, err = run(capsys, "apply", str(manifests), "--auto-approve", *cli_env)
+    assert code == 1
+    assert re.search(r"payments\.yaml:\d+:\d+: .*Storage Blob Data Raeder", err), err
+    assert "Traceback" not in err
+    assert live_identities(seeded) == {}
