@@ -22,16 +22,20 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from reconciler import drift as drift_report
 from reconciler.applier import DONE, ApplyReport, StepResult, apply_plan
 from reconciler.errors import Diagnostic, ManifestError, ReconcilerError
 from reconciler.gateway import ArmGateway
 from reconciler.manifest.loader import load_manifests
 from reconciler.model import DesiredState
 from reconciler.plan import Change, Plan
-from reconciler.planner import make_plan
+from reconciler.planner import PlanOptions, make_plan
+from reconciler.render.markdown import render_markdown
 from reconciler.render.text import render_text
 from reconciler.roles import RoleCatalog
+from reconciler.safety import DEFAULT_MAX_DELETES, mass_delete_problems
 from reconciler.sandbox.cli import sandbox_app
+from reconciler.savedplan import check_fresh, read_plan, with_fingerprints
 from reconciler.target import DEFAULT_SANDBOX_DB, TargetOptions, open_gateway
 
 EXIT_OK = 0
@@ -53,6 +57,7 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 class Format(StrEnum):
     text = "text"
+    markdown = "markdown"
     json = "json"
 
 
@@ -97,9 +102,11 @@ def _session(
         yield desired, gateway, catalog
 
 
-def _make_plan(desired: DesiredState, gateway: ArmGateway, catalog: RoleCatalog) -> Plan:
+def _make_plan(
+    desired: DesiredState, gateway: ArmGateway, catalog: RoleCatalog, options: PlanOptions | None = None
+) -> Plan:
     live = gateway.read_live(desired.subscriptions, desired.owners, [i.key for i in desired.identities])
-    return make_plan(desired, live, catalog.name_of)
+    return make_plan(desired, live, catalog.name_of, options)
 
 
 def _print_calls(gateway: ArmGateway, label: str) -> None:
@@ -127,31 +134,75 @@ def validate(paths: Paths) -> None:
     )
 
 
+PruneUnmanaged = Annotated[
+    bool, typer.Option("--prune-unmanaged", help="Also delete grants to our identities made outside the manifests.")
+]
+PruneOrphans = Annotated[
+    bool, typer.Option("--prune-orphans", help="Also delete our grants whose principal no longer exists.")
+]
+
+
 @app.command()
 def plan(
     paths: Paths,
     format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.text,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Save the plan (JSON with fingerprints) for `apply PLANFILE`.")
+    ] = None,
     detailed_exitcode: Annotated[
         bool, typer.Option("--detailed-exitcode", help="Exit 2 when there are changes, 0 when in sync.")
     ] = False,
+    prune_unmanaged: PruneUnmanaged = False,
+    prune_orphans: PruneOrphans = False,
     verbose: Annotated[
-        bool, typer.Option("-v", "--verbose", help="Show in-sync resources and ARM call counts.")
+        bool, typer.Option("-v", "--verbose", help="Show in-sync and foreign resources, and ARM call counts.")
     ] = False,
     sandbox_db: SandboxDb = None,
     arm_endpoint: ArmEndpoint = None,
     ca_cert: CaCert = None,
 ) -> None:
     """Show what apply would create, change or delete."""
+    options = PlanOptions(prune_unmanaged=prune_unmanaged, prune_orphans=prune_orphans, include_foreign=verbose)
     with _session(paths, sandbox_db, arm_endpoint, ca_cert) as (desired, gateway, catalog):
-        the_plan = _make_plan(desired, gateway, catalog)
-        if format is Format.json:
-            _echo(the_plan.dumps())
-        else:
-            _echo(render_text(the_plan, color=sys.stdout.isatty(), verbose=verbose))
+        the_plan = _make_plan(desired, gateway, catalog, options)
+        the_plan = with_fingerprints(the_plan, desired.files, {
+            "paths": [str(p) for p in paths], "prune_unmanaged": prune_unmanaged,
+            "prune_orphans": prune_orphans, "target": _target_label(sandbox_db, arm_endpoint),
+        })
+        _show(the_plan, format, verbose)
+        for problem in mass_delete_problems(the_plan, DEFAULT_MAX_DELETES):
+            err.print(f"Warning: apply will refuse this plan without --allow-mass-delete: {problem}",
+                      style="yellow", markup=False)
+        if out:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(the_plan.dumps(), encoding="utf-8")
+            err.print(f"Saved the plan to {out}; apply it with: reconciler apply {out}", markup=False)
         if verbose:
             _print_calls(gateway, "plan")
     if detailed_exitcode and the_plan.has_changes:
         raise typer.Exit(EXIT_CHANGES)
+
+
+def _target_label(sandbox_db: str | None, arm_endpoint: str | None) -> str:
+    return TargetOptions(sandbox_db=sandbox_db, arm_endpoint=arm_endpoint).describe()
+
+
+def _show(the_plan: Plan, format: Format, verbose: bool = False) -> None:
+    if format is Format.json:
+        _echo(the_plan.dumps())
+    elif format is Format.markdown:
+        _echo(render_markdown(the_plan))
+    else:
+        _echo(render_text(the_plan, color=sys.stdout.isatty(), verbose=verbose))
+
+
+@app.command()
+def show(
+    plan_file: Annotated[Path, typer.Argument(help="A plan saved with `plan --out`.")],
+    format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.text,
+) -> None:
+    """Render a saved plan as text, Markdown (for a PR comment) or JSON."""
+    _show(read_plan(plan_file), format, verbose=False)
 
 
 class _LineReporter:
@@ -182,11 +233,25 @@ def _write_report(report: ApplyReport, path: Path) -> None:
     path.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
 
 
+def _is_plan_file(paths: list[Path]) -> bool:
+    return len(paths) == 1 and paths[0].suffix == ".json" and paths[0].is_file()
+
+
 @app.command()
 def apply(
-    paths: Paths,
+    paths: Annotated[
+        list[Path], typer.Argument(help="Manifest files or folders, or one plan file saved with `plan --out`.")
+    ],
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Apply without asking.")] = False,
     parallelism: Annotated[int, typer.Option("--parallelism", min=1, max=64, help="Concurrent ARM writes.")] = 8,
+    max_deletes: Annotated[
+        int, typer.Option("--max-deletes", min=0, help="Refuse plans that destroy more than this.")
+    ] = DEFAULT_MAX_DELETES,
+    allow_mass_delete: Annotated[
+        bool, typer.Option("--allow-mass-delete", help="Apply even past --max-deletes or deleting all of an owner.")
+    ] = False,
+    prune_unmanaged: PruneUnmanaged = False,
+    prune_orphans: PruneOrphans = False,
     report_file: Annotated[
         Path | None, typer.Option("--report", help="Write the step report as JSON to this file.")
     ] = None,
@@ -195,13 +260,40 @@ def apply(
     arm_endpoint: ArmEndpoint = None,
     ca_cert: CaCert = None,
 ) -> None:
-    """Make Azure match the manifests: plan, confirm, apply, then verify a fresh plan is empty."""
+    """Make Azure match the manifests: plan, confirm, apply, then verify a fresh plan is empty.
+
+    Given a plan file, apply exactly its changes, and refuse when the manifests or any
+    resource it touches changed since it was made."""
+    saved = read_plan(paths[0]) if _is_plan_file(paths) else None
+    if saved is not None:
+        paths = [Path(p) for p in saved.inputs.get("paths", [])]
+        if not paths:
+            raise ReconcilerError("the plan file does not say which manifests it was made from; run plan again")
+        prune_unmanaged = bool(saved.inputs.get("prune_unmanaged", False))
+        prune_orphans = bool(saved.inputs.get("prune_orphans", False))
+    options = PlanOptions(prune_unmanaged=prune_unmanaged, prune_orphans=prune_orphans)
     with _session(paths, sandbox_db, arm_endpoint, ca_cert) as (desired, gateway, catalog):
-        the_plan = _make_plan(desired, gateway, catalog)
-        _echo(render_text(the_plan, color=sys.stdout.isatty()))
+        fresh = _make_plan(desired, gateway, catalog, options)
+        if saved is not None:
+            check_fresh(saved, desired.files, fresh)
+            the_plan = saved
+            err.print(f"The saved plan is current: applying its {len(saved.actionable)} change(s).", markup=False)
+        else:
+            the_plan = fresh
+            _echo(render_text(the_plan, color=sys.stdout.isatty()))
         if not the_plan.has_changes:
+            if saved is not None:
+                _echo("No changes. Azure matches the manifests.\n")
             return
-        _confirm(auto_approve)
+        problems = mass_delete_problems(the_plan, max_deletes)
+        if problems and not allow_mass_delete:
+            raise ReconcilerError(
+                "refusing to apply: " + "; ".join(problems)
+                + ". Check the manifests (an emptied folder or a renamed owner looks like this); "
+                "if the deletions are intended, pass --allow-mass-delete"
+            )
+        if saved is None:
+            _confirm(auto_approve)
         report = apply_plan(the_plan, gateway, parallelism=parallelism, reporter=_LineReporter())
         counts = report.counts()
         if report_file:
@@ -217,13 +309,47 @@ def apply(
                 f"report written to {path}. Fix the cause and run apply again: done steps are not repeated."
             )
         _echo(f"Apply complete: {counts['done']} step(s) done.\n")
-        after = _make_plan(desired, gateway, catalog)
+        after = _make_plan(desired, gateway, catalog, options)
         if verbose:
             _print_calls(gateway, "plan + apply + verify")
         if after.has_changes:
             _echo(render_text(after))
             raise ReconcilerError("Azure does not match the manifests after apply (see the plan above)")
         _echo("Verified: a fresh plan shows no changes.\n")
+
+
+@app.command()
+def drift(
+    paths: Paths,
+    format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.text,
+    fail_on: Annotated[
+        str, typer.Option("--fail-on", help="Drift classes that make the exit code 2: "
+                          "comma-separated missing,changed,unmanaged,orphaned, or all / none.")
+    ] = "all",
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Show ARM call counts.")] = False,
+    sandbox_db: SandboxDb = None,
+    arm_endpoint: ArmEndpoint = None,
+    ca_cert: CaCert = None,
+) -> None:
+    """Report what changed in Azure out of band, by drift class. Never writes to Azure.
+
+    Exit 0 in sync, 2 when drift of a --fail-on class is found, 1 on error."""
+    try:
+        classes = drift_report.parse_classes(fail_on)
+    except ValueError as e:
+        raise ReconcilerError(f"--fail-on: {e}") from None
+    with _session(paths, sandbox_db, arm_endpoint, ca_cert) as (desired, gateway, catalog):
+        the_plan = _make_plan(desired, gateway, catalog)
+        if format is Format.json:
+            _echo(drift_report.dumps(the_plan))
+        elif format is Format.markdown:
+            _echo(drift_report.render_markdown(the_plan))
+        else:
+            _echo(drift_report.render_text(the_plan))
+        if verbose:
+            _print_calls(gateway, "drift")
+    if drift_report.has_drift(the_plan, classes):
+        raise typer.Exit(EXIT_CHANGES)
 
 
 def _rewrite_sandbox_flag(argv: list[str]) -> list[str]:

@@ -188,6 +188,19 @@ class DesiredState:
 
 
 @dataclass(frozen=True)
+class Modified:
+    """Who last changed a live resource and when, as ARM reports it (systemData on identities
+    and credentials, updatedBy/updatedOn on role assignments). Display only."""
+
+    by: str | None
+    at: str | None
+    by_type: str | None = None
+
+    def to_json(self) -> dict[str, str | None]:
+        return {"by": self.by, "at": self.at, "byType": self.by_type}
+
+
+@dataclass(frozen=True)
 class LiveIdentity:
     id: str
     subscription: str
@@ -198,6 +211,7 @@ class LiveIdentity:
     principal_id: str
     client_id: str
     tenant_id: str
+    modified: Modified | None = None
 
     @property
     def key(self) -> IdentityKey:
@@ -219,6 +233,7 @@ class LiveFederatedCredential:
     issuer: str
     subject: str
     audiences: tuple[str, ...]
+    modified: Modified | None = None
 
 
 @dataclass(frozen=True)
@@ -232,6 +247,7 @@ class LiveRoleAssignment:
     description: str | None = None
     condition: str | None = None
     condition_version: str | None = None
+    modified: Modified | None = None
 
     @property
     def key(self) -> tuple[str, str, str]:

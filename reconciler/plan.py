@@ -77,6 +77,7 @@ class Change:
     consequence_of: str | None = None
     drift: DriftClass | None = None
     source: str | None = None  # file:line:col of the declaration
+    modified: dict[str, str | None] | None = None  # who changed the live resource last, and when
 
     def changed_fields(self) -> list[str]:
         """Managed fields whose value differs between before and after."""
@@ -99,6 +100,7 @@ class Change:
             "requires": list(self.requires),
             "consequence_of": self.consequence_of,
             "source": self.source,
+            "modified": self.modified,
         }
 
     @staticmethod
@@ -116,6 +118,7 @@ class Change:
             requires=tuple(data.get("requires", ())),
             consequence_of=data.get("consequence_of"),
             source=data.get("source"),
+            modified=data.get("modified"),
         )
 
 
@@ -129,8 +132,12 @@ class Plan:
     warnings: tuple[str, ...] = ()
     owners: tuple[str, ...] = ()
     format_version: str = FORMAT_VERSION
-    # Filled by features that need it (saved plans): hashes of manifests and live state.
+    # Saved plans: sha256 of the manifests ("manifests") and of the live state of every
+    # resource a change touches ("live:<address>"); apply refuses when either moved.
     fingerprints: dict[str, str] = field(default_factory=dict)
+    # What the plan was made from, so `apply plan.json` can re-check it: manifest paths and
+    # the options that change what is planned (prune flags).
+    inputs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def actionable(self) -> tuple[Change, ...]:
@@ -153,6 +160,7 @@ class Plan:
             "owners": list(self.owners),
             "summary": self.summary(),
             "warnings": list(self.warnings),
+            "inputs": dict(self.inputs),
             "fingerprints": dict(self.fingerprints),
             "changes": [c.to_json() for c in self.changes],
         }
@@ -168,4 +176,5 @@ class Plan:
             owners=tuple(data.get("owners", ())),
             format_version=data["format_version"],
             fingerprints=dict(data.get("fingerprints", {})),
+            inputs=dict(data.get("inputs", {})),
         )

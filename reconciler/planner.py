@@ -163,6 +163,7 @@ class _Planner:
         if self.errors:
             raise PlanError("\n".join(self.errors))
         self._order_deletes_first()
+        self._attach_modifications()
         order = {ResourceType.IDENTITY: 0, ResourceType.FEDERATED_CREDENTIAL: 1, ResourceType.ROLE_ASSIGNMENT: 2}
         ordered = sorted(self.changes, key=lambda c: (order[c.type], c.address))
         return Plan(
@@ -170,6 +171,20 @@ class _Planner:
             warnings=tuple(dict.fromkeys(self.warnings)),
             owners=tuple(sorted(self.desired.owners)),
         )
+
+    def _attach_modifications(self) -> None:
+        """Who last changed each live resource and when: context for reviewers and drift."""
+        mods: dict[str, dict[str, str | None]] = {}
+        for li in self.live.identities.values():
+            if li.modified:
+                mods[li.id.lower()] = li.modified.to_json()
+        for fics in self.live.federated_credentials.values():
+            mods.update({f.id.lower(): f.modified.to_json() for f in fics if f.modified})
+        mods.update({ra.id.lower(): ra.modified.to_json() for ra in self.live.role_assignments if ra.modified})
+        self.changes = [
+            replace(c, modified=mods.get(str(c.before.get("id") or "").lower())) if c.before is not None else c
+            for c in self.changes
+        ]
 
     def _order_deletes_first(self) -> None:
         """An identity is deleted (or replaced) only after the assignments granted to it are

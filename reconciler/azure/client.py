@@ -2,6 +2,15 @@
 
 Real Azure goes through DefaultAzureCredential. A sandbox (embedded or `sandbox serve`) or any
 endpoint given a bearer token in RECONCILER_ACCESS_TOKEN uses that token as it is.
+
+Every SDK client an ArmTarget builds has the same request path (azure-core pipeline order):
+
+    ... -> ArmRetryPolicy -> BudgetPolicy -> CallCounter -> auth -> ... -> transport
+           (retry.py)        (budget.py)     (counts every attempt actually sent)
+
+The retry and budget policies are new instances per client (an HTTPPolicy holds its pipeline's
+`next`), but they share the target's RateBudget, RetryStats and CallCounter: one budget per
+target, i.e. per principal, shared by every client and thread of a run.
 """
 
 from __future__ import annotations
@@ -9,6 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
@@ -19,6 +29,9 @@ from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.mgmt.authorization import AuthorizationManagementClient
 from azure.mgmt.msi import ManagedServiceIdentityClient
 from azure.mgmt.resource.resources import ResourceManagementClient
+
+from reconciler.azure.budget import BudgetPolicy, BudgetStats, RateBudget
+from reconciler.azure.retry import ArmRetryPolicy, Backoff, RetryStats
 
 PUBLIC_ARM = "https://management.azure.com"
 
@@ -70,30 +83,73 @@ class CallCounter(SansIOHTTPPolicy):  # type: ignore[type-arg]
         return id(self)
 
 
+@dataclass(frozen=True)
+class TargetStats:
+    """What throttling and retries cost a run, for the CLI's summary."""
+
+    budget: BudgetStats
+    retries: dict[str, int]  # by reason: a status ("429", "503") or an exception class name
+    gave_up: int  # calls that ran out of retries or time
+
+    def summary(self) -> str:
+        b = self.budget
+        text = f"throttling waits: {b.waits} ({b.wait_seconds:.1f} s), 429s: {b.throttled}"
+        total = sum(self.retries.values())
+        if total:
+            reasons = ", ".join(f"{reason} x{n}" for reason, n in sorted(self.retries.items()))
+            text += f", retries: {total} ({reasons})"
+        if self.gave_up:
+            text += f", gave up: {self.gave_up}"
+        return text
+
+
 @dataclass
 class ArmTarget:
-    """Where ARM is and how to authenticate to it."""
+    """Where ARM is, how to authenticate to it, and how politely to call it."""
 
     credential: TokenCredential
     endpoint: str = PUBLIC_ARM
     ca_cert: str | None = None  # PEM bundle to trust (sandbox's self-signed CA)
     credential_scopes: tuple[str, ...] | None = None
-    retry_total: int = 6
+    retry_total: int = 10  # retries per call, at most
+    retry_timeout: float = 120.0  # seconds from a call's first try after which no retry starts
+    retry_backoff: Backoff = field(default_factory=Backoff)
+    read_timeout: float | None = None  # seconds per attempt; None keeps azure-core's 300
+    # Client-side copy of ARM's throttling buckets; None sends as fast as the callers ask.
+    budget: RateBudget | None = field(default_factory=RateBudget)
     counter: CallCounter = field(default_factory=CallCounter)
+    retry_stats: RetryStats = field(default_factory=RetryStats)
+    # Seams for tests: an in-process transport, and the retry policy's clock and sleeper (a
+    # RateBudget passed in carries its own).
+    transport: Any = None
+    clock: Callable[[], float] = time.monotonic
+    sleeper: Callable[[float], None] = time.sleep
 
     def _kwargs(self) -> dict[str, Any]:
+        retry = ArmRetryPolicy(max_retries=self.retry_total, total_seconds=self.retry_timeout,
+                               backoff=self.retry_backoff, stats=self.retry_stats,
+                               clock=self.clock, sleeper=self.sleeper)
+        per_retry: list[Any] = [BudgetPolicy(self.budget)] if self.budget is not None else []
+        per_retry.append(self.counter)  # last: it counts what actually goes out
         kwargs: dict[str, Any] = {
             "base_url": self.endpoint,
-            "per_retry_policies": [self.counter],
-            "retry_total": self.retry_total,
-            "retry_backoff_factor": 0.5,
-            "retry_backoff_max": 30,
+            "retry_policy": retry,
+            "per_retry_policies": per_retry,
         }
+        if self.transport is not None:
+            kwargs["transport"] = self.transport
+        if self.read_timeout is not None:
+            kwargs["read_timeout"] = self.read_timeout
         if self.ca_cert:
             kwargs["connection_verify"] = self.ca_cert
         if self.credential_scopes:
             kwargs["credential_scopes"] = list(self.credential_scopes)
         return kwargs
+
+    def stats(self) -> TargetStats:
+        retries, gave_up = self.retry_stats.snapshot()
+        budget = self.budget.stats() if self.budget is not None else BudgetStats()
+        return TargetStats(budget=budget, retries=retries, gave_up=gave_up)
 
     def msi(self, subscription: str) -> ManagedServiceIdentityClient:
         return ManagedServiceIdentityClient(self.credential, subscription, **self._kwargs())

@@ -31,6 +31,7 @@ from reconciler.model import (
     LiveIdentity,
     LiveRoleAssignment,
     LiveState,
+    Modified,
     norm_scope,
     role_guid,
 )
@@ -81,12 +82,24 @@ def _split_identity_id(resource_id: str) -> tuple[str, str]:
     return parts[lowered.index("subscriptions") + 1], parts[lowered.index("resourcegroups") + 1]
 
 
+def _modified(system_data: Any) -> Modified | None:
+    if system_data is None:
+        return None
+    at = system_data.last_modified_at or system_data.created_at
+    return Modified(
+        by=system_data.last_modified_by or system_data.created_by,
+        at=at.isoformat() if at is not None else None,
+        by_type=system_data.last_modified_by_type or system_data.created_by_type,
+    )
+
+
 def _live_identity(item: Any) -> LiveIdentity:
     sub, rg = _split_identity_id(item.id)
     return LiveIdentity(
         id=item.id, subscription=sub, resource_group=rg, name=item.name, location=item.location,
         tags=dict(item.tags or {}), principal_id=(item.principal_id or "").lower(),
         client_id=item.client_id or "", tenant_id=item.tenant_id or "",
+        modified=_modified(getattr(item, "system_data", None)),
     )
 
 
@@ -95,6 +108,8 @@ def _live_assignment(item: Any) -> LiveRoleAssignment:
         id=item.id, name=item.name, scope=item.scope or "/", role_definition_id=role_guid(item.role_definition_id),
         principal_id=(item.principal_id or "").lower(), principal_type=item.principal_type,
         description=item.description, condition=item.condition, condition_version=item.condition_version,
+        modified=Modified(by=item.updated_by, at=item.updated_on.isoformat() if item.updated_on else None)
+        if item.updated_by or item.updated_on else None,
     )
 
 
@@ -179,7 +194,7 @@ class AzureGateway:
         return tuple(
             LiveFederatedCredential(
                 identity=identity.key, id=f.id, name=f.name, issuer=f.issuer, subject=f.subject,
-                audiences=tuple(f.audiences or ()),
+                audiences=tuple(f.audiences or ()), modified=_modified(getattr(f, "system_data", None)),
             )
             for f in items
         )

@@ -210,8 +210,10 @@ class _Builder:
         self.raw[path] = str(node.value)
         try:
             return self.loader.construct_object(node, deep=True)
-        except (ValueError, OverflowError, yaml.YAMLError):
-            # e.g. an integer with more digits than Python converts (sys.int_info limit)
+        except Exception:
+            # PyYAML's scalar constructors fail in assorted ways on odd input (ValueError for
+            # an int longer than Python converts, IndexError for `!!int ''`, ...); any of them
+            # only means this one value is unreadable.
             kind = node.tag.removeprefix(_TAG)
             preview = node.value if len(node.value) <= 40 else node.value[:37] + "..."
             self.error(

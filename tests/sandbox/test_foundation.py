@@ -142,7 +142,7 @@ def test_resource_groups_through_the_sdk(c: Clients) -> None:
     again = c.res.resource_groups.create_or_update("RG-NEW", {"location": "eastus"})
     assert again.name == "rg-new"  # names are case-insensitive; the first casing sticks
     assert c.res.resource_groups.get("Rg-New").id == created.id
-    assert sorted(g.name for g in c.res.resource_groups.list()) == [RG, "rg-new"]
+    assert sorted(g.name for g in c.res.resource_groups.list()) == sorted([RG, "rg-new"])
     assert c.res.resource_groups.check_existence("rg-new") is True
     c.res.resource_groups.begin_delete("rg-new").result()
     assert c.res.resource_groups.check_existence("rg-new") is False

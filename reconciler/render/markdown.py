@@ -1,0 +1,491 @@
+"""Pull-request comment rendering of a Plan (GitHub-flavoured Markdown).
+
+Reviewers read a plan comment top-down and often stop early, so the order is fixed by what
+they must not miss:
+
+1. a heading with the verdict (the same words as the text renderer's summary line);
+2. a table of counts per action and per drift class;
+3. a note when the comment is abridged, saying what was left out and where the full plan is;
+4. the plan's warnings, as a `[!WARNING]` callout;
+5. every resource destroyed or replaced, as a `[!CAUTION]` callout, with its reason;
+6. the changes grouped by identity (its own change, its federated credentials, the role
+   assignments granted to it or at its scope; grants to other principals get one group per
+   principal), each group a `<details>` section;
+7. a Mermaid diagram of the role assignments that change, when it is small enough to read.
+
+GitHub refuses comments over 65,536 characters, and a comment cut at an arbitrary point can
+leave a `<details>` or a code fence open, which swallows everything after it. So the output
+is never cut: it is built whole at the richest level that fits `max_chars`, degrading in steps
+
+    FULL        everything above
+    NO_DIAGRAM  without the diagram
+    ONE_LINE    one line per change, no field diffs
+    COUNTS      counts per group only; the warning and destroy lists and the group table keep
+                as many entries as fit their share of the budget and say how many are left out
+
+Values come from manifests and from Azure (names, tags, descriptions, role names), so every
+one is escaped for the context it lands in: Markdown text, a code span, HTML, a code fence or
+a Mermaid label.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from reconciler.plan import Action, Change, DriftClass, Plan, ResourceType
+from reconciler.render.describe import VERB, field_lines, title
+from reconciler.render.text import summary_line
+
+# Below this there is no room for the heading, the tables and the abridged note together.
+MIN_MAX_CHARS = 2_000
+# More edges than this make a Mermaid flowchart a hairball nobody reads.
+MAX_DIAGRAM_EDGES = 40
+# Small plans are read at a glance: their groups start open (still collapsible).
+OPEN_GROUPS_UP_TO = 10
+# COUNTS level only: one entry in a budgeted list never takes more than this much raw text.
+_CLIP = 200
+_HINT_CLIP = 300
+
+
+class Level(IntEnum):
+    FULL = 0
+    NO_DIAGRAM = 1
+    ONE_LINE = 2
+    COUNTS = 3
+
+
+_OMITTED = {
+    Level.NO_DIAGRAM: "the access diagram is omitted",
+    Level.ONE_LINE: "the access diagram and field-level details are omitted",
+    Level.COUNTS: "only counts per group are shown, and long lists are cut short",
+}
+
+_ACTION_COLUMNS = (
+    (Action.CREATE, "add"),
+    (Action.UPDATE, "change"),
+    (Action.REPLACE, "replace"),
+    (Action.DELETE, "destroy"),
+    (Action.NOOP, "in sync"),
+)
+_PHRASE = {
+    Action.CREATE: "to add",
+    Action.UPDATE: "to change",
+    Action.REPLACE: "to replace",
+    Action.DELETE: "to destroy",
+    Action.NOOP: "unchanged",
+}
+# GitHub colours `diff` fences by the first character: `+` green, `-` red, `!` orange. `~`
+# gets no colour, so in-place changes are marked `!` (as Terraform PR-comment tools do).
+_DIFF_MARKER = {"+": "+", "-": "-", "~": "!", "": " ", " ": " "}
+_EDGE_COLOUR = {Action.CREATE: "#1a7f37", Action.UPDATE: "#9a6700", Action.DELETE: "#cf222e"}
+
+
+# ----------------------------------------------------------------------------- escaping
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~#$])")
+# GitHub turns `@name` into a notification and `#12` into an issue link after Markdown is
+# rendered, so a backslash does not stop them; an empty HTML comment splits the text node.
+_REFERENCE = re.compile(r"([@#])(?=[A-Za-z0-9])")
+
+
+def _one_line(text: str) -> str:
+    # A line break inside a value would end a table row, a list item or a callout line.
+    return re.sub(r"[\r\n\t\v\f]+", " ", text)
+
+
+def md_text(text: str) -> str:
+    """Escape a value for Markdown inline text (paragraphs, list items, table cells)."""
+    escaped = html.escape(_one_line(text), quote=False)
+    escaped = _MD_SPECIAL.sub(r"\\\1", escaped)
+    return _REFERENCE.sub(r"\1<!-- -->", escaped)
+
+
+def md_code(text: str, *, in_table: bool = False) -> str:
+    """A value as a code span: nothing inside is Markdown or HTML, only backticks matter."""
+    value = _one_line(text)
+    longest = max((len(run) for run in re.findall(r"`+", value)), default=0)
+    fence = "`" * (longest + 1)
+    if value.startswith(("`", " ")) or value.endswith(("`", " ")):
+        value = f" {value} "  # CommonMark strips one space each side when both are there
+    if in_table:
+        value = value.replace("|", "\\|")  # GFM splits cells before parsing code spans
+    return f"{fence}{value}{fence}"
+
+
+def html_text(text: str) -> str:
+    """A value inside an HTML block (e.g. `<summary>`), where Markdown is not parsed."""
+    return html.escape(_one_line(text), quote=True)
+
+
+def _code_fence(lines: list[str], info: str) -> list[str]:
+    """A fenced block longer than any backtick run inside it, so no value can close it."""
+    longest = max((len(run) for line in lines for run in re.findall(r"`+", line)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [f"{fence}{info}", *lines, fence]
+
+
+_MERMAID_SAFE = re.compile(r"[A-Za-z0-9 ._/:+\-]")
+
+
+def mermaid_label(text: str) -> str:
+    """A quoted Mermaid label: everything outside a small safe set becomes an entity code
+    (`#34;`), so quotes, brackets, pipes, backticks and HTML in names cannot end the label."""
+    return "".join(ch if _MERMAID_SAFE.fullmatch(ch) else f"#{ord(ch)};" for ch in _one_line(text))
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# ----------------------------------------------------------------------------- grouping
+
+
+@dataclass
+class _Group:
+    key: str
+    kind: str  # "identity", or the principal type of another principal
+    name: str
+    changes: list[Change] = field(default_factory=list)
+
+    def counts(self) -> Counter[Action]:
+        return Counter(c.action for c in self.changes)
+
+
+_IDENTITY_SCOPE = re.compile(
+    r"^/subscriptions/([^/]+)/resourcegroups/([^/]+)/providers/microsoft\.managedidentity/"
+    r"userassignedidentities/([^/]+)$"
+)
+
+
+def _norm(scope: str) -> str:
+    return "/" + "/".join(p for p in scope.split("/") if p).lower()
+
+
+def _identity_at(scope: str) -> str | None:
+    """The identity address of a scope that is an identity's resource id, else None."""
+    match = _IDENTITY_SCOPE.match(_norm(scope))
+    return f"identity/{match[1]}/{match[2]}/{match[3]}" if match else None
+
+
+def _identity_name(address: str, changes: dict[str, Change]) -> str:
+    change = changes.get(address)
+    if change is not None:
+        fields = change.after or change.before or {}
+        return f"{fields.get('resourceGroup')}/{fields.get('name')}"
+    return "/".join(address.split("/")[-2:])  # identity/{sub}/{rg}/{name}
+
+
+def _shown(plan: Plan) -> list[Change]:
+    """What the comment lists: every change, plus no-ops the planner tagged with a drift
+    class (e.g. a foreign assignment kept for context)."""
+    return [c for c in plan.changes if c.action is not Action.NOOP or c.drift is not None]
+
+
+def _groups(plan: Plan) -> list[_Group]:
+    by_address = plan.by_address()
+    groups: dict[str, _Group] = {}
+
+    def group_of(change: Change) -> _Group:
+        fields = change.after or change.before or {}
+        if change.type is ResourceType.IDENTITY:
+            key = change.address
+        elif change.type is ResourceType.FEDERATED_CREDENTIAL:
+            key = change.address.split("/federatedCredential/")[0]
+        else:
+            principal: dict[str, str] = fields.get("principal") or {}
+            key = principal.get("identity") or _identity_at(str(fields.get("scope", ""))) or ""
+            if not key:
+                object_id = str(principal.get("objectId") or fields.get("principalId") or "unknown")
+                key = f"principal:{object_id.lower()}"
+                kind = str(fields.get("principalType") or "principal")
+                return groups.setdefault(key, _Group(key, kind, object_id))
+        return groups.setdefault(key, _Group(key, "identity", _identity_name(key, by_address)))
+
+    for change in _shown(plan):
+        group_of(change).changes.append(change)
+    # Identities first, in address order; then other principals.
+    return sorted(groups.values(), key=lambda g: (g.key.startswith("principal:"), g.key))
+
+
+# ----------------------------------------------------------------------------- pieces
+
+
+def _heading(plan: Plan) -> list[str]:
+    return [f"### {md_text(summary_line(plan).rstrip('.'))}", ""]
+
+
+def _summary_table(plan: Plan) -> list[str]:
+    actions = plan.summary()
+    drift = Counter(c.drift for c in plan.changes if c.drift is not None)
+    rows = ["| Action | Count | Drift | Count |", "| :-- | --: | :-- | --: |"]
+    for (action, label), klass in zip(_ACTION_COLUMNS, DriftClass, strict=True):
+        symbol = f"`{action.symbol}` " if action is not Action.NOOP else ""
+        rows.append(f"| {symbol}{label} | {actions[action.value]} | {klass.value} | {drift[klass]} |")
+    return [*rows, ""]
+
+
+def _where_full_plan(hint: str | None) -> str:
+    if hint:
+        return md_text(_clip(hint, _HINT_CLIP))
+    return "run `reconciler plan` for the full plan"
+
+
+def _abridged_note(level: Level, hint: str | None) -> list[str]:
+    if level is Level.FULL:
+        return []
+    return [
+        "> [!NOTE]",
+        f"> This comment is abridged to fit GitHub's size limit: {_OMITTED[level]}. {_where_full_plan(hint)}",
+        "",
+    ]
+
+
+def _warning_items(plan: Plan, clip: int | None) -> list[str]:
+    return [f"> - {md_text(_clip(w, clip) if clip else w)}" for w in plan.warnings]
+
+
+def _warnings(items: list[str], total: int) -> list[str]:
+    if not total:
+        return []
+    noun = "warning" if total == 1 else "warnings"
+    return ["> [!WARNING]", f"> **{total} {noun}**", *items, ""]
+
+
+def _head(change: Change, by_address: dict[str, Change], clip: int | None = None) -> str:
+    """One line for a change: symbol, title, verb, reason, what it is a consequence of."""
+    def cut(text: str) -> str:
+        return _clip(text, clip) if clip else text
+
+    symbol = f"`{change.action.symbol}` " if change.action is not Action.NOOP else ""
+    line = f"{symbol}**{md_text(cut(title(change)))}** {VERB[change.action]}"
+    if change.reason:
+        line += f" — {md_text(cut(change.reason))}"
+    if change.consequence_of:
+        cause = by_address.get(change.consequence_of)
+        what = md_text(cut(title(cause))) if cause is not None else md_code(change.consequence_of)
+        line += f", because {what} {VERB[cause.action] if cause is not None else 'changes'}"
+    return line
+
+
+def _destroy_items(plan: Plan, clip: int | None) -> list[str]:
+    by_address = plan.by_address()
+    return [
+        f"> - {_head(c, by_address, clip)}"
+        for c in plan.changes
+        if c.action in (Action.DELETE, Action.REPLACE)
+    ]
+
+
+def _destroys(plan: Plan, items: list[str]) -> list[str]:
+    s = plan.summary()
+    if not (s["delete"] or s["replace"]):
+        return []
+    what = ", ".join(
+        f"{s[a.value]} {_PHRASE[a]}" for a in (Action.DELETE, Action.REPLACE) if s[a.value]
+    )
+    return ["> [!CAUTION]", f"> **{what}**: check that each is intended", *items, ""]
+
+
+def _counts_text(counts: Counter[Action]) -> str:
+    return ", ".join(f"{counts[a]} {_PHRASE[a]}" for a, _ in _ACTION_COLUMNS if counts[a])
+
+
+def _group_label(group: _Group) -> str:
+    return f"<b>{html_text(group.kind)} <code>{html_text(group.name)}</code></b>"
+
+
+def _change_block(change: Change, by_address: dict[str, Change], level: Level) -> list[str]:
+    line = _head(change, by_address)
+    extras = [change.drift.value] if change.drift else []
+    if change.source:
+        extras.append(f"declared at {md_code(change.source)}")
+    if extras:
+        line += f" <sub>{' · '.join(extras)}</sub>"
+    if level is Level.ONE_LINE:
+        return [f"- {line}"]
+    diff = [f"{_DIFF_MARKER[marker]} {name} = {text}" for marker, name, text in field_lines(change)]
+    return [line, "", *([*_code_fence(diff, "diff"), ""] if diff else [])]
+
+
+def _group_sections(plan: Plan, groups: list[_Group], level: Level) -> list[str]:
+    by_address = plan.by_address()
+    is_open = " open" if len(plan.actionable) <= OPEN_GROUPS_UP_TO else ""
+    out: list[str] = []
+    for group in groups:
+        out += [f"<details{is_open}><summary>{_group_label(group)}: {_counts_text(group.counts())}</summary>", ""]
+        for change in group.changes:
+            out += _change_block(change, by_address, level)
+        if level is Level.ONE_LINE:
+            out.append("")
+        out += ["</details>", ""]
+    return out
+
+
+def _group_rows(groups: list[_Group]) -> list[str]:
+    rows = []
+    for group in groups:
+        counts = group.counts()
+        label = f"{md_text(group.kind)} {md_code(_clip(group.name, _CLIP), in_table=True)}"
+        rows.append(f"| {label} | " + " | ".join(str(counts[a]) for a, _ in _ACTION_COLUMNS[:4]) + " |")
+    return rows
+
+
+_GROUP_TABLE_HEAD = ["| Group | add | change | replace | destroy |", "| :-- | --: | --: | --: | --: |"]
+
+
+# ----------------------------------------------------------------------------- diagram
+
+
+def _scope_label(scope: str) -> list[str]:
+    parts = [p for p in scope.split("/") if p]
+    low = [p.lower() for p in parts]
+    if len(parts) == 2 and low[0] == "subscriptions":
+        return ["subscription", parts[1]]
+    if len(parts) == 4 and low[0] == "subscriptions" and low[2] == "resourcegroups":
+        return [f"resource group {parts[3]}"]
+    if len(parts) >= 8 and low[0] == "subscriptions" and low[4] == "providers":
+        return [f"{parts[-2]}/{parts[-1]}", f"in {parts[3]}"]
+    if len(parts) == 4 and low[:3] == ["providers", "microsoft.management", "managementgroups"]:
+        return [f"management group {parts[3]}"]
+    return [scope or "/"]
+
+
+def _diagram_edges(plan: Plan) -> list[Change]:
+    return [c for c in plan.actionable if c.type is ResourceType.ROLE_ASSIGNMENT]
+
+
+def _diagram(plan: Plan, groups: list[_Group]) -> list[str]:
+    edges = _diagram_edges(plan)
+    if not edges:
+        return []
+    if len(edges) > MAX_DIAGRAM_EDGES:
+        return [f"_Access diagram omitted: {len(edges)} role assignments change, more than "
+                f"{MAX_DIAGRAM_EDGES} do not read as a diagram._", ""]
+    identity_names = {g.key: g.name for g in groups}
+    nodes: dict[str, str] = {}  # node key -> node id
+    lines = ["flowchart LR"]
+
+    def node(key: str, shape: tuple[str, str], label_lines: list[str]) -> str:
+        if key not in nodes:
+            nodes[key] = f"n{len(nodes)}"
+            label = "<br/>".join(mermaid_label(part) for part in label_lines)
+            lines.append(f"  {nodes[key]}{shape[0]}\"{label}\"{shape[1]}")
+        return nodes[key]
+
+    def principal_node(fields: dict[str, object]) -> str:
+        principal = fields.get("principal")
+        ref = principal if isinstance(principal, dict) else {}
+        if "identity" in ref:
+            key = str(ref["identity"])
+            return node(key, ("([", "])"), [identity_names.get(key) or "/".join(key.split("/")[-2:])])
+        object_id = str(ref.get("objectId") or fields.get("principalId") or "unknown")
+        return node(f"principal:{object_id.lower()}", ("[/", "/]"),
+                    [str(fields.get("principalType") or "principal"), object_id])
+
+    def scope_node(scope: str) -> str:
+        identity = _identity_at(scope)
+        if identity is not None:
+            name = identity_names.get(identity) or "/".join(identity.split("/")[-2:])
+            return node(identity, ("([", "])"), [name])
+        return node(f"scope:{_norm(scope)}", ("[", "]"), _scope_label(scope))
+
+    styles: dict[Action, list[int]] = {}
+    edge_lines = []
+    for index, change in enumerate(edges):
+        fields = change.after or change.before or {}
+        source = principal_node(fields)
+        target = scope_node(str(fields.get("scope", "")))
+        arrow = "-.->" if change.action is Action.DELETE else "-->"
+        label = mermaid_label(f"{change.action.symbol} {fields.get('roleName')}")
+        edge_lines.append(f"  {source} {arrow}|\"{label}\"| {target}")
+        styles.setdefault(change.action, []).append(index)
+    lines += edge_lines
+    for action, indexes in styles.items():
+        colour = _EDGE_COLOUR.get(action)
+        if colour:
+            lines.append(f"  linkStyle {','.join(map(str, indexes))} stroke:{colour},color:{colour}")
+    return ["#### Access changes", "", *_code_fence(lines, "mermaid"), ""]
+
+
+# ----------------------------------------------------------------------------- assembly
+
+
+def _footer(hint: str | None) -> list[str]:
+    return [f"<sub>{md_text(_clip(hint, _HINT_CLIP))}</sub>", ""] if hint else []
+
+
+def _join(lines: Iterable[str]) -> str:
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _render(plan: Plan, groups: list[_Group], level: Level, hint: str | None) -> str:
+    out = [*_heading(plan), *_summary_table(plan), *_abridged_note(level, hint)]
+    out += _warnings(_warning_items(plan, None), len(plan.warnings))
+    out += _destroys(plan, _destroy_items(plan, None))
+    out += _group_sections(plan, groups, level)
+    if level is Level.FULL:
+        out += _diagram(plan, groups)
+    out += _footer(hint)
+    return _join(out)
+
+
+def _fit(items: list[str], budget: int, more: Callable[[int], str]) -> tuple[list[str], int]:
+    """As many whole items as fit `budget` characters (one newline each), with a closing
+    `more(n)` line when some are left out. Returns the lines and the characters used."""
+    total = sum(len(i) + 1 for i in items)
+    if total <= budget:
+        return items, total
+    reserve = len(more(len(items))) + 1
+    kept: list[str] = []
+    used = 0
+    for item in items:
+        if used + len(item) + 1 + reserve > budget:
+            break
+        kept.append(item)
+        used += len(item) + 1
+    tail = more(len(items) - len(kept))
+    return [*kept, tail], used + len(tail) + 1
+
+
+def _render_counts(plan: Plan, groups: list[_Group], max_chars: int, hint: str | None) -> str:
+    head = [*_heading(plan), *_summary_table(plan), *_abridged_note(Level.COUNTS, hint)]
+    tail = _footer(hint)
+    warnings = _warning_items(plan, _CLIP)
+    destroys = _destroy_items(plan, _CLIP)
+    rows = _group_rows(groups)
+    # Fixed lines of each section (callout headers, table header, blank lines) come first.
+    fixed = len(_join([*head, *_warnings([], len(warnings)), *_destroys(plan, []), *tail]))
+    fixed += sum(len(r) + 1 for r in _GROUP_TABLE_HEAD) + 2 if rows else 0
+    left = max_chars - 1 - fixed
+    # Shares: warnings are few and short in practice, destroys matter most, groups take the rest.
+    kept_warnings, used = _fit(warnings, left // 4, lambda n: f"> - …and {n} more warnings")
+    left -= used
+    kept_destroys, used = _fit(destroys, left * 2 // 3, lambda n: f"> - …and {n} more destroyed or replaced")
+    left -= used
+    kept_rows, _ = _fit(rows, left, lambda n: f"| …and {n} more groups | | | | |")
+    out = [*head, *_warnings(kept_warnings, len(warnings)), *_destroys(plan, kept_destroys)]
+    if rows:
+        out += [*_GROUP_TABLE_HEAD, *kept_rows, ""]
+    return _join([*out, *tail])
+
+
+def render_markdown(plan: Plan, *, max_chars: int = 60_000, full_plan_hint: str | None = None) -> str:
+    """The plan as a PR comment shorter than `max_chars` characters, whatever the plan's size.
+
+    `full_plan_hint` says where the full plan is (e.g. "full plan: artifact plan.json"); it is
+    shown at the end, and in the note of an abridged comment."""
+    if max_chars < MIN_MAX_CHARS:
+        raise ValueError(f"max_chars must be at least {MIN_MAX_CHARS}, got {max_chars}")
+    groups = _groups(plan)
+    for level in (Level.FULL, Level.NO_DIAGRAM, Level.ONE_LINE):
+        if level is Level.NO_DIAGRAM and not _diagram(plan, groups):
+            continue  # FULL had no diagram to drop: NO_DIAGRAM would say so for nothing
+        out = _render(plan, groups, level, full_plan_hint)
+        if len(out) < max_chars:
+            return out
+    return _render_counts(plan, groups, max_chars, full_plan_hint)
