@@ -17,6 +17,7 @@ string keys.
 from __future__ import annotations
 
 import codecs
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,7 @@ MAX_FILE_BYTES = 10 * 1024 * 1024
 MAX_DEPTH = 64
 
 _TAG = "tag:yaml.org,2002:"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _SCALAR_TAGS = {f"{_TAG}{t}" for t in ("str", "int", "float", "bool", "null", "timestamp")}
 
 
@@ -186,7 +188,7 @@ class _Builder:
             if not isinstance(key_node, ScalarNode):
                 self.error(key_node.start_mark, "mapping keys must be plain strings, not lists or mappings")
                 continue
-            key = str(key_node.value)
+            key = self._text(key_node)
             key_pos = _pos(key_node.start_mark)
             if key in seen:
                 line, col = seen[key]
@@ -201,12 +203,22 @@ class _Builder:
             result[key] = self.build(value_node, (*path, key))
         return result
 
+    def _text(self, node: ScalarNode) -> str:
+        text = str(node.value)
+        if _SURROGATE.search(text):
+            # Only a "\ud800"-style escape produces these; they are not characters and could
+            # not be sent to Azure or even printed in a message.
+            self.error(node.start_mark, "string contains an invalid \\u escape (a lone surrogate)",
+                       "escape the whole character, e.g. \\U0001F600")
+            return _SURROGATE.sub("\ufffd", text)
+        return text
+
     def _scalar(self, node: ScalarNode, path: Path) -> Any:
         if node.tag not in _SCALAR_TAGS:
             self.error(node.start_mark, f"unsupported YAML tag {node.tag}", "remove the tag")
             return None
         if node.tag in (f"{_TAG}str", f"{_TAG}timestamp"):
-            return str(node.value)
+            return self._text(node)
         self.raw[path] = str(node.value)
         try:
             return self.loader.construct_object(node, deep=True)

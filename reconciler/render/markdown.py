@@ -129,7 +129,7 @@ def _code_fence(lines: list[str], info: str) -> list[str]:
     return [f"{fence}{info}", *lines, fence]
 
 
-_MERMAID_SAFE = re.compile(r"[A-Za-z0-9 ._/:+\-]")
+_MERMAID_SAFE = re.compile(r"[A-Za-z0-9 ._/:+~\-]")
 
 
 def mermaid_label(text: str) -> str:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -50,7 +51,7 @@ from reconciler.render.text import render_text
 from reconciler.roles import RoleCatalog
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
-HINT = "Full plan: the `plan.json` artifact of this workflow run."
+HINT = "Full plan: artifact plan.json of this workflow run."
 CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "desired.json").is_file())
 
 
@@ -163,7 +164,7 @@ def test_every_case_folder_is_complete() -> None:
     ("expected.txt", lambda plan: render_text(plan)),
     ("expected.md", lambda plan: render_markdown(plan, full_plan_hint=HINT)),
 ])
-def test_golden(case: str, filename: str, render: Any) -> None:
+def test_golden(case: str, filename: str, render: Callable[[Plan], str]) -> None:
     actual = render(plan_for(case))
     expected_file = GOLDEN / case / filename
     if os.environ.get("UPDATE_GOLDEN") == "1":

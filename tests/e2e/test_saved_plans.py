@@ -1,0 +1,146 @@
+"""Saved plans, safe deletes and drift, end to end against the sandbox."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
+from azure.mgmt.msi.models import IdentityUpdate
+
+from reconciler.cli import main
+from reconciler.sandbox import SandboxServer
+from tests.e2e.support import SUB, gateway_for
+
+OWNER_ROLE = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def applied(capsys: pytest.CaptureFixture[str], manifests: Path, cli_env: list[str]) -> Path:
+    code, out, err = run(capsys, "apply", str(manifests), "--auto-approve", *cli_env)
+    assert code == 0, out + err
+    return manifests
+
+
+def test_saved_plan_applies_exactly_and_show_renders_it(
+    capsys: pytest.CaptureFixture[str], manifests: Path, cli_env: list[str], tmp_path: Path
+) -> None:
+    plan_file = tmp_path / "plan.json"
+    code, _, err = run(capsys, "plan", str(manifests), "--out", str(plan_file), *cli_env)
+    assert code == 0, err
+    saved = json.loads(plan_file.read_text())
+    assert saved["fingerprints"]["manifests"] and saved["inputs"]["paths"] == [str(manifests)]
+    for fmt, needle in (("text", "to add"), ("markdown", "|"), ("json", '"format_version"')):
+        code, out, err = run(capsys, "show", str(plan_file), "--format", fmt)
+        assert code == 0 and needle in out, err
+    code, out, err = run(capsys, "apply", str(plan_file), *cli_env)
+    assert code == 0, out + err
+    assert "Verified: a fresh plan shows no changes." in out
+
+
+def test_saved_plan_is_refused_when_live_state_changed(
+    capsys: pytest.CaptureFixture[str], applied: Path, cli_env: list[str], seeded: SandboxServer, tmp_path: Path
+) -> None:
+    # make a change worth planning, save the plan, then change a touched resource out of band
+    text = (applied / "payments.yaml").read_text().replace("component: worker", "component: batch")
+    (applied / "payments.yaml").write_text(text)
+    plan_file = tmp_path / "plan.json"
+    assert run(capsys, "plan", str(applied), "--out", str(plan_file), *cli_env)[0] == 0
+    msi = gateway_for(seeded).msi(SUB)
+    worker = msi.user_assigned_identities.get("rg-payments", "payments-worker")
+    msi.user_assigned_identities.update("rg-payments", "payments-worker",
+                                        IdentityUpdate(tags={**(worker.tags or {}), "edited": "by-hand"}))
+    code, out, err = run(capsys, "apply", str(plan_file), *cli_env)
+    assert code == 1
+    assert "stale" in err and "payments-worker" in err
+    assert msi.user_assigned_identities.get("rg-payments", "payments-worker").tags["component"] == "worker"
+
+
+def test_saved_plan_is_refused_when_manifests_changed(
+    capsys: pytest.CaptureFixture[str], manifests: Path, cli_env: list[str], tmp_path: Path
+) -> None:
+    plan_file = tmp_path / "plan.json"
+    assert run(capsys, "plan", str(manifests), "--out", str(plan_file), *cli_env)[0] == 0
+    (manifests / "platform.yaml").write_text((manifests / "platform.yaml").read_text() + "\n# edited\n")
+    code, _, err = run(capsys, "apply", str(plan_file), *cli_env)
+    assert code == 1 and "manifests changed" in err
+
+
+def test_emptying_a_set_is_refused_as_a_mass_delete(
+    capsys: pytest.CaptureFixture[str], applied: Path, cli_env: list[str], seeded: SandboxServer
+) -> None:
+    text = (applied / "platform.yaml").read_text()
+    head = text[: text.index("  identities:")]
+    (applied / "platform.yaml").write_text(head + "  identities: []\n")
+    code, _, err = run(capsys, "apply", str(applied), "--auto-approve", *cli_env)
+    assert code == 1 and "every identity owned by 'platform'" in err and "--allow-mass-delete" in err
+    names = {i.name for i in gateway_for(seeded).msi(SUB).user_assigned_identities.list_by_subscription()}
+    assert {"platform-deployer", "platform-monitoring"} <= names
+    code, out, err = run(capsys, "apply", str(applied), "--auto-approve", "--allow-mass-delete", *cli_env)
+    assert code == 0, out + err
+    names = {i.name for i in gateway_for(seeded).msi(SUB).user_assigned_identities.list_by_subscription()}
+    assert not names & {"platform-deployer", "platform-monitoring"}
+
+
+def test_empty_manifest_folder_is_an_error_not_delete_all(
+    capsys: pytest.CaptureFixture[str], applied: Path, cli_env: list[str], tmp_path: Path
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = run(capsys, "apply", str(empty), "--auto-approve", *cli_env)
+    assert code == 1 and "Traceback" not in err
+
+
+def test_drift_reports_each_out_of_band_change_in_its_class(
+    capsys: pytest.CaptureFixture[str], applied: Path, cli_env: list[str], seeded: SandboxServer
+) -> None:
+    code, out, _ = run(capsys, "drift", str(applied), *cli_env)
+    assert code == 0 and "No drift" in out
+    gw = gateway_for(seeded)
+    msi, auth = gw.msi(SUB), gw.auth(SUB)
+    # changed: tags edited by hand
+    api = msi.user_assigned_identities.get("rg-payments", "payments-api")
+    msi.user_assigned_identities.update("rg-payments", "payments-api",
+                                        IdentityUpdate(tags={**(api.tags or {}), "team": "someone-else"}))
+    # unmanaged: a grant to one of our identities made by hand
+    scope = f"/subscriptions/{SUB}/resourceGroups/rg-payments"
+    auth.role_assignments.create(scope, str(uuid.uuid4()), RoleAssignmentCreateParameters(
+        role_definition_id=f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/{OWNER_ROLE}",
+        principal_id=api.principal_id, principal_type="ServicePrincipal",  # type: ignore[arg-type]
+    ))
+    # missing: one of our grants deleted by hand
+    monitoring = msi.user_assigned_identities.get("rg-platform", "platform-monitoring")
+    grant = next(a for a in auth.role_assignments.list_for_subscription()
+                 if a.principal_id == monitoring.principal_id)
+    auth.role_assignments.delete_by_id(grant.id)  # type: ignore[arg-type]
+    # orphaned: an identity deleted by hand leaves its grants behind
+    worker = msi.user_assigned_identities.get("rg-payments", "payments-worker")
+    msi.user_assigned_identities.delete("rg-payments", "payments-worker")
+
+    code, out, err = run(capsys, "drift", str(applied), "--format", "json", *cli_env)
+    assert code == 2, err
+    report = json.loads(out)
+    drift = report["drift"]
+    assert any(c["address"].endswith("/payments-api") for c in drift["changed"])
+    assert any(c["type"] == "roleAssignment" and c["before"]["principalId"] == api.principal_id
+               for c in drift["unmanaged"])
+    assert any(c["type"] == "roleAssignment" and "platform-monitoring" in json.dumps(c["after"]["principal"])
+               for c in drift["missing"])
+    assert any(c["address"].endswith("/payments-worker") for c in drift["missing"])
+    assert any(c["before"]["principalId"] == worker.principal_id for c in drift["orphaned"])
+    # who changed the grant, from ARM's updatedBy
+    assert any((c.get("modified") or {}).get("by") for c in drift["unmanaged"])
+
+    assert run(capsys, "drift", str(applied), "--fail-on", "orphaned", *cli_env)[0] == 2
+    code, out, _ = run(capsys, "drift", str(applied), "--fail-on", "none", *cli_env)
+    assert code == 0 and "orphaned" in out
+    code, out, _ = run(capsys, "drift", str(applied), "--format", "markdown", *cli_env)
+    assert code == 2 and "| orphaned |" in out
