@@ -58,7 +58,7 @@ def test_saved_plan_is_refused_when_live_state_changed(
     worker = msi.user_assigned_identities.get("rg-payments", "payments-worker")
     msi.user_assigned_identities.update("rg-payments", "payments-worker",
                                         IdentityUpdate(tags={**(worker.tags or {}), "edited": "by-hand"}))
-    code, out, err = run(capsys, "apply", str(plan_file), *cli_env)
+    code, _, err = run(capsys, "apply", str(plan_file), *cli_env)
     assert code == 1
     assert "stale" in err and "payments-worker" in err
     assert msi.user_assigned_identities.get("rg-payments", "payments-worker").tags["component"] == "worker"
