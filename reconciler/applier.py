@@ -84,8 +84,13 @@ def _fic_identity_parts(change: Change) -> tuple[str, str, str]:
 
 
 class _Run:
-    def __init__(self, plan: Plan, gateway: ArmGateway, reporter: Reporter) -> None:
+    def __init__(self, plan: Plan, gateway: ArmGateway, reporter: Reporter,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.plan = plan
+        self.sleep = sleep
+        # Seconds between retries of an assignment whose new principal ARM cannot see yet
+        # (about two minutes in all, longer than Entra ID's usual replication delay).
+        self.principal_backoff = (2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
         self.gateway = gateway
         self.reporter = reporter
         self.principals: dict[str, str] = {}  # identity address -> principal id
@@ -163,12 +168,31 @@ class _Run:
         name = after.get("name") or assignment_name(
             change.owner, after["scope"], after["roleDefinitionId"], principal_id
         )
-        live = self.gateway.put_role_assignment(
-            scope=after["scope"], name=name, role_definition_guid=after["roleDefinitionId"],
-            principal_id=principal_id, principal_type=after.get("principalType"),
-            description=after.get("description"), condition=after.get("condition"),
-            condition_version=after.get("conditionVersion"),
-        )
+        created_now = not after.get("principalId")
+        attempt = 0
+        while True:
+            try:
+                live = self.gateway.put_role_assignment(
+                    scope=after["scope"], name=name, role_definition_guid=after["roleDefinitionId"],
+                    principal_id=principal_id, principal_type=after.get("principalType"),
+                    description=after.get("description"), condition=after.get("condition"),
+                    condition_version=after.get("conditionVersion"),
+                )
+                break
+            except ArmError as e:
+                if e.code != "PrincipalNotFound":
+                    raise
+                if not created_now:
+                    # Not created by this run: replication delay cannot explain it.
+                    where = f" (declared at {change.source})" if change.source else ""
+                    raise ArmError(e.code, e.arm_message, status=e.status, address=change.address,
+                                   hint=f"principal {principal_id}{where} does not exist in the directory; "
+                                   "check the objectId") from None
+                if attempt >= len(self.principal_backoff):
+                    raise
+                # A principal created moments ago by this run: Entra ID replication is slow.
+                self.sleep(self.principal_backoff[attempt])
+                attempt += 1
         if live.name.lower() != name.lower():
             return f"already existed as {live.name}; adopted"
         return "created" if change.action is Action.CREATE else "updated"

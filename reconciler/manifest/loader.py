@@ -19,7 +19,7 @@ import difflib
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,7 @@ def load_manifests(
     for doc in documents:
         builder.add(doc)
     diagnostics.extend(builder.diagnostics)
+    diagnostics = [_printable(d) for d in diagnostics]
     order = {f: i for i, f in enumerate(files)}
     diagnostics.sort(
         key=lambda d: (
@@ -87,6 +88,17 @@ def load_manifests(
         files=tuple(files),
     )
     return state, diagnostics
+
+
+def _escape(text: str) -> str:
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _printable(diagnostic: Diagnostic) -> Diagnostic:
+    """Messages quote what the user wrote; escape control characters so a manifest cannot
+    write terminal escape sequences into someone's CI log."""
+    hint = _escape(diagnostic.hint) if diagnostic.hint is not None else None
+    return replace(diagnostic, message=_escape(diagnostic.message), hint=hint)
 
 
 def collect_files(paths: Sequence[str | Path], diagnostics: list[Diagnostic]) -> list[str]:
@@ -191,6 +203,8 @@ class _SetContext:
     subscription: str | None
     bad: list[DocPath]
     default_tags: dict[str, str] | None = None  # None: unusable (already reported)
+    # Some identity's name could not be read: a reference that matches nothing may mean it.
+    unnamed: bool = False
     names: dict[str, list[_IdentityEntry]] = field(default_factory=dict)
 
     def ok(self, path: DocPath) -> bool:
@@ -272,6 +286,7 @@ class _StateBuilder:
         doc = ctx.doc
         name = _get(item, "name")
         if not isinstance(name, str) or not ctx.ok((*path, "name")):
+            ctx.unnamed = True
             return None
         where = doc.location((*path, "name"))
         if len(name) > VM_SAFE_NAME_LENGTH:
@@ -454,6 +469,8 @@ class _StateBuilder:
             return None
         matches = ctx.names.get(name.lower(), [])
         where = ctx.doc.location((*path, "identity"))
+        if not matches and ctx.unnamed:
+            return None  # the schema already reported the identity whose name is unreadable
         if not matches:
             close = difflib.get_close_matches(name, [e.name for v in ctx.names.values() for e in v], n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
@@ -464,7 +481,9 @@ class _StateBuilder:
                 "spec.identities; for anything else write its ARM scope or objectId",
             )
             return None
-        if len(matches) > 1:
+        # Several entries with one key are already reported as duplicates: not ambiguous.
+        distinct = {e.key for e in matches if e.key is not None}
+        if len(distinct) > 1:
             self.error(
                 where,
                 f"'{name}' names {len(matches)} identities of this IdentitySet (in different "
@@ -472,7 +491,7 @@ class _StateBuilder:
                 "give the identities distinct names, or write the full ARM id as scope",
             )
             return None
-        return matches[0]
+        return next((e for e in matches if e.key is not None), matches[0])
 
     def _principal(self, ctx: _SetContext, principal: object, path: DocPath) -> PrincipalRef | None:
         if not isinstance(principal, dict):

@@ -205,13 +205,20 @@ class _Builder:
 
     def _text(self, node: ScalarNode) -> str:
         text = str(node.value)
-        if _SURROGATE.search(text):
-            # Only a "\ud800"-style escape produces these; they are not characters and could
-            # not be sent to Azure or even printed in a message.
-            self.error(node.start_mark, "string contains an invalid \\u escape (a lone surrogate)",
-                       "escape the whole character, e.g. \\U0001F600")
+        if not _SURROGATE.search(text):
+            return text
+        # "\ud83d\ude00" escapes (as JSON writes characters beyond U+FFFF) reach us as two
+        # surrogates; join pairs into the character. A lone one is no character at all: it
+        # could be neither sent to Azure nor printed in a message.
+        try:
+            return text.encode("utf-16", "surrogatepass").decode("utf-16")
+        except UnicodeDecodeError:
+            self.error(
+                node.start_mark,
+                "string contains an invalid \\u escape (a lone surrogate)",
+                "escape the whole character, e.g. \\U0001F600",
+            )
             return _SURROGATE.sub("\ufffd", text)
-        return text
 
     def _scalar(self, node: ScalarNode, path: Path) -> Any:
         if node.tag not in _SCALAR_TAGS:

@@ -144,3 +144,25 @@ def test_drift_reports_each_out_of_band_change_in_its_class(
     assert code == 0 and "orphaned" in out
     code, out, _ = run(capsys, "drift", str(applied), "--format", "markdown", *cli_env)
     assert code == 2 and "| orphaned |" in out
+
+
+def test_unknown_principal_fails_fast_with_its_manifest_line_and_the_rest_is_applied(
+    capsys: pytest.CaptureFixture[str], manifests: Path, cli_env: list[str], seeded: SandboxServer, tmp_path: Path
+) -> None:
+    nobody = "44444444-4444-4444-4444-444444444444"  # never seeded: nobody in the directory
+    text = (manifests / "platform.yaml").read_text()
+    text += f"""    - principal: {{objectId: {nobody}, type: User}}
+      role: Reader
+      scope: {{identity: platform-monitoring}}
+"""
+    (manifests / "platform.yaml").write_text(text)
+    report_file = tmp_path / "report.json"
+    code, out, err = run(capsys, "apply", str(manifests), "--auto-approve", "--report", str(report_file), *cli_env)
+    assert code == 1
+    assert "PrincipalNotFound" in err and nobody in err and "platform.yaml:" in err
+    report = json.loads(report_file.read_text())
+    failed = [s for s in report["steps"] if s["status"] == "failed"]
+    assert len(failed) == 1 and failed[0]["error_code"] == "PrincipalNotFound"
+    assert report["counts"]["done"] == len(report["steps"]) - 1
+    names = {i.name for i in gateway_for(seeded).msi(SUB).user_assigned_identities.list_by_subscription()}
+    assert "platform-monitoring" in names

@@ -312,17 +312,24 @@ def test_pattern_and_enum_errors_are_located_and_worded(
     assert errors_of(tmp_path, replace(old, new)) == [expected]
 
 
-def test_a_renamed_identity_leaves_its_references_dangling(tmp_path: Path) -> None:
+def test_references_to_an_identity_with_an_unreadable_name_are_not_reported_again(tmp_path: Path) -> None:
     assert errors_of(tmp_path, replace("- name: payments-api", "- name: ab")) == [
         (9, 13, "spec.identities[0].name 'ab' is not a valid identity name"),
-        (21, 25, "no identity named 'payments-api' in this IdentitySet"),
+    ]
+
+
+def test_a_reference_to_a_name_used_in_two_resource_groups_is_ambiguous(tmp_path: Path) -> None:
+    text = replace("  roleAssignments:", "    - {name: payments-api, resourceGroup: rg-other}\n  roleAssignments:")
+    assert errors_of(tmp_path, text) == [
+        (21, 25, "'payments-api' names 2 identities of this IdentitySet (in different resource groups)")
     ]
 
 
 def test_pattern_hint_states_the_rule_in_words(tmp_path: Path) -> None:
     hint = hint_of(tmp_path, replace("- name: payments-api", "- name: ab"), "valid identity name")
     assert hint == "3-128 characters: letters, digits, '-' and '_', starting with a letter or digit."
-    assert "did you mean 'Group'?" == hint_of(tmp_path, replace("type: Group", "type: group"), "principal.type")
+    hint = hint_of(tmp_path, replace("type: Group", "type: group"), "principal.type")
+    assert hint == "did you mean 'Group'?"
 
 
 def test_a_trailing_line_break_does_not_pass_a_name_pattern(tmp_path: Path) -> None:
@@ -440,8 +447,8 @@ def test_reference_to_a_missing_identity(tmp_path: Path) -> None:
 
 
 def test_references_are_case_insensitive_and_may_point_forward(tmp_path: Path) -> None:
-    text = replace("          scope: /subscriptions/", "          scope: {identity: Z-LATER}\n          x: /subscriptions/")
-    text = text.replace("          x: /subscriptions/", "").replace(f"{SUB}/resourceGroups/rg-data\n", "", 1)
+    text = replace(f"          scope: /subscriptions/{SUB}/resourceGroups/rg-data\n",
+                   "          scope: {identity: Z-LATER}\n")
     text = replace("  roleAssignments:", "    - name: z-later\n  roleAssignments:", text)
     state, _ = load_manifests([write(tmp_path, "m.yaml", text)], RoleCatalog())
     assert state.role_assignments[0].scope.endswith("/userAssignedIdentities/z-later")
@@ -464,12 +471,10 @@ def test_duplicate_role_assignments_after_resolution(tmp_path: Path) -> None:
         textwrap.dedent(f"""\
         - principal: {{objectId: {GROUP.upper()}, type: Group}}
           role: {MI_OPERATOR}
-          scope: /SUBSCRIPTIONS/{SUB}/resourcegroups/RG-PAYMENTS/providers/Microsoft.ManagedIdentity/userAssignedIdentities/Payments-Api/
+          scope: /subscriptions/{SUB}/resourcegroups/RG-PAYMENTS/providers/{{provider}}/Payments-Api
         """),
         "    ",
-    )
-    # the trailing slash is not a valid scope, so write it without one
-    again = again.replace("Payments-Api/", "Payments-Api").replace("/SUBSCRIPTIONS/", "/subscriptions/")
+    ).replace("{provider}", "Microsoft.ManagedIdentity/userAssignedIdentities")
     file = write(tmp_path, "m.yaml", VALID + again)
     found = failures(file)
     assert [(str(d.location), d.message) for d in found] == [

@@ -157,7 +157,8 @@ def edited_text(draw: st.DrawFn) -> str:
         elif operation == "indent":
             lines[index] = " " * draw(st.integers(0, 3)) + lines[index].lstrip(" ")
         elif operation == "insert":
-            noise = draw(st.text(max_size=10) | st.sampled_from(["&a ", "*a", "!!binary ", "? ", "{", "]", "\t", "<<: "]))
+            punctuation = ["&a ", "*a", "!!binary ", "? ", "{", "]", "\t", "<<: "]
+            noise = draw(st.text(max_size=10) | st.sampled_from(punctuation))
             at = draw(st.integers(min_value=0, max_value=len(lines[index])))
             lines[index] = lines[index][:at] + noise + lines[index][at:]
         elif operation == "swap":
