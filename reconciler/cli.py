@@ -30,6 +30,7 @@ from reconciler.manifest.loader import load_manifests
 from reconciler.model import DesiredState
 from reconciler.plan import Change, Plan
 from reconciler.planner import PlanOptions, make_plan
+from reconciler.render.describe import title
 from reconciler.render.markdown import render_markdown
 from reconciler.render.text import render_text
 from reconciler.roles import RoleCatalog
@@ -208,13 +209,17 @@ def show(
 class _LineReporter:
     """Progress as plain timestamped lines on stderr (CI logs keep them readable)."""
 
+    def __init__(self, plan: Plan) -> None:
+        self.titles = {c.address: title(c) for c in plan.changes}
+
     def step_started(self, change: Change) -> None:
         pass
 
     def step_finished(self, result: StepResult) -> None:
         stamp = datetime.now(UTC).strftime("%H:%M:%S")
         style = {"done": "green", "failed": "red", "skipped": "yellow"}[result.status]
-        err.print(f"{stamp} {result.status:7s} {result.action.value:7s} {result.address}: {result.detail}",
+        name = self.titles.get(result.address, result.address)
+        err.print(f"{stamp} {result.status:7s} {result.action.value:7s} {name}: {result.detail}",
                   style=style, markup=False)
 
 
@@ -294,7 +299,7 @@ def apply(
             )
         if saved is None:
             _confirm(auto_approve)
-        report = apply_plan(the_plan, gateway, parallelism=parallelism, reporter=_LineReporter())
+        report = apply_plan(the_plan, gateway, parallelism=parallelism, reporter=_LineReporter(the_plan))
         counts = report.counts()
         if report_file:
             _write_report(report, report_file)

@@ -87,7 +87,8 @@ _EDGE_COLOUR = {Action.CREATE: "#1a7f37", Action.UPDATE: "#9a6700", Action.DELET
 
 # ----------------------------------------------------------------------------- escaping
 
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~#$])")
+# `#` is left alone: it only matters at the start of a line, where a value never lands.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~$])")
 # GitHub turns `@name` into a notification and `#12` into an issue link after Markdown is
 # rendered, so a backslash does not stop them; an empty HTML comment splits the text node.
 _REFERENCE = re.compile(r"([@#])(?=[A-Za-z0-9])")

@@ -47,8 +47,9 @@ def render_text(plan: Plan, *, color: bool = False, verbose: bool = False) -> st
     if plan.actionable:
         out.append("reconciler will perform the following actions:")
         out.append("")
+    titles = {c.address: title(c) for c in plan.changes}
     for change in plan.actionable:
-        out.extend(_block(change, paint))
+        out.extend(_block(change, paint, titles))
     if reported:
         out.append("Drift reported, not changed:")
         out.append("")
@@ -64,15 +65,14 @@ def render_text(plan: Plan, *, color: bool = False, verbose: bool = False) -> st
     return "\n".join(out) + "\n"
 
 
-def _block(change: Change, paint: Callable[[str, str], str]) -> list[str]:
-    head = f"  # {title(change)} {VERB[change.action]}"
+def _block(change: Change, paint: Callable[[str, str], str], titles: dict[str, str]) -> list[str]:
     extras = [change.reason] if change.reason else []
     if change.consequence_of:
-        extras.append(f"because of {change.consequence_of}")
+        extras.append(f"because of {titles.get(change.consequence_of, change.consequence_of)}")
+    head = f"{change.action.symbol} {title(change)} {VERB[change.action]}"
     if extras:
         head += f" ({'; '.join(extras)})"
-    resource = f'  {change.action.symbol} {change.type} "{change.address}"'
-    lines = [paint(_BOLD, head), paint(_COLOURS[change.action], resource)]
+    lines = [paint(_COLOURS[change.action], f"  {head}")]
     for marker, name, text in field_lines(change):
         lines.append(f"      {paint(_MARKER_COLOURS.get(marker, ''), marker)} {name} = {text}")
     if change.source:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import http.client
-import ssl
+import socket
 import threading
 import time
 import urllib.error
@@ -201,11 +201,9 @@ def test_parallel_writers_lose_and_duplicate_nothing(tmp_path: Path) -> None:
         assert len(principals) == 64
 
 
-def test_tls_handshake_failure_does_not_stall_the_server(srv: SandboxServer) -> None:
-    import socket
-
-    with socket.create_connection(("127.0.0.1", srv.port)) as bad:
-        bad.sendall(b"GET / HTTP/1.1\r\n\r\n")  # plain HTTP to a TLS port
-        ctx = ssl.create_default_context(cafile=srv.ca_cert_path)
+def test_a_stuck_client_does_not_stall_the_server(srv: SandboxServer) -> None:
+    # One connection that never finishes its TLS handshake, one that speaks plain HTTP.
+    with socket.create_connection(("127.0.0.1", srv.port)), \
+            socket.create_connection(("127.0.0.1", srv.port)) as plain:
+        plain.sendall(b"GET / HTTP/1.1\r\n\r\n")
         assert raw(srv, "GET", LIST).status == 200
-        assert ctx is not None

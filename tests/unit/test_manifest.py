@@ -15,6 +15,7 @@ from reconciler.manifest import MAX_USER_TAGS, load_manifests, schema
 from reconciler.manifest.yaml_source import parse
 from reconciler.model import (
     DEFAULT_AUDIENCES,
+    MAX_FICS_PER_IDENTITY,
     RESERVED_TAGS,
     DesiredFederatedCredential,
     DesiredIdentity,
@@ -321,7 +322,7 @@ def test_references_to_an_identity_with_an_unreadable_name_are_not_reported_agai
 def test_a_reference_to_a_name_used_in_two_resource_groups_is_ambiguous(tmp_path: Path) -> None:
     text = replace("  roleAssignments:", "    - {name: payments-api, resourceGroup: rg-other}\n  roleAssignments:")
     assert errors_of(tmp_path, text) == [
-        (21, 25, "'payments-api' names 2 identities of this IdentitySet (in different resource groups)")
+        (22, 25, "'payments-api' names 2 identities of this IdentitySet (in different resource groups)")
     ]
 
 
@@ -612,6 +613,30 @@ def test_unreadable_file_is_a_diagnostic(tmp_path: Path) -> None:
     ]
 
 
+def test_json_style_surrogate_pairs_are_joined_and_lone_ones_rejected() -> None:
+    docs, diags = parse('a: "\\ud83d\\ude00"\nb: "\\ud800x"\n', "f")
+    assert docs[0].data["a"] == "\U0001F600"
+    assert [(str(d.location), d.message) for d in diags] == [
+        ("f:2:4", "string contains an invalid \\u escape (a lone surrogate)")
+    ]
+
+
+def test_control_characters_in_messages_are_escaped(tmp_path: Path) -> None:
+    text = replace("      tags: {component: api}\n", '      "\\e[31mred": x\n')
+    found = failures(write(tmp_path, "m.yaml", text))
+    assert [d.message for d in found] == ["unknown field '\\x1b[31mred' in identity"]
+
+
+def test_only_the_manifest_package_imports_yaml() -> None:
+    offenders = [
+        str(path.relative_to(REPO))
+        for path in (REPO / "reconciler").rglob("*.py")
+        if "manifest" not in path.relative_to(REPO / "reconciler").parts
+        and any(line.strip().startswith(("import yaml", "from yaml")) for line in path.read_text("utf-8").splitlines())
+    ]
+    assert offenders == []
+
+
 # ----------------------------------------------------------------------------- schema file
 
 
@@ -661,3 +686,5 @@ def test_schema_identity_pattern_matches_the_arm_name_rule() -> None:
     assert re.fullmatch(pattern, "a_-") and not re.fullmatch(pattern, "_ab")
     fic = schema()["$defs"]["federatedCredential"]["properties"]["name"]["pattern"]
     assert fic == "^[a-zA-Z0-9][a-zA-Z0-9_-]{2,119}$"
+    fics = schema()["$defs"]["identity"]["properties"]["federatedCredentials"]["maxItems"]
+    assert fics == MAX_FICS_PER_IDENTITY
