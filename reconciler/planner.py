@@ -466,6 +466,8 @@ class _Planner:
         principal_id: str | None = want.principal.object_id.lower() if want.principal.object_id else None
         if ident is not None:
             action = self.identity_action.get(ident)
+            if action is None:
+                return  # its identity could not be planned (an error is already recorded)
             if action in (Action.CREATE, Action.REPLACE):
                 requires.append(addresses.identity(ident))
                 consequence = addresses.identity(ident) if action is Action.REPLACE else None

@@ -188,6 +188,10 @@ def test_assignment_with_our_deterministic_name_is_deleted_when_undeclared() -> 
 def test_identity_owned_by_someone_else_is_a_plan_error() -> None:
     with pytest.raises(PlanError, match="owned by 'platform'"):
         make_plan(state(ident()), live(live_ident(owner="platform")))
+    # also when grants to it are declared (this used to crash with a KeyError)
+    a = ident()
+    with pytest.raises(PlanError, match="owned by 'platform'"):
+        make_plan(state(a, ras=(grant(a),)), live(live_ident(owner="platform")))
 
 
 def test_unowned_existing_identity_is_adopted_by_tagging() -> None:
