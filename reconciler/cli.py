@@ -9,6 +9,7 @@ Exit codes follow Terraform's convention, which CI users know:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import traceback
@@ -81,26 +82,44 @@ def _print_diagnostics(diagnostics: Sequence[Diagnostic]) -> None:
         err.print(str(d), style=style, markup=False, highlight=False)
 
 
+Cloud = Annotated[
+    str, typer.Option("--cloud", help="AzureCloud, AzureUSGovernment or AzureChinaCloud: sets the ARM endpoint, "
+                      "the authority and the token scope together.")
+]
+Tenant = Annotated[str | None, typer.Option("--tenant", help="Entra ID tenant to authenticate in.")]
+Subscriptions = Annotated[
+    list[str] | None,
+    typer.Option("--subscription", help="Restrict the run to this subscription (repeatable), e.g. one per CI job."),
+]
+
+
 @contextmanager
 def _session(
-    paths: list[Path], sandbox_db: str | None, arm_endpoint: str | None, ca_cert: str | None
+    paths: list[Path], target: TargetOptions, subscriptions: list[str] | None = None
 ) -> Iterator[tuple[DesiredState, ArmGateway, RoleCatalog]]:
     """Load the manifests and open the target. The embedded sandbox is seeded from the
     manifests, so they are loaded first (built-in roles only); any other target is opened
     first so that custom role names resolve against the live role definitions."""
-    options = TargetOptions(sandbox_db=sandbox_db, arm_endpoint=arm_endpoint, ca_cert=ca_cert)
-    if sandbox_db:
-        catalog = RoleCatalog()
+
+    def load(catalog: RoleCatalog) -> DesiredState:
         desired, warnings = load_manifests(paths, catalog)
         _print_diagnostics(warnings)
-        with open_gateway(options, desired) as gateway:
+        if subscriptions:
+            desired, skipped = desired.restricted(frozenset(s.lower() for s in subscriptions))
+            if skipped:
+                err.print(f"Note: {skipped} role assignment(s) span subscriptions outside --subscription; "
+                          "they are planned by a run that selects both.", style="yellow", markup=False)
+        return desired
+
+    if target.sandbox_db:
+        catalog = RoleCatalog()
+        desired = load(catalog)
+        with open_gateway(target, desired) as gateway:
             yield desired, gateway, catalog
         return
-    with open_gateway(options, DesiredState()) as gateway:
+    with open_gateway(target, DesiredState()) as gateway:
         catalog = RoleCatalog(live_lookup=gateway.lookup_role)
-        desired, warnings = load_manifests(paths, catalog)
-        _print_diagnostics(warnings)
-        yield desired, gateway, catalog
+        yield load(catalog), gateway, catalog
 
 
 def _make_plan(
@@ -161,14 +180,18 @@ def plan(
     sandbox_db: SandboxDb = None,
     arm_endpoint: ArmEndpoint = None,
     ca_cert: CaCert = None,
+    cloud: Cloud = "AzureCloud",
+    tenant: Tenant = None,
+    subscription: Subscriptions = None,
 ) -> None:
     """Show what apply would create, change or delete."""
     options = PlanOptions(prune_unmanaged=prune_unmanaged, prune_orphans=prune_orphans, include_foreign=verbose)
-    with _session(paths, sandbox_db, arm_endpoint, ca_cert) as (desired, gateway, catalog):
+    target = TargetOptions(sandbox_db, arm_endpoint, ca_cert, cloud, tenant)
+    with _session(paths, target, subscription) as (desired, gateway, catalog):
         the_plan = _make_plan(desired, gateway, catalog, options)
         the_plan = with_fingerprints(the_plan, desired.files, {
             "paths": [str(p) for p in paths], "prune_unmanaged": prune_unmanaged,
-            "prune_orphans": prune_orphans, "target": _target_label(sandbox_db, arm_endpoint),
+            "prune_orphans": prune_orphans, "target": target.describe(), "subscriptions": subscription or [],
         })
         _show(the_plan, format, verbose)
         for problem in mass_delete_problems(the_plan, DEFAULT_MAX_DELETES):
@@ -182,10 +205,6 @@ def plan(
             _print_calls(gateway, "plan")
     if detailed_exitcode and the_plan.has_changes:
         raise typer.Exit(EXIT_CHANGES)
-
-
-def _target_label(sandbox_db: str | None, arm_endpoint: str | None) -> str:
-    return TargetOptions(sandbox_db=sandbox_db, arm_endpoint=arm_endpoint).describe()
 
 
 def _show(the_plan: Plan, format: Format, verbose: bool = False) -> None:
@@ -264,6 +283,9 @@ def apply(
     sandbox_db: SandboxDb = None,
     arm_endpoint: ArmEndpoint = None,
     ca_cert: CaCert = None,
+    cloud: Cloud = "AzureCloud",
+    tenant: Tenant = None,
+    subscription: Subscriptions = None,
 ) -> None:
     """Make Azure match the manifests: plan, confirm, apply, then verify a fresh plan is empty.
 
@@ -276,8 +298,10 @@ def apply(
             raise ReconcilerError("the plan file does not say which manifests it was made from; run plan again")
         prune_unmanaged = bool(saved.inputs.get("prune_unmanaged", False))
         prune_orphans = bool(saved.inputs.get("prune_orphans", False))
+        subscription = list(saved.inputs.get("subscriptions") or []) or None
     options = PlanOptions(prune_unmanaged=prune_unmanaged, prune_orphans=prune_orphans)
-    with _session(paths, sandbox_db, arm_endpoint, ca_cert) as (desired, gateway, catalog):
+    target = TargetOptions(sandbox_db, arm_endpoint, ca_cert, cloud, tenant)
+    with _session(paths, target, subscription) as (desired, gateway, catalog):
         fresh = _make_plan(desired, gateway, catalog, options)
         if saved is not None:
             check_fresh(saved, desired.files, fresh)
@@ -335,6 +359,9 @@ def drift(
     sandbox_db: SandboxDb = None,
     arm_endpoint: ArmEndpoint = None,
     ca_cert: CaCert = None,
+    cloud: Cloud = "AzureCloud",
+    tenant: Tenant = None,
+    subscription: Subscriptions = None,
 ) -> None:
     """Report what changed in Azure out of band, by drift class. Never writes to Azure.
 
@@ -343,7 +370,8 @@ def drift(
         classes = drift_report.parse_classes(fail_on)
     except ValueError as e:
         raise ReconcilerError(f"--fail-on: {e}") from None
-    with _session(paths, sandbox_db, arm_endpoint, ca_cert) as (desired, gateway, catalog):
+    target = TargetOptions(sandbox_db, arm_endpoint, ca_cert, cloud, tenant)
+    with _session(paths, target, subscription) as (desired, gateway, catalog):
         the_plan = _make_plan(desired, gateway, catalog)
         if format is Format.json:
             _echo(drift_report.dumps(the_plan))
@@ -385,6 +413,10 @@ def _rewrite_sandbox_flag(argv: list[str]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     """The single error boundary: every exception becomes a message and an exit code."""
     args = _rewrite_sandbox_flag(list(sys.argv[1:] if argv is None else argv))
+    if not os.environ.get("RECONCILER_DEBUG"):
+        # The SDK logs warnings (credential probes, retries) that our messages already say
+        # better; they never contain tokens, but they do drown the one line that matters.
+        logging.getLogger("azure").setLevel(logging.CRITICAL)
     try:
         result = app(args=args, prog_name="reconciler", standalone_mode=False)
         return result if isinstance(result, int) else EXIT_OK

@@ -49,6 +49,11 @@ def role_guid(role_definition_id: str) -> str:
     return role_definition_id.strip().rstrip("/").rsplit("/", 1)[-1].lower()
 
 
+def _scope_subscription(scope: str) -> str | None:
+    parts = norm_scope(scope).split("/")
+    return parts[2] if len(parts) > 2 and parts[1] == "subscriptions" else None
+
+
 def identity_id(subscription: str, resource_group: str, name: str) -> str:
     return (
         f"/subscriptions/{subscription}/resourceGroups/{resource_group}"
@@ -159,14 +164,28 @@ class DesiredState:
     owners: frozenset[str] = frozenset()
     files: tuple[str, ...] = ()
 
+    def restricted(self, subscriptions: frozenset[str]) -> tuple[DesiredState, int]:
+        """Only what lives in `subscriptions` (lower case), for splitting a large estate
+        across CI jobs. Grants that span a selected and an unselected subscription are left
+        out (their count is returned): they are planned by a run that selects both."""
+        ids = tuple(i for i in self.identities if i.subscription.lower() in subscriptions)
+        kept = {i.key for i in ids}
+        fics = tuple(f for f in self.federated_credentials if f.identity in kept)
+        ras, skipped = [], 0
+        for ra in self.role_assignments:
+            scope_sub = _scope_subscription(ra.scope)
+            ident = ra.principal.identity
+            if scope_sub in subscriptions and (ident is None or ident in kept):
+                ras.append(ra)
+            elif scope_sub in subscriptions or (ident is not None and ident in kept):
+                skipped += 1
+        return DesiredState(ids, fics, tuple(ras), self.owners, self.files), skipped
+
     @property
     def subscriptions(self) -> frozenset[str]:
         """Subscriptions whose live state the plan needs (identities' and scopes')."""
         subs = {i.subscription.lower() for i in self.identities}
-        for ra in self.role_assignments:
-            parts = norm_scope(ra.scope).split("/")
-            if len(parts) > 2 and parts[1] == "subscriptions":
-                subs.add(parts[2])
+        subs |= {s for s in (_scope_subscription(ra.scope) for ra in self.role_assignments) if s}
         return frozenset(subs)
 
     @property

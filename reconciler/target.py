@@ -14,10 +14,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from azure.core.credentials import TokenCredential
+from azure.core.credentials import AccessToken, TokenCredential
 
-from reconciler.azure.client import PUBLIC_ARM, ArmTarget, StaticTokenCredential
+from reconciler.azure.client import ArmTarget, StaticTokenCredential
 from reconciler.azure.gateway import AzureGateway
 from reconciler.errors import ReconcilerError
 from reconciler.model import DesiredState
@@ -27,15 +28,58 @@ TOKEN_ENV = "RECONCILER_ACCESS_TOKEN"
 
 
 @dataclass(frozen=True)
+class Cloud:
+    arm_endpoint: str
+    authority: str  # Entra ID host that issues tokens for this cloud
+
+    @property
+    def scope(self) -> str:
+        return f"{self.arm_endpoint}/.default"
+
+
+CLOUDS = {
+    "AzureCloud": Cloud("https://management.azure.com", "login.microsoftonline.com"),
+    "AzureUSGovernment": Cloud("https://management.usgovcloudapi.net", "login.microsoftonline.us"),
+    "AzureChinaCloud": Cloud("https://management.chinacloudapi.cn", "login.chinacloudapi.cn"),
+}
+
+
+@dataclass(frozen=True)
 class TargetOptions:
     sandbox_db: str | None = None
     arm_endpoint: str | None = None
     ca_cert: str | None = None
+    cloud: str = "AzureCloud"
+    tenant: str | None = None
 
     def describe(self) -> str:
         if self.sandbox_db:
             return f"embedded sandbox ({self.sandbox_db})"
-        return self.arm_endpoint or "Azure (management.azure.com)"
+        return self.arm_endpoint or f"{self.cloud} ({CLOUDS[self.cloud].arm_endpoint})"
+
+
+class TenantCredential:
+    """Asks every token for one tenant (`--tenant`), whichever source DefaultAzureCredential
+    ends up using (Azure CLI, workload identity, managed identity…)."""
+
+    def __init__(self, inner: TokenCredential, tenant: str) -> None:
+        self._inner = inner
+        self._tenant = tenant
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        kwargs.setdefault("tenant_id", self._tenant)
+        return self._inner.get_token(*scopes, **kwargs)
+
+
+def default_credential(cloud: Cloud, tenant: str | None) -> TokenCredential:
+    from azure.identity import DefaultAzureCredential
+
+    tenant_kwargs = {
+        f"{source}_tenant_id": tenant
+        for source in ("workload_identity", "interactive_browser", "shared_cache", "visual_studio_code", "broker")
+    } if tenant else {}
+    credential: TokenCredential = DefaultAzureCredential(authority=cloud.authority, **tenant_kwargs)
+    return TenantCredential(credential, tenant) if tenant else credential
 
 
 def seed_of(desired: DesiredState) -> dict[str, list[tuple[str, ...]]]:
@@ -80,18 +124,16 @@ def open_gateway(options: TargetOptions, desired: DesiredState) -> Iterator[Azur
         finally:
             server.stop()
         return
-    credential: TokenCredential
+    if options.cloud not in CLOUDS:
+        raise ReconcilerError(f"--cloud {options.cloud}: unknown; choose one of {', '.join(CLOUDS)}")
+    cloud = CLOUDS[options.cloud]
     token = os.environ.get(TOKEN_ENV)
-    if token:
-        credential = StaticTokenCredential(token)
-    else:
-        from azure.identity import DefaultAzureCredential
-
-        credential = DefaultAzureCredential()
-    endpoint = (options.arm_endpoint or PUBLIC_ARM).rstrip("/")
+    credential = StaticTokenCredential(token) if token else default_credential(cloud, options.tenant)
+    endpoint = (options.arm_endpoint or cloud.arm_endpoint).rstrip("/")
     if not endpoint.startswith("https://"):
         raise ReconcilerError(f"--arm-endpoint must be an https:// URL (got {endpoint}); ARM tokens never go over http")
     if options.ca_cert and not Path(options.ca_cert).is_file():
         raise ReconcilerError(f"--ca-cert {options.ca_cert}: no such file")
-    yield AzureGateway(ArmTarget(credential, endpoint, options.ca_cert))
-
+    # The token audience follows the cloud; a custom endpoint (Azure Stack) keeps it too.
+    scopes = (cloud.scope,) if options.cloud != "AzureCloud" else None
+    yield AzureGateway(ArmTarget(credential, endpoint, options.ca_cert, credential_scopes=scopes))

@@ -51,12 +51,22 @@ _HINTS = {
 }
 
 
+CREDENTIAL_HINT = (
+    "no credential could sign in. In CI use workload identity federation (GitHub: azure/login with "
+    "client-id/tenant-id/subscription-id and `permissions: id-token: write`; or set AZURE_CLIENT_ID, "
+    "AZURE_TENANT_ID and AZURE_FEDERATED_TOKEN_FILE); on a self-hosted runner with a managed identity set "
+    "AZURE_CLIENT_ID to its client id; on a laptop run `az login`. For the sandbox use --sandbox, or "
+    "RECONCILER_ACCESS_TOKEN=$(reconciler sandbox token)"
+)
+
+
 def to_arm_error(exc: Exception, address: str | None = None) -> ArmError:
     """Map an SDK exception to our hierarchy, keeping ARM's code and message."""
     if isinstance(exc, ClientAuthenticationError) and getattr(exc, "status_code", None) is None:
-        # Raised by the credential itself (no HTTP response): its message lists the sources tried.
-        return TerminalArmError("CredentialUnavailable", str(exc).splitlines()[0], address=address,
-                                hint=_HINTS["AuthenticationFailed"])
+        # Raised by the credential itself, before any request: its message lists every source
+        # DefaultAzureCredential tried and why each was unavailable (never a token).
+        return TerminalArmError("CredentialUnavailable", str(exc).strip(), address=address,
+                                hint=CREDENTIAL_HINT)
     if isinstance(exc, HttpResponseError):
         status = exc.status_code or 0
         code = exc.error.code if exc.error and exc.error.code else (exc.reason or str(status))

@@ -49,6 +49,7 @@ MANIFEST_SUFFIXES = (".yaml", ".yml")
 MAX_USER_TAGS = 50 - len(RESERVED_TAGS)
 DEFAULT_CONDITION_VERSION = "2.0"
 
+_TOP_LEVEL = frozenset({"apiVersion", "kind", "metadata", "spec"})
 _SCOPE_SUBSCRIPTION = re.compile(r"^/subscriptions/([^/]+)", re.IGNORECASE)
 
 
@@ -235,11 +236,11 @@ class _StateBuilder:
         self.diagnostics.append(Diagnostic(where, message, hint))
 
     def add(self, doc: YamlDocument) -> None:
-        if isinstance(doc.data, dict) and "apiVersion" not in doc.data and "kind" not in doc.data:
+        if isinstance(doc.data, dict) and not _TOP_LEVEL & set(doc.data):
             # Probably some other YAML file in the folder: one clear error, not one per field.
             self.error(
                 SourceLocation(doc.file, *doc.start),
-                "document is not a reconciler manifest (it has no apiVersion and kind)",
+                "document is not a reconciler manifest (it has no apiVersion, kind, metadata or spec)",
                 "start it with `apiVersion: reconciler/v1` and `kind: IdentitySet`, or keep other "
                 "YAML files out of the manifest paths",
             )

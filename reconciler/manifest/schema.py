@@ -99,25 +99,28 @@ def _show(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _resolve(subschema: object) -> Mapping[str, Any]:
+    """The definition a `{"$ref": "#/$defs/x"}` points at (or the subschema itself)."""
+    if not isinstance(subschema, Mapping):
+        return {}
+    ref = subschema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        resolved: Mapping[str, Any] = schema()["$defs"][ref.removeprefix("#/$defs/")]
+        return resolved
+    return subschema
+
+
 def _title(subschema: object, fallback: str) -> str:
-    if isinstance(subschema, Mapping):
-        ref = subschema.get("$ref")
-        if isinstance(ref, str) and ref.startswith("#/$defs/"):
-            subschema = schema()["$defs"][ref.removeprefix("#/$defs/")]
-        if isinstance(subschema, Mapping) and isinstance(subschema.get("title"), str):
-            return str(subschema["title"])
-    return fallback
+    title = _resolve(subschema).get("title")
+    return title if isinstance(title, str) else fallback
 
 
 def _description(subschema: object) -> str | None:
-    if isinstance(subschema, Mapping):
-        ref = subschema.get("$ref")
-        if isinstance(ref, str) and ref.startswith("#/$defs/"):
-            subschema = schema()["$defs"][ref.removeprefix("#/$defs/")]
-        if isinstance(subschema, Mapping) and isinstance(subschema.get("description"), str):
-            # The first sentence states the rule; the rest explains why, for editors' tooltips.
-            return _FIRST_SENTENCE.split(str(subschema["description"]), maxsplit=1)[0]
-    return None
+    description = _resolve(subschema).get("description")
+    if not isinstance(description, str):
+        return None
+    # The first sentence states the rule; the rest explains why, for editors' tooltips.
+    return _FIRST_SENTENCE.split(description, maxsplit=1)[0]
 
 
 _FIRST_SENTENCE = re.compile(r"(?<!e\.g\.)(?<=\.)\s+(?=[A-Z])")
@@ -250,6 +253,8 @@ class _Mapper:
         raw = self.doc.raw.get(path)
         if expected == "string" and raw is not None and value is not None:
             hint = f'quote it: "{raw}" (YAML reads {raw} as a {_type_name(value)})'
+            rule = _description(err.schema) if isinstance(err.schema, Mapping) and "pattern" in err.schema else None
+            hint += f"; {rule}" if rule else ""
         elif expected == "boolean" and isinstance(value, str):
             hint = "write true or false, without quotes"
         elif value is None:
@@ -268,8 +273,7 @@ class _Mapper:
         options: list[Mapping[str, Any]] = []
         option_list: Any = err.validator_value
         for option in option_list:
-            ref = option.get("$ref", "")
-            options.append(schema()["$defs"][ref.removeprefix("#/$defs/")] if ref else option)
+            options.append(_resolve(option))
         value = err.instance
         titles = ", ".join(_title(o, "?") for o in options)
         wanted = "object" if isinstance(value, dict) else "string" if isinstance(value, str) else None

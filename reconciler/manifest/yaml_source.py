@@ -34,6 +34,7 @@ MAX_FILE_BYTES = 10 * 1024 * 1024
 MAX_DEPTH = 64
 
 _TAG = "tag:yaml.org,2002:"
+_LINE_BREAK = re.compile("\r\n|[\n\r\x85\u2028\u2029]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _SCALAR_TAGS = {f"{_TAG}{t}" for t in ("str", "int", "float", "bool", "null", "timestamp")}
 
@@ -104,9 +105,10 @@ def _pos(mark: yaml.Mark) -> Position:
 
 
 def _line_col(text: str, offset: int) -> Position:
-    before = text[:offset]
-    line = before.count("\n") + 1
-    return (line, offset - (before.rfind("\n") + 1) + 1)
+    """Position of `offset`, counting line breaks as YAML (and so PyYAML's marks) does."""
+    breaks = list(_LINE_BREAK.finditer(text, 0, offset))
+    line_start = breaks[-1].end() if breaks else 0
+    return (len(breaks) + 1, offset - line_start + 1)
 
 
 def _prefix(data: bytes) -> tuple[str, int]:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import html
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -70,14 +70,14 @@ _ACTION_COLUMNS = (
     (Action.UPDATE, "change"),
     (Action.REPLACE, "replace"),
     (Action.DELETE, "destroy"),
-    (Action.NOOP, "in sync"),
+    (Action.NOOP, "unchanged"),
 )
 _PHRASE = {
     Action.CREATE: "to add",
     Action.UPDATE: "to change",
     Action.REPLACE: "to replace",
     Action.DELETE: "to destroy",
-    Action.NOOP: "unchanged",
+    Action.NOOP: "reported, not changed",  # only no-ops with a drift class are listed
 }
 # GitHub colours `diff` fences by the first character: `+` green, `-` red, `!` orange. `~`
 # gets no colour, so in-place changes are marked `!` (as Terraform PR-comment tools do).
@@ -136,7 +136,7 @@ _MERMAID_SAFE = re.compile(r"[A-Za-z0-9 ._/:+~\-]")
 def mermaid_label(text: str) -> str:
     """A quoted Mermaid label: everything outside a small safe set becomes an entity code
     (`#34;`), so quotes, brackets, pipes, backticks and HTML in names cannot end the label."""
-    return "".join(ch if _MERMAID_SAFE.fullmatch(ch) else f"#{ord(ch)};" for ch in _one_line(text))
+    return "".join(ch if ch != "\"" else f"#{ord(ch)};" for ch in _one_line(text))
 
 
 def _clip(text: str, limit: int) -> str:
@@ -182,8 +182,8 @@ def _identity_name(address: str, changes: dict[str, Change]) -> str:
 
 
 def _shown(plan: Plan) -> list[Change]:
-    """What the comment lists: every change, plus no-ops the planner tagged with a drift
-    class (e.g. a foreign assignment kept for context)."""
+    """What the comment lists: every change, plus drift the planner reports without changing
+    it (grants made by hand, orphans, other owners' identities shown as context)."""
     return [c for c in plan.changes if c.action is not Action.NOOP or c.drift is not None]
 
 
@@ -216,8 +216,17 @@ def _groups(plan: Plan) -> list[_Group]:
 # ----------------------------------------------------------------------------- pieces
 
 
+def _verdict(plan: Plan) -> str:
+    reported = sum(1 for c in plan.changes if c.action is Action.NOOP and c.drift not in (None, DriftClass.FOREIGN))
+    if plan.has_changes or not reported:
+        return summary_line(plan).rstrip(".")
+    # "Azure matches the manifests" would be false: drift is there, only left alone.
+    noun = "drifted resource" if reported == 1 else "drifted resources"
+    return f"No changes; {reported} {noun} reported, left unchanged"
+
+
 def _heading(plan: Plan) -> list[str]:
-    return [f"### {md_text(summary_line(plan).rstrip('.'))}", ""]
+    return [f"### {md_text(_verdict(plan))}", ""]
 
 
 def _summary_table(plan: Plan) -> list[str]:
@@ -232,7 +241,7 @@ def _summary_table(plan: Plan) -> list[str]:
 
 def _where_full_plan(hint: str | None) -> str:
     if hint:
-        return md_text(_clip(hint, _HINT_CLIP))
+        return md_text(_clip(hint, _HINT_CLIP).rstrip("."))
     return "run `reconciler plan` for the full plan"
 
 
@@ -241,7 +250,7 @@ def _abridged_note(level: Level, hint: str | None) -> list[str]:
         return []
     return [
         "> [!NOTE]",
-        f"> This comment is abridged to fit GitHub's size limit: {_OMITTED[level]}. {_where_full_plan(hint)}",
+        f"> This comment is abridged to fit GitHub's size limit: {_OMITTED[level]} — {_where_full_plan(hint)}.",
         "",
     ]
 
@@ -257,19 +266,29 @@ def _warnings(items: list[str], total: int) -> list[str]:
     return ["> [!WARNING]", f"> **{total} {noun}**", *items, ""]
 
 
+def _symbol(change: Change) -> str:
+    # `!` marks drift that is reported and left alone, as in the text renderer.
+    return "!" if change.action is Action.NOOP else change.action.symbol
+
+
+def _verb(change: Change) -> str:
+    if change.action is Action.NOOP and change.drift is not None:
+        return "is left unchanged"  # "is in sync" would be false: it differs, on purpose untouched
+    return VERB[change.action]
+
+
 def _head(change: Change, by_address: dict[str, Change], clip: int | None = None) -> str:
     """One line for a change: symbol, title, verb, reason, what it is a consequence of."""
     def cut(text: str) -> str:
         return _clip(text, clip) if clip else text
 
-    symbol = f"`{change.action.symbol}` " if change.action is not Action.NOOP else ""
-    line = f"{symbol}**{md_text(cut(title(change)))}** {VERB[change.action]}"
+    line = f"`{_symbol(change)}` **{md_text(cut(title(change)))}** {_verb(change)}"
     if change.reason:
         line += f" — {md_text(cut(change.reason))}"
     if change.consequence_of:
         cause = by_address.get(change.consequence_of)
         what = md_text(cut(title(cause))) if cause is not None else md_code(change.consequence_of)
-        line += f", because {what} {VERB[cause.action] if cause is not None else 'changes'}"
+        line += f", because {what} {_verb(cause) if cause is not None else 'changes'}"
     return line
 
 
@@ -305,6 +324,10 @@ def _change_block(change: Change, by_address: dict[str, Change], level: Level) -
     extras = [change.drift.value] if change.drift else []
     if change.source:
         extras.append(f"declared at {md_code(change.source)}")
+    if change.modified and (change.modified.get("by") or change.modified.get("at")):
+        # Who touched it last tells a reviewer whether drift was a person, a pipeline or us.
+        by, at = change.modified.get("by"), change.modified.get("at")
+        extras.append("last changed" + (f" by {md_code(by)}" if by else "") + (f" at {md_text(at)}" if at else ""))
     if extras:
         line += f" <sub>{' · '.join(extras)}</sub>"
     if level is Level.ONE_LINE:
@@ -313,18 +336,17 @@ def _change_block(change: Change, by_address: dict[str, Change], level: Level) -
     return [line, "", *([*_code_fence(diff, "diff"), ""] if diff else [])]
 
 
-def _group_sections(plan: Plan, groups: list[_Group], level: Level) -> list[str]:
+def _group_sections(plan: Plan, groups: list[_Group], level: Level) -> Iterator[list[str]]:
+    """One `<details>` section per group, lazily: the caller stops once it is too long."""
     by_address = plan.by_address()
     is_open = " open" if len(plan.actionable) <= OPEN_GROUPS_UP_TO else ""
-    out: list[str] = []
     for group in groups:
-        out += [f"<details{is_open}><summary>{_group_label(group)}: {_counts_text(group.counts())}</summary>", ""]
+        out = [f"<details{is_open}><summary>{_group_label(group)}: {_counts_text(group.counts())}</summary>", ""]
         for change in group.changes:
             out += _change_block(change, by_address, level)
         if level is Level.ONE_LINE:
-            out.append("")
-        out += ["</details>", ""]
-    return out
+            out.append("")  # a list right before `</details>` would swallow the tag
+        yield [*out, "</details>", ""]
 
 
 def _group_rows(groups: list[_Group]) -> list[str]:
@@ -332,11 +354,14 @@ def _group_rows(groups: list[_Group]) -> list[str]:
     for group in groups:
         counts = group.counts()
         label = f"{md_text(group.kind)} {md_code(_clip(group.name, _CLIP), in_table=True)}"
-        rows.append(f"| {label} | " + " | ".join(str(counts[a]) for a, _ in _ACTION_COLUMNS[:4]) + " |")
+        rows.append(f"| {label} | " + " | ".join(str(counts[a]) for a, _ in _ACTION_COLUMNS) + " |")
     return rows
 
 
-_GROUP_TABLE_HEAD = ["| Group | add | change | replace | destroy |", "| :-- | --: | --: | --: | --: |"]
+_GROUP_TABLE_HEAD = [
+    "| Group | add | change | replace | destroy | reported |",
+    "| :-- | --: | --: | --: | --: | --: |",
+]
 
 
 # ----------------------------------------------------------------------------- diagram
@@ -424,15 +449,27 @@ def _join(lines: Iterable[str]) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def _render(plan: Plan, groups: list[_Group], level: Level, hint: str | None) -> str:
-    out = [*_heading(plan), *_summary_table(plan), *_abridged_note(level, hint)]
-    out += _warnings(_warning_items(plan, None), len(plan.warnings))
-    out += _destroys(plan, _destroy_items(plan, None))
-    out += _group_sections(plan, groups, level)
-    if level is Level.FULL:
-        out += _diagram(plan, groups)
-    out += _footer(hint)
-    return _join(out)
+def _render(plan: Plan, groups: list[_Group], level: Level, hint: str | None, max_chars: int) -> str | None:
+    """The whole comment at `level`, or None as soon as it cannot fit: a big plan is not
+    rendered in full only to be thrown away."""
+    def blocks() -> Iterator[list[str]]:
+        yield [*_heading(plan), *_summary_table(plan), *_abridged_note(level, hint)]
+        yield _warnings(_warning_items(plan, None), len(plan.warnings))
+        yield _destroys(plan, _destroy_items(plan, None))
+        yield from _group_sections(plan, groups, level)
+        if level is Level.FULL:
+            yield _diagram(plan, groups)
+        yield _footer(hint)
+
+    out: list[str] = []
+    size = 0
+    for block in blocks():
+        size += sum(len(line) + 1 for line in block)
+        if size >= max_chars + 1:  # +1: _join drops the last blank line
+            return None
+        out += block
+    text = _join(out)
+    return text if len(text) < max_chars else None
 
 
 def _fit(items: list[str], budget: int, more: Callable[[int], str]) -> tuple[list[str], int]:
@@ -468,7 +505,7 @@ def _render_counts(plan: Plan, groups: list[_Group], max_chars: int, hint: str |
     left -= used
     kept_destroys, used = _fit(destroys, left * 2 // 3, lambda n: f"> - …and {n} more destroyed or replaced")
     left -= used
-    kept_rows, _ = _fit(rows, left, lambda n: f"| …and {n} more groups | | | | |")
+    kept_rows, _ = _fit(rows, left, lambda n: f"| …and {n} more groups | | | | | |")
     out = [*head, *_warnings(kept_warnings, len(warnings)), *_destroys(plan, kept_destroys)]
     if rows:
         out += [*_GROUP_TABLE_HEAD, *kept_rows, ""]
@@ -486,7 +523,7 @@ def render_markdown(plan: Plan, *, max_chars: int = 60_000, full_plan_hint: str 
     for level in (Level.FULL, Level.NO_DIAGRAM, Level.ONE_LINE):
         if level is Level.NO_DIAGRAM and not _diagram(plan, groups):
             continue  # FULL had no diagram to drop: NO_DIAGRAM would say so for nothing
-        out = _render(plan, groups, level, full_plan_hint)
-        if len(out) < max_chars:
+        out = _render(plan, groups, level, full_plan_hint, max_chars)
+        if out is not None:
             return out
     return _render_counts(plan, groups, max_chars, full_plan_hint)

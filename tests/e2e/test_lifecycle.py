@@ -87,10 +87,11 @@ def test_assignment_made_by_hand_under_a_random_name_is_adopted(
     assert run(capsys, "apply", str(manifests), "--auto-approve", *cli_env)[0] == 0
     auth = gateway_for(seeded).auth(SUB)
     api = live_identities(seeded)["payments-api"]
-    scope = f"/subscriptions/{SUB}/resourceGroups/rg-payments"
     blob_reader = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
-    ours = next(a for a in auth.role_assignments.list_for_scope(scope, filter="atScope()")
+    ours = next(a for a in auth.role_assignments.list_for_subscription()
                 if a.principal_id == api.principal_id and a.role_definition_id.endswith(blob_reader))  # type: ignore[attr-defined]
+    scope = ours.scope
+    assert scope
     auth.role_assignments.delete_by_id(ours.id)
     random_name = str(uuid.uuid4())
     auth.role_assignments.create(scope, random_name, RoleAssignmentCreateParameters(

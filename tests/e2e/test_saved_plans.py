@@ -166,3 +166,26 @@ def test_unknown_principal_fails_fast_with_its_manifest_line_and_the_rest_is_app
     assert report["counts"]["done"] == len(report["steps"]) - 1
     names = {i.name for i in gateway_for(seeded).msi(SUB).user_assigned_identities.list_by_subscription()}
     assert "platform-monitoring" in names
+
+
+def test_subscription_option_restricts_the_run(
+    capsys: pytest.CaptureFixture[str], manifests: Path, cli_env: list[str], seeded: SandboxServer
+) -> None:
+    other = "55555555-5555-5555-5555-555555555555"
+    seeded.seed(subscriptions=[other], resource_groups=[(other, "rg-other", "westeurope")])
+    (manifests / "other.yaml").write_text(f"""apiVersion: reconciler/v1
+kind: IdentitySet
+metadata: {{owner: other-team}}
+spec:
+  subscription: {other}
+  defaults: {{resourceGroup: rg-other, location: westeurope}}
+  identities:
+    - name: other-api
+""")
+    code, out, err = run(capsys, "apply", str(manifests), "--auto-approve", "--subscription", other, *cli_env)
+    assert code == 0, out + err
+    assert [i.name for i in gateway_for(seeded).msi(other).user_assigned_identities.list_by_subscription()] == [
+        "other-api"]
+    assert list(gateway_for(seeded).msi(SUB).user_assigned_identities.list_by_subscription()) == []
+    code, out, _ = run(capsys, "plan", str(manifests), "--subscription", other, "--detailed-exitcode", *cli_env)
+    assert code == 0 and "No changes." in out

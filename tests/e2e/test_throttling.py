@@ -39,7 +39,7 @@ def srv() -> Iterator[SandboxServer]:
         server.stop()
 
 
-def budget_like(config: SandboxConfig, margin: float = 0.5) -> RateBudget:
+def budget_like(config: SandboxConfig, margin: float = 1.0) -> RateBudget:
     """A client budget with the sandbox's limits (what the defaults are to real ARM)."""
     return RateBudget(BudgetConfig(
         reads=BucketLimit(config.reads_capacity, config.reads_per_second),

@@ -8,6 +8,7 @@ import ssl
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
@@ -175,15 +176,15 @@ def test_resource_group_delete_is_202_with_location_and_cascades_identities(srv:
         c.res.resource_groups.begin_delete("rg-del").result()
 
 
-def test_state_persists_in_a_database_file(tmp_path: object) -> None:
-    db = str(tmp_path) + "/state/sandbox.db"  # type: ignore[operator]
+def test_state_persists_in_a_database_file(tmp_path: Path) -> None:
+    db = str(tmp_path / "state" / "sandbox.db")
     with SandboxServer(db_path=db, config=quiet_config()).start() as first:
         first.seed(subscriptions=[SUB], resource_groups=[(SUB, RG, "westus")])
         clients(first).msi.user_assigned_identities.create_or_update(RG, "kept", {"location": "westus"})
         token = first.admin_token()
-        ca = open(first.ca_cert_path).read()
+        ca = Path(first.ca_cert_path).read_text()
     with SandboxServer(db_path=db, config=quiet_config()).start() as second:
-        assert open(second.ca_cert_path).read() == ca  # certificate cached beside the database
+        assert Path(second.ca_cert_path).read_text() == ca  # certificate cached beside the database
         got = clients(second, token=token).msi.user_assigned_identities.get(RG, "kept")
         assert got.name == "kept"
 

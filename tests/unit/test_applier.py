@@ -139,3 +139,19 @@ def test_fic_writes_to_one_identity_never_overlap() -> None:
     assert apply_plan(plan, gw, parallelism=8).ok
     assert gw.max_concurrent_fic_writes == 1
     assert sum(1 for line in gw.log if line.startswith("fic ")) == 10
+
+
+def test_credential_failure_lists_sources_and_says_what_to_set() -> None:
+    from azure.core.exceptions import ClientAuthenticationError
+
+    from reconciler.azure.gateway import to_arm_error
+
+    exc = ClientAuthenticationError(
+        "DefaultAzureCredential failed to retrieve a token from the included credentials.\n"
+        "Attempted credentials:\n\tEnvironmentCredential: unavailable.\n\tAzureCliCredential: Azure CLI not found"
+    )
+    err = to_arm_error(exc)
+    text = str(err)
+    assert err.code == "CredentialUnavailable"
+    assert "EnvironmentCredential" in text and "AzureCliCredential" in text
+    assert "AZURE_FEDERATED_TOKEN_FILE" in text and "az login" in text

@@ -10,7 +10,9 @@ before committing it (the files are the spec of what reviewers see).
 Each case is a folder in tests/golden/ with:
 
     desired.json   DesiredState: {"owners"?, "identities", "federatedCredentials", "roleAssignments"}
-    live.json      LiveState: {"resourceGroups", "identities", "federatedCredentials", "roleAssignments"}
+    live.json      LiveState: {"resourceGroups", "identities", "federatedCredentials", "roleAssignments"};
+                   a live resource may say who changed it last: "modified": {"by", "at", "byType"}
+    options.json   optional: PlanOptions, the plan flags ({"prune_unmanaged": true, ...})
     expected.txt   render_text(plan) without colour
     expected.md    render_markdown(plan, full_plan_hint=HINT)
 
@@ -23,8 +25,8 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -41,11 +43,12 @@ from reconciler.model import (
     LiveIdentity,
     LiveRoleAssignment,
     LiveState,
+    Modified,
     PrincipalRef,
     identity_id,
 )
 from reconciler.plan import Plan
-from reconciler.planner import make_plan
+from reconciler.planner import PlanOptions, make_plan
 from reconciler.render.markdown import render_markdown
 from reconciler.render.text import render_text
 from reconciler.roles import RoleCatalog
@@ -68,6 +71,11 @@ def _source(data: dict[str, Any]) -> SourceLocation | None:
         return None
     file, line, col = data["source"].rsplit(":", 2)
     return SourceLocation(file, int(line), int(col))
+
+
+def _modified(data: dict[str, Any]) -> Modified | None:
+    m = data.get("modified")
+    return Modified(by=m.get("by"), at=m.get("at"), by_type=m.get("byType")) if m else None
 
 
 def load_desired(data: dict[str, Any]) -> DesiredState:
@@ -111,6 +119,7 @@ def load_live(data: dict[str, Any]) -> LiveState:
             subscription=i["subscription"], resource_group=i["resourceGroup"], name=i["name"],
             location=i["location"], tags=i.get("tags", {}), principal_id=i["principalId"],
             client_id=i.get("clientId", "client-" + i["principalId"]), tenant_id=i.get("tenantId", "tenant"),
+            modified=_modified(i),
         )
         identities[li.key] = li
     # Credentials were listed for every live identity: one not mentioned has none.
@@ -121,7 +130,7 @@ def load_live(data: dict[str, Any]) -> LiveState:
             LiveFederatedCredential(
                 identity=key, id=f"{identities[key].id}/federatedIdentityCredentials/{f['name']}",
                 name=f["name"], issuer=f["issuer"], subject=f["subject"],
-                audiences=tuple(f.get("audiences", DEFAULT_AUDIENCES)),
+                audiences=tuple(f.get("audiences", DEFAULT_AUDIENCES)), modified=_modified(f),
             )
             for f in items
         )
@@ -130,7 +139,7 @@ def load_live(data: dict[str, Any]) -> LiveState:
             id=f"{r['scope']}/providers/Microsoft.Authorization/roleAssignments/{r['name']}", name=r["name"],
             scope=r["scope"], role_definition_id=r["roleDefinitionId"], principal_id=r["principalId"],
             principal_type=r.get("principalType"), description=r.get("description"),
-            condition=r.get("condition"), condition_version=r.get("conditionVersion"),
+            condition=r.get("condition"), condition_version=r.get("conditionVersion"), modified=_modified(r),
         )
         for r in data.get("roleAssignments", [])
     )
@@ -145,7 +154,9 @@ def plan_for(case: str) -> Plan:
     folder = GOLDEN / case
     desired = load_desired(json.loads((folder / "desired.json").read_text("utf-8")))
     live = load_live(json.loads((folder / "live.json").read_text("utf-8")))
-    return make_plan(desired, live, RoleCatalog().name_of)
+    options_file = folder / "options.json"
+    options = PlanOptions(**json.loads(options_file.read_text("utf-8"))) if options_file.is_file() else None
+    return make_plan(desired, live, RoleCatalog().name_of, options)
 
 
 # ----------------------------------------------------------------------------- tests

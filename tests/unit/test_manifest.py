@@ -271,7 +271,16 @@ def test_non_mapping_and_foreign_documents(tmp_path: Path) -> None:
     assert errors_of(tmp_path, "- a\n- b\n---\nplain text\n---\nname: x\n") == [
         (1, 1, "document must be a mapping, got list [\"a\", \"b\"]"),
         (4, 1, "document must be a mapping, got string 'plain text'"),
-        (6, 1, "document is not a reconciler manifest (it has no apiVersion and kind)"),
+        (6, 1, "document is not a reconciler manifest (it has no apiVersion, kind, metadata or spec)"),
+    ]
+
+
+def test_a_manifest_without_its_header_still_gets_every_error(tmp_path: Path) -> None:
+    text = VALID.replace("apiVersion: reconciler/v1\nkind: IdentitySet\n", "").replace("owner: payments", "owner: P")
+    assert errors_of(tmp_path, text) == [
+        (1, 1, "IdentitySet document is missing required field 'apiVersion'"),
+        (1, 1, "IdentitySet document is missing required field 'kind'"),
+        (2, 10, "metadata.owner 'P' is not a valid owner"),
     ]
 
 
@@ -583,7 +592,7 @@ def test_scalars_become_json_values_and_keys_stay_as_written() -> None:
                                "(while parsing a flow sequence)"),
         (b"a: " + b"9" * 5000 + b"\n", "m.yaml:1:4: cannot read '9999999999999999999999999999999999999...' "
                                        "as an int"),
-        (b"a: " + b"[" * 5000 + b"]" * 5000, "m.yaml:1:1: YAML nested too deeply to read"),
+        (b"a: " + b"[" * 1500 + b"]" * 1500, "m.yaml:1:1: YAML nested too deeply to read"),
         (b"a:\n" + b"".join(b"  " * i + b"- \n" for i in range(1, 80)), "m.yaml:66:131: value nested deeper "
                                                                         "than 64 levels"),
     ],

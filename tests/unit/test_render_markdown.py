@@ -205,7 +205,7 @@ def mermaid_block(md: str) -> list[str]:
 def test_summary_table_counts_every_action_and_drift_class() -> None:
     md = render_markdown(every_kind_plan())
     assert summary_counts(md) == {
-        "add": 2, "change": 1, "replace": 1, "destroy": 2, "in sync": 2,
+        "add": 2, "change": 1, "replace": 1, "destroy": 2, "unchanged": 2,
         "missing": 2, "changed": 2, "unmanaged": 1, "orphaned": 1, "foreign": 1,
     }
     assert md.startswith("### Plan: 2 to add, 1 to change, 1 to replace, 2 to destroy\n")
@@ -218,9 +218,10 @@ def test_every_action_is_shown_with_its_symbol_verb_reason_and_drift() -> None:
     assert "`~` **identity rg-payments/app-b** will be updated in place — tags differ <sub>changed</sub>" in md
     assert "`-/+` **identity rg-payments/app-c** must be replaced — location is immutable" in md
     assert "<sub>unmanaged</sub>" in md and "<sub>orphaned</sub>" in md
-    # A foreign assignment is context: listed without a symbol; a plain no-op is not listed.
-    assert "**role assignment 'Owner' to ServicePrincipal f0f0 at" in md and "is in sync" in md
-    assert "Quiet Role" not in md
+    # Reported drift (here a foreign grant, context) is listed as left alone; a plain no-op is not.
+    assert ("`!` **role assignment 'Owner' to ServicePrincipal f0f0 at /subscriptions/11111111-1111-1111-1111-"
+            "111111111111/resourceGroups/rg-data** is left unchanged — owned by platform; shown for context") in md
+    assert "Quiet Role" not in md and "is in sync" not in md
 
 
 def test_sections_come_in_the_order_reviewers_need() -> None:
@@ -290,6 +291,19 @@ def test_no_changes() -> None:
     assert "<details" not in md and "```" not in md and "[!CAUTION]" not in md
 
 
+def test_no_changes_with_reported_drift_does_not_claim_azure_matches() -> None:
+    orphan = Change("ra", ResourceType.ROLE_ASSIGNMENT, Action.NOOP, "orphaned: its principal no longer exists",
+                    before=ra_fields({"objectId": "dead"}), drift=DriftClass.ORPHANED,
+                    modified={"by": "ops@contoso.com", "at": "2026-11-27T22:40:00Z", "byType": "User"})
+    foreign = Change("id", ResourceType.IDENTITY, Action.NOOP, "owned by platform", before=ident_fields("dns"),
+                     drift=DriftClass.FOREIGN)
+    md = render_markdown(Plan(changes=(orphan, foreign)))
+    assert md.startswith("### No changes; 1 drifted resource reported, left unchanged\n")
+    assert "<sub>orphaned · last changed by `ops@contoso.com` at 2026-11-27T22:40:00Z</sub>" in md
+    # Context alone (another owner's identity) is not drift: Azure does match.
+    assert render_markdown(Plan(changes=(foreign,))).startswith("### No changes. Azure matches the manifests\n")
+
+
 # ----------------------------------------------------------------------------- escaping
 
 
@@ -317,7 +331,7 @@ def evil_plan() -> Plan:
         Change(identity_address, ResourceType.IDENTITY, Action.UPDATE, "tags differ " + EVIL,
                before=ident_fields("id-" + EVIL, tags={"k": "old"}),
                after=ident_fields("id-" + EVIL, tags={"k": EVIL, EVIL: "v"}), drift=DriftClass.CHANGED,
-               source=f"manifests/{EVIL}.yaml:1:1"),
+               source=f"manifests/{EVIL}.yaml:1:1", modified={"by": EVIL, "at": EVIL}),
         Change(addresses.federated_credential(evil_key, "f"), ResourceType.FEDERATED_CREDENTIAL, Action.DELETE,
                EVIL, before={"identity": EVIL, "name": EVIL, "issuer": EVIL, "subject": EVIL, "audiences": [EVIL]},
                drift=DriftClass.UNMANAGED),
@@ -404,7 +418,7 @@ def test_degrades_in_steps_and_says_so() -> None:
 
     no_diagram = render_markdown(plan, max_chars=len(full), full_plan_hint=HINT)
     assert "```mermaid" not in no_diagram and "```diff" in no_diagram
-    assert "the access diagram is omitted. full plan: artifact plan.json" in no_diagram
+    assert "the access diagram is omitted — full plan: artifact plan.json.\n" in no_diagram
 
     one_line = render_markdown(plan, max_chars=len(no_diagram), full_plan_hint=HINT)
     assert "```diff" not in one_line and "field-level details are omitted" in one_line
@@ -414,8 +428,8 @@ def test_degrades_in_steps_and_says_so() -> None:
 
     counts = render_markdown(plan, max_chars=len(one_line), full_plan_hint=HINT)
     assert "<details" not in counts and "only counts per group are shown" in counts
-    assert "| identity `rg-payments/id-00000-with-a-name-longer-than-vm-limit` | 3 | 0 | 0 | 0 |" in counts
-    assert "| identity `rg-payments/id-00001` | 0 | 0 | 0 | 2 |" in counts
+    assert "| identity `rg-payments/id-00000-with-a-name-longer-than-vm-limit` | 3 | 0 | 0 | 0 | 0 |" in counts
+    assert "| identity `rg-payments/id-00001` | 0 | 0 | 0 | 2 | 0 |" in counts
 
     without_hint = render_markdown(plan, max_chars=len(counts))
     assert "run `reconciler plan` for the full plan" in without_hint
