@@ -7,6 +7,7 @@ require it; independent steps go on. The report says, for every step, what happe
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from reconciler.model import assignment_name
 from reconciler.plan import Action, Change, Plan, ResourceType
 
 DONE, FAILED, SKIPPED = "done", "failed", "skipped"
+CONCURRENT_FIC_WRITES = "ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity"
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,8 @@ class _Run:
         # Seconds between retries of an assignment whose new principal ARM cannot see yet
         # (about two minutes in all, longer than Entra ID's usual replication delay).
         self.principal_backoff = (2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
+        self.fic_backoff = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+        self.jitter = random.random
         self.gateway = gateway
         self.reporter = reporter
         self.principals: dict[str, str] = {}  # identity address -> principal id
@@ -137,17 +141,27 @@ class _Run:
         if change.action is Action.DELETE and change.consequence_of:
             return "deleted with its identity"
         identity_address = change.address.split("/federatedCredential/")[0]
-        with self.fic_lock(identity_address):
-            if change.action is Action.DELETE:
-                assert change.before is not None
-                self.gateway.delete_federated_credential(sub, rg, identity, change.before["name"])
-                return "deleted"
-            assert change.after is not None
-            self.gateway.put_federated_credential(
-                sub, rg, identity, change.after["name"], change.after["issuer"], change.after["subject"],
-                list(change.after["audiences"]),
-            )
-        return "created" if change.action is Action.CREATE else "updated"
+        attempt = 0
+        while True:
+            try:
+                with self.fic_lock(identity_address):
+                    if change.action is Action.DELETE:
+                        assert change.before is not None
+                        self.gateway.delete_federated_credential(sub, rg, identity, change.before["name"])
+                        return "deleted"
+                    assert change.after is not None
+                    self.gateway.put_federated_credential(
+                        sub, rg, identity, change.after["name"], change.after["issuer"], change.after["subject"],
+                        list(change.after["audiences"]),
+                    )
+                return "created" if change.action is Action.CREATE else "updated"
+            except ArmError as e:
+                # Our own writes to one identity are serialised by the lock; a 409 here means
+                # another writer (a second apply, a person) overlapped us: wait and try again.
+                if e.code != CONCURRENT_FIC_WRITES or attempt >= len(self.fic_backoff):
+                    raise
+                self.sleep(self.fic_backoff[attempt] * (0.5 + self.jitter()))
+                attempt += 1
 
     # -- role assignments ------------------------------------------------------------
 

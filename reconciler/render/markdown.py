@@ -3,7 +3,8 @@
 Reviewers read a plan comment top-down and often stop early, so the order is fixed by what
 they must not miss:
 
-1. a heading with the verdict (the same words as the text renderer's summary line);
+1. a heading with the verdict: the text renderer's summary line, except that a plan whose
+   only content is reported drift does not claim that Azure matches the manifests;
 2. a table of counts per action and per drift class;
 3. a note when the comment is abridged, saying what was left out and where the full plan is;
 4. the plan's warnings, as a `[!WARNING]` callout;
@@ -36,6 +37,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
+from itertools import zip_longest
 
 from reconciler.plan import Action, Change, DriftClass, Plan, ResourceType
 from reconciler.render.describe import VERB, field_lines, title
@@ -124,10 +126,10 @@ def html_text(text: str) -> str:
 
 
 def _code_fence(lines: list[str], info: str) -> list[str]:
-    """A fenced block longer than any backtick run inside it, so no value can close it."""
-    longest = max((len(run) for line in lines for run in re.findall(r"`+", line)), default=0)
-    fence = "`" * max(3, longest + 1)
-    return [f"{fence}{info}", *lines, fence]
+    """A fenced block. Only a line *starting* with backticks closes it, and none can: diff
+    lines start with their marker and values are JSON-quoted (no line breaks), Mermaid lines
+    are ours and their labels have backticks as entity codes."""
+    return [f"```{info}", *lines, "```"]
 
 
 _MERMAID_SAFE = re.compile(r"[A-Za-z0-9 ._/:+~\-]")
@@ -136,7 +138,7 @@ _MERMAID_SAFE = re.compile(r"[A-Za-z0-9 ._/:+~\-]")
 def mermaid_label(text: str) -> str:
     """A quoted Mermaid label: everything outside a small safe set becomes an entity code
     (`#34;`), so quotes, brackets, pipes, backticks and HTML in names cannot end the label."""
-    return "".join(ch if ch != "\"" else f"#{ord(ch)};" for ch in _one_line(text))
+    return "".join(ch if _MERMAID_SAFE.fullmatch(ch) else f"#{ord(ch)};" for ch in _one_line(text))
 
 
 def _clip(text: str, limit: int) -> str:
@@ -233,9 +235,17 @@ def _summary_table(plan: Plan) -> list[str]:
     actions = plan.summary()
     drift = Counter(c.drift for c in plan.changes if c.drift is not None)
     rows = ["| Action | Count | Drift | Count |", "| :-- | --: | :-- | --: |"]
-    for (action, label), klass in zip(_ACTION_COLUMNS, DriftClass, strict=True):
-        symbol = f"`{action.symbol}` " if action is not Action.NOOP else ""
-        rows.append(f"| {symbol}{label} | {actions[action.value]} | {klass.value} | {drift[klass]} |")
+    # Side by side because there are as many actions as drift classes; should either list
+    # grow, the shorter column is padded rather than the comment failing.
+    for column, klass in zip_longest(_ACTION_COLUMNS, DriftClass):
+        left = right = " | "
+        if column is not None:
+            action, label = column
+            symbol = f"`{action.symbol}` " if action is not Action.NOOP else ""
+            left = f"{symbol}{label} | {actions[action.value]}"
+        if klass is not None:
+            right = f"{klass.value} | {drift[klass]}"
+        rows.append(f"| {left} | {right} |")
     return [*rows, ""]
 
 
@@ -345,7 +355,7 @@ def _group_sections(plan: Plan, groups: list[_Group], level: Level) -> Iterator[
         for change in group.changes:
             out += _change_block(change, by_address, level)
         if level is Level.ONE_LINE:
-            out.append("")  # a list right before `</details>` would swallow the tag
+            out.append("")  # end the list: `</details>` must start its own block to be HTML
         yield [*out, "</details>", ""]
 
 

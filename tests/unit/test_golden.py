@@ -174,7 +174,7 @@ def test_every_case_folder_is_complete() -> None:
 @pytest.mark.parametrize(("filename", "render"), [
     ("expected.txt", lambda plan: render_text(plan)),
     ("expected.md", lambda plan: render_markdown(plan, full_plan_hint=HINT)),
-])
+], ids=["text", "markdown"])
 def test_golden(case: str, filename: str, render: Callable[[Plan], str]) -> None:
     actual = render(plan_for(case))
     expected_file = GOLDEN / case / filename

@@ -196,7 +196,7 @@ def check(file: Path, text_lines: int | None) -> None:
 
 
 FUZZ = settings(
-    max_examples=1000,
+    max_examples=600,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
 )
@@ -223,7 +223,7 @@ def test_malformed_text_never_escapes_as_another_exception(workdir: Path, text: 
     check(file, sum(text.count(c) for c in "\n\r\x85\u2028\u2029") + 1)
 
 
-@settings(FUZZ, max_examples=300)
+@settings(FUZZ, max_examples=200)
 @given(data=st.binary(max_size=200) | edited_text().map(lambda t: t.encode("utf-16")))
 def test_malformed_bytes_never_escape_as_another_exception(workdir: Path, data: bytes) -> None:
     file = workdir / "b.yaml"
