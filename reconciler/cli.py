@@ -63,8 +63,10 @@ class Format(StrEnum):
     json = "json"
 
 
+# Strings, not Paths: Path("") is ".", which would turn an empty argument into "the current
+# directory" instead of the error it is.
 Paths = Annotated[
-    list[Path], typer.Argument(help="Manifest files or folders (searched recursively for *.yaml, *.yml).")
+    list[str], typer.Argument(help="Manifest files or folders (searched recursively for *.yaml, *.yml).")
 ]
 SandboxDb = Annotated[
     str | None,
@@ -95,7 +97,7 @@ Subscriptions = Annotated[
 
 @contextmanager
 def _session(
-    paths: list[Path], target: TargetOptions, subscriptions: list[str] | None = None
+    paths: list[str], target: TargetOptions, subscriptions: list[str] | None = None
 ) -> Iterator[tuple[DesiredState, ArmGateway, RoleCatalog]]:
     """Load the manifests and open the target. The embedded sandbox is seeded from the
     manifests, so they are loaded first (built-in roles only); any other target is opened
@@ -177,6 +179,7 @@ def plan(
     verbose: Annotated[
         bool, typer.Option("-v", "--verbose", help="Show in-sync and foreign resources, and ARM call counts.")
     ] = False,
+    full_plan_hint: FullPlanHint = None,
     sandbox_db: SandboxDb = None,
     arm_endpoint: ArmEndpoint = None,
     ca_cert: CaCert = None,
@@ -193,7 +196,7 @@ def plan(
             "paths": [str(p) for p in paths], "prune_unmanaged": prune_unmanaged,
             "prune_orphans": prune_orphans, "target": target.describe(), "subscriptions": subscription or [],
         })
-        _show(the_plan, format, verbose)
+        _show(the_plan, format, verbose, full_plan_hint)
         for problem in mass_delete_problems(the_plan, DEFAULT_MAX_DELETES):
             err.print(f"Warning: apply will refuse this plan without --allow-mass-delete: {problem}",
                       style="yellow", markup=False)
@@ -207,11 +210,18 @@ def plan(
         raise typer.Exit(EXIT_CHANGES)
 
 
-def _show(the_plan: Plan, format: Format, verbose: bool = False) -> None:
+FullPlanHint = Annotated[
+    str | None,
+    typer.Option("--full-plan-hint", envvar="RECONCILER_FULL_PLAN_HINT",
+                 help="Markdown: where readers find the full plan when the comment must be abridged."),
+]
+
+
+def _show(the_plan: Plan, format: Format, verbose: bool = False, full_plan_hint: str | None = None) -> None:
     if format is Format.json:
         _echo(the_plan.dumps())
     elif format is Format.markdown:
-        _echo(render_markdown(the_plan))
+        _echo(render_markdown(the_plan, full_plan_hint=full_plan_hint))
     else:
         _echo(render_text(the_plan, color=sys.stdout.isatty(), verbose=verbose))
 
@@ -220,9 +230,10 @@ def _show(the_plan: Plan, format: Format, verbose: bool = False) -> None:
 def show(
     plan_file: Annotated[Path, typer.Argument(help="A plan saved with `plan --out`.")],
     format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.text,
+    full_plan_hint: FullPlanHint = None,
 ) -> None:
     """Render a saved plan as text, Markdown (for a PR comment) or JSON."""
-    _show(read_plan(plan_file), format, verbose=False)
+    _show(read_plan(plan_file), format, verbose=False, full_plan_hint=full_plan_hint)
 
 
 class _LineReporter:
@@ -257,14 +268,14 @@ def _write_report(report: ApplyReport, path: Path) -> None:
     path.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
 
 
-def _is_plan_file(paths: list[Path]) -> bool:
-    return len(paths) == 1 and paths[0].suffix == ".json" and paths[0].is_file()
+def _is_plan_file(paths: list[str]) -> bool:
+    return len(paths) == 1 and paths[0].endswith(".json") and Path(paths[0]).is_file()
 
 
 @app.command()
 def apply(
     paths: Annotated[
-        list[Path], typer.Argument(help="Manifest files or folders, or one plan file saved with `plan --out`.")
+        list[str], typer.Argument(help="Manifest files or folders, or one plan file saved with `plan --out`.")
     ],
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Apply without asking.")] = False,
     parallelism: Annotated[int, typer.Option("--parallelism", min=1, max=64, help="Concurrent ARM writes.")] = 8,
@@ -291,9 +302,9 @@ def apply(
 
     Given a plan file, apply exactly its changes, and refuse when the manifests or any
     resource it touches changed since it was made."""
-    saved = read_plan(paths[0]) if _is_plan_file(paths) else None
+    saved = read_plan(Path(paths[0])) if _is_plan_file(paths) else None
     if saved is not None:
-        paths = [Path(p) for p in saved.inputs.get("paths", [])]
+        paths = [str(p) for p in saved.inputs.get("paths", [])]
         if not paths:
             raise ReconcilerError("the plan file does not say which manifests it was made from; run plan again")
         prune_unmanaged = bool(saved.inputs.get("prune_unmanaged", False))

@@ -8,7 +8,7 @@ from typing import Any
 
 from reconciler.plan import Change, DriftClass, Plan
 from reconciler.render.describe import title
-from reconciler.render.markdown_escape import md
+from reconciler.render.markdown import md_text as md
 
 # Classes that describe drift of our own resources; FOREIGN is context, never drift.
 DRIFT_CLASSES = (DriftClass.MISSING, DriftClass.CHANGED, DriftClass.UNMANAGED, DriftClass.ORPHANED)

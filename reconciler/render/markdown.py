@@ -219,12 +219,7 @@ def _groups(plan: Plan) -> list[_Group]:
 
 
 def _verdict(plan: Plan) -> str:
-    reported = sum(1 for c in plan.changes if c.action is Action.NOOP and c.drift not in (None, DriftClass.FOREIGN))
-    if plan.has_changes or not reported:
-        return summary_line(plan).rstrip(".")
-    # "Azure matches the manifests" would be false: drift is there, only left alone.
-    noun = "drifted resource" if reported == 1 else "drifted resources"
-    return f"No changes; {reported} {noun} reported, left unchanged"
+    return summary_line(plan).rstrip(".")
 
 
 def _heading(plan: Plan) -> list[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from reconciler.plan import Action, Change, Plan
+from reconciler.plan import Action, Change, DriftClass, Plan
 from reconciler.render.describe import VERB, field_lines, title
 
 _COLOURS = {
@@ -25,6 +25,10 @@ _BOLD = "\x1b[1m"
 
 def summary_line(plan: Plan) -> str:
     if not plan.has_changes:
+        reported = sum(1 for c in plan.changes if c.drift not in (None, DriftClass.FOREIGN))
+        if reported:
+            noun = "drifted resource" if reported == 1 else "drifted resources"
+            return f"No changes. {reported} {noun} reported, left unchanged."
         return "No changes. Azure matches the manifests."
     s = plan.summary()
     return (

@@ -20,6 +20,7 @@ from reconciler.sandbox import SandboxServer
 from tests.e2e.support import SUB, gateway_for, seed
 
 IDENTITIES = 24
+GITHUB = "https://token.actions.githubusercontent.com"
 
 
 def write_manifests(folder: Path) -> Path:
@@ -32,8 +33,8 @@ def write_manifests(folder: Path) -> Path:
         lines += [
             f"    - name: app-{i:03d}",
             "      federatedCredentials:",
-            f"        - {{name: gh-{i}, issuer: 'https://token.actions.githubusercontent.com', subject: 'repo:c/a{i}:x'}}",
-            f"        - {{name: gh-{i}-pr, issuer: 'https://token.actions.githubusercontent.com', subject: 'repo:c/a{i}:pr'}}",
+            f"        - {{name: gh-{i}, issuer: '{GITHUB}', subject: 'repo:c/a{i}:x'}}",
+            f"        - {{name: gh-{i}-pr, issuer: '{GITHUB}', subject: 'repo:c/a{i}:pr'}}",
             "      roles:",
             f"        - {{role: Reader, scope: /subscriptions/{SUB}/resourceGroups/rg-crash}}",
             f"        - {{role: Monitoring Reader, scope: /subscriptions/{SUB}}}",

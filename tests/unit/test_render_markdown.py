@@ -297,7 +297,7 @@ def test_no_changes_with_reported_drift_does_not_claim_azure_matches() -> None:
     foreign = Change("id", ResourceType.IDENTITY, Action.NOOP, "owned by platform", before=ident_fields("dns"),
                      drift=DriftClass.FOREIGN)
     md = render_markdown(Plan(changes=(orphan, foreign)))
-    assert md.startswith("### No changes; 1 drifted resource reported, left unchanged\n")
+    assert md.startswith("### No changes. 1 drifted resource reported, left unchanged\n")
     assert "<sub>orphaned · last changed by `ops@contoso.com` at 2026-11-27T22:40:00Z</sub>" in md
     # Context alone (another owner's identity) is not drift: Azure does match.
     assert render_markdown(Plan(changes=(foreign,))).startswith("### No changes. Azure matches the manifests\n")

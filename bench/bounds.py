@@ -1,0 +1,98 @@
+"""The floors and lower bounds the figures are compared with, as plain formulas.
+
+Notation: C bucket capacity, r refill per second, L added latency of one request, P the client's
+parallelism, N requests to send.
+
+read_floor (figure 1): the i-th request of a run cannot leave before its token exists, at
+    max(0, (i - C) / r), nor before (ceil(i / P) - 1) * L (P requests in flight, each at least L
+    long); it ends L later. So
+        floor(N) = max((N - C) / r, (ceil(N / P) - 1) * L) + L.
+
+apply_bound (figures 2 and 3), W writes of which I identity creations in one subscription and
+region, K creations allowed per T-second window, writes bucket (C_w, r_w), write latency L_w:
+    writes    max(0, (W - C_w) / r_w) + L_w          the W-th write token, then its request
+    window    floor((I - 1) / K) * T + 2 * L_w       the last identity's window, its PUT, then at
+                                                    least one dependent write (every identity here
+                                                    has role assignments)
+    chain     (1 + F_max) * L_w                      identity -> its FICs, which ARM only accepts
+                                                    one at a time per identity
+    workers   ceil(W / P) * L_w                      P writes in flight at most
+    bound = max(writes, window, chain, workers)
+Each term is a lower bound on its own, so their maximum is one too.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Limits:
+    """ARM's limits (the sandbox's defaults) multiplied by one throttle scale factor."""
+
+    scale: float
+
+    @property
+    def reads_capacity(self) -> float:
+        return 250 * self.scale
+
+    @property
+    def reads_per_second(self) -> float:
+        return 25 * self.scale
+
+    @property
+    def writes_capacity(self) -> float:
+        return 200 * self.scale
+
+    @property
+    def writes_per_second(self) -> float:
+        return 10 * self.scale
+
+    @property
+    def identity_creates_per_window(self) -> int:
+        return max(1, int(80 * self.scale))
+
+    identity_create_window_seconds: float = 20.0
+
+    def describe(self) -> str:
+        return (f"reads {self.reads_capacity:g} + {self.reads_per_second:g}/s, writes {self.writes_capacity:g} + "
+                f"{self.writes_per_second:g}/s, identity creation {self.identity_creates_per_window} per "
+                f"{self.identity_create_window_seconds:g} s (per subscription and principal; creation per "
+                "subscription and region)")
+
+
+def read_floor(calls: int, limits: Limits, latency: float, parallelism: int) -> float:
+    tokens = max(0.0, (calls - limits.reads_capacity) / limits.reads_per_second)
+    pipeline = (math.ceil(calls / parallelism) - 1) * latency
+    return max(tokens, pipeline) + latency
+
+
+@dataclass(frozen=True)
+class ApplyBound:
+    writes: float
+    window: float
+    chain: float
+    workers: float
+
+    @property
+    def bound(self) -> float:
+        return max(self.writes, self.window, self.chain, self.workers)
+
+    @property
+    def binding(self) -> str:
+        terms = {"writes bucket": self.writes, "identity-creation window": self.window,
+                 "FIC chain": self.chain, "parallelism": self.workers}
+        return max(terms, key=lambda k: terms[k])
+
+
+def apply_bound(*, writes: int, identity_creates: int, max_fics_per_identity: int, limits: Limits,
+                write_latency: float, parallelism: int) -> ApplyBound:
+    k = limits.identity_creates_per_window
+    return ApplyBound(
+        writes=max(0.0, (writes - limits.writes_capacity) / limits.writes_per_second) + write_latency,
+        window=((identity_creates - 1) // k) * limits.identity_create_window_seconds + 2 * write_latency
+        if identity_creates else 0.0,
+        chain=(1 + max_fics_per_identity) * write_latency,
+        workers=math.ceil(writes / parallelism) * write_latency,
+    )

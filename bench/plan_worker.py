@@ -1,0 +1,68 @@
+"""`python -m bench.plan_worker MANIFESTS URL CA SCALE`: one `reconciler plan`, measured from inside.
+
+What `reconciler plan MANIFESTS --arm-endpoint URL --ca-cert CA` does (load the manifests with a
+live role catalog, read the live state, make the plan, render it as text), with the client-side
+rate budget scaled like the sandbox. The bearer token comes from RECONCILER_ACCESS_TOKEN. Prints
+one JSON object: peak RSS and CPU seconds of this process (the sandbox is another process),
+phase wall times, ARM calls and the plan's size.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+from reconciler.azure.budget import BudgetConfig, RateBudget
+from reconciler.azure.client import ArmTarget, StaticTokenCredential
+from reconciler.azure.gateway import AzureGateway
+from reconciler.manifest.loader import load_manifests
+from reconciler.planner import make_plan
+from reconciler.render.text import render_text
+from reconciler.roles import RoleCatalog
+
+
+def main(argv: list[str]) -> int:
+    manifests, url, ca, scale = Path(argv[0]), argv[1], argv[2], float(argv[3])
+    started = time.perf_counter()
+    target = ArmTarget(StaticTokenCredential(os.environ["RECONCILER_ACCESS_TOKEN"]), url, ca,
+                       budget=RateBudget(BudgetConfig().scaled(scale)))
+    gateway = AzureGateway(target)
+    catalog = RoleCatalog(live_lookup=gateway.lookup_role)
+    desired, _warnings = load_manifests([manifests], catalog)
+    loaded = time.perf_counter()
+    live = gateway.read_live(desired.subscriptions, desired.owners, [i.key for i in desired.identities])
+    read = time.perf_counter()
+    plan = make_plan(desired, live, catalog.name_of)
+    text = render_text(plan, color=False)
+    planned = time.perf_counter()
+    io.StringIO().write(text)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    stats = target.stats()
+    print(json.dumps({
+        "peak_rss_mb": usage.ru_maxrss / 1024.0,  # Linux reports KiB
+        "cpu_user": usage.ru_utime,
+        "cpu_system": usage.ru_stime,
+        "wall_load": loaded - started,
+        "wall_read": read - loaded,
+        "wall_plan": planned - read,
+        "calls": sum(gateway.call_counts().values()),
+        "call_counts": gateway.call_counts(),
+        "planned": len(plan.changes),
+        "actionable": len(plan.actionable),
+        "live_identities": len(live.identities),
+        "live_role_assignments": len(live.role_assignments),
+        "budget_waits": stats.budget.waits,
+        "budget_wait_seconds": stats.budget.wait_seconds,
+        "throttled": stats.budget.throttled,
+        "retries": stats.retries,
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
