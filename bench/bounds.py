@@ -68,6 +68,15 @@ def read_floor(calls: int, limits: Limits, latency: float, parallelism: int) -> 
     return max(tokens, pipeline) + latency
 
 
+def read_floor_spread(calls: int, subscriptions: int, limits: Limits, latency: float, parallelism: int) -> float:
+    """read_floor when the calls are spread evenly over `subscriptions`, each with its own bucket
+    (ARM's buckets are per subscription) but one pool of P workers."""
+    per_subscription = math.ceil(calls / max(1, subscriptions))
+    tokens = max(0.0, (per_subscription - limits.reads_capacity) / limits.reads_per_second)
+    pipeline = (math.ceil(calls / parallelism) - 1) * latency
+    return max(tokens, pipeline) + latency
+
+
 @dataclass(frozen=True)
 class ApplyBound:
     writes: float

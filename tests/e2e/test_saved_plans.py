@@ -157,7 +157,7 @@ def test_unknown_principal_fails_fast_with_its_manifest_line_and_the_rest_is_app
 """
     (manifests / "platform.yaml").write_text(text)
     report_file = tmp_path / "report.json"
-    code, out, err = run(capsys, "apply", str(manifests), "--auto-approve", "--report", str(report_file), *cli_env)
+    code, _, err = run(capsys, "apply", str(manifests), "--auto-approve", "--report", str(report_file), *cli_env)
     assert code == 1
     assert "PrincipalNotFound" in err and nobody in err and "platform.yaml:" in err
     report = json.loads(report_file.read_text())

@@ -38,8 +38,8 @@ def ident(name: str = "payments-api", owner: str = "payments", **kw: object) -> 
     return DesiredIdentity(**args)  # type: ignore[arg-type]
 
 
-def live_ident(name: str = "payments-api", owner: str | None = "payments", principal: str = "aaaa0000-0000-0000-0000-000000000001",
-               **kw: object) -> LiveIdentity:
+def live_ident(name: str = "payments-api", owner: str | None = "payments",
+               principal: str = "aaaa0000-0000-0000-0000-000000000001", **kw: object) -> LiveIdentity:
     tags = {"team": "payments", **(ownership_tags(owner) if owner else {})}
     args: dict[str, object] = dict(
         id=identity_id(SUB, RG.lower(), name).replace("resourceGroups", "resourcegroups"),
@@ -50,7 +50,8 @@ def live_ident(name: str = "payments-api", owner: str | None = "payments", princ
     return LiveIdentity(**args)  # type: ignore[arg-type]
 
 
-def grant(identity: DesiredIdentity, scope: str = DATA_SCOPE, role: str = READER, **kw: object) -> DesiredRoleAssignment:
+def grant(identity: DesiredIdentity, scope: str = DATA_SCOPE, role: str = READER,
+          **kw: object) -> DesiredRoleAssignment:
     args: dict[str, object] = dict(owner=identity.owner, scope=scope, role_definition_id=role, role_name="Reader",
                                    principal=PrincipalRef(identity=identity.key))
     args.update(kw)
@@ -113,7 +114,8 @@ def test_tag_drift_is_an_update_and_location_change_a_replace() -> None:
     plan = make_plan(state(a), live(live_ident()))
     assert actions(plan) == {addresses.identity(a.key): Action.UPDATE}
     moved = ident(location="northeurope")
-    plan = make_plan(state(moved, ras=(grant(moved),)), live(live_ident(), ras=(live_grant("aaaa0000-0000-0000-0000-000000000001", "x"),)))
+    old_grant = live_grant("aaaa0000-0000-0000-0000-000000000001", "x")
+    plan = make_plan(state(moved, ras=(grant(moved),)), live(live_ident(), ras=(old_grant,)))
     by = actions(plan)
     assert by[addresses.identity(moved.key)] is Action.REPLACE
     # the old assignment goes before the identity, the new one comes after it
