@@ -14,9 +14,11 @@ region, K creations allowed per T-second window, writes bucket (C_w, r_w), write
     window    floor((I - 1) / K) * T + 2 * L_w       the last identity's window, its PUT, then at
                                                     least one dependent write (every identity here
                                                     has role assignments)
-    chain     (1 + F_max) * L_w                      identity -> its FICs, which ARM only accepts
-                                                    one at a time per identity
-    workers   ceil(W / P) * L_w                      P writes in flight at most
+    chain     L_w + F_max * (L_w + B)                identity -> its FICs, which ARM only accepts
+                                                    one at a time per identity; the sandbox keeps
+                                                    the identity busy B s per FIC write
+                                                    (fic_write_window_seconds) before answering
+    workers   (W * L_w + F * B) / P                  P writes in flight at most (F FIC writes)
     bound = max(writes, window, chain, workers)
 Each term is a lower bound on its own, so their maximum is one too.
 """
@@ -95,13 +97,13 @@ class ApplyBound:
         return max(terms, key=lambda k: terms[k])
 
 
-def apply_bound(*, writes: int, identity_creates: int, max_fics_per_identity: int, limits: Limits,
-                write_latency: float, parallelism: int) -> ApplyBound:
+def apply_bound(*, writes: int, identity_creates: int, fics: int, max_fics_per_identity: int, limits: Limits,
+                write_latency: float, parallelism: int, fic_busy: float = 0.2) -> ApplyBound:
     k = limits.identity_creates_per_window
     return ApplyBound(
         writes=max(0.0, (writes - limits.writes_capacity) / limits.writes_per_second) + write_latency,
         window=((identity_creates - 1) // k) * limits.identity_create_window_seconds + 2 * write_latency
         if identity_creates else 0.0,
-        chain=(1 + max_fics_per_identity) * write_latency,
-        workers=math.ceil(writes / parallelism) * write_latency,
+        chain=write_latency + max_fics_per_identity * (write_latency + fic_busy),
+        workers=(writes * write_latency + fics * fic_busy) / parallelism,
     )
