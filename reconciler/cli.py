@@ -15,7 +15,6 @@ import sys
 import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -24,14 +23,14 @@ import typer
 from rich.console import Console
 
 from reconciler import drift as drift_report
-from reconciler.applier import DONE, ApplyReport, StepResult, apply_plan
+from reconciler.applier import DONE, ApplyReport, apply_plan
 from reconciler.errors import Diagnostic, ManifestError, ReconcilerError
 from reconciler.gateway import ArmGateway
 from reconciler.manifest.loader import load_manifests
 from reconciler.model import DesiredState
-from reconciler.plan import Change, Plan
+from reconciler.plan import Plan
 from reconciler.planner import PlanOptions, make_plan
-from reconciler.render.describe import title
+from reconciler.progress import BarReporter, LineReporter
 from reconciler.render.markdown import render_markdown
 from reconciler.render.text import render_text
 from reconciler.roles import RoleCatalog
@@ -137,6 +136,7 @@ def _print_calls(gateway: ArmGateway, label: str) -> None:
     err.print(f"ARM calls ({label}): {total}", style="dim", markup=False)
     for kind, n in sorted(counts.items()):
         err.print(f"  {n:6d}  {kind}", style="dim", markup=False)
+    err.print(f"  {gateway.stats_summary()}", style="dim", markup=False)
 
 
 def _echo(text: str) -> None:
@@ -236,23 +236,6 @@ def show(
     _show(read_plan(plan_file), format, verbose=False, full_plan_hint=full_plan_hint)
 
 
-class _LineReporter:
-    """Progress as plain timestamped lines on stderr (CI logs keep them readable)."""
-
-    def __init__(self, plan: Plan) -> None:
-        self.titles = {c.address: title(c) for c in plan.changes}
-
-    def step_started(self, change: Change) -> None:
-        pass
-
-    def step_finished(self, result: StepResult) -> None:
-        stamp = datetime.now(UTC).strftime("%H:%M:%S")
-        style = {"done": "green", "failed": "red", "skipped": "yellow"}[result.status]
-        name = self.titles.get(result.address, result.address)
-        err.print(f"{stamp} {result.status:7s} {result.action.value:7s} {name}: {result.detail}",
-                  style=style, markup=False)
-
-
 def _confirm(auto_approve: bool) -> None:
     if auto_approve:
         return
@@ -334,7 +317,11 @@ def apply(
             )
         if saved is None:
             _confirm(auto_approve)
-        report = apply_plan(the_plan, gateway, parallelism=parallelism, reporter=_LineReporter(the_plan))
+        if err.is_terminal:
+            with BarReporter(the_plan, err, gateway.throttle_wait_seconds) as bar:
+                report = apply_plan(the_plan, gateway, parallelism=parallelism, reporter=bar)
+        else:
+            report = apply_plan(the_plan, gateway, parallelism=parallelism, reporter=LineReporter(the_plan, err))
         counts = report.counts()
         if report_file:
             _write_report(report, report_file)

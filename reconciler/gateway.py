@@ -53,4 +53,10 @@ class ArmGateway(Protocol):
         """Absent already counts as done."""
 
     def call_counts(self) -> dict[str, int]:
-        """ARM requests made so far, by kind (e.g. `identities.list`)."""
+        """ARM requests made so far, by kind (e.g. `GET userAssignedIdentities (list)`)."""
+
+    def throttle_wait_seconds(self) -> float:
+        """Seconds spent so far waiting for ARM's rate limits (client budget and 429s)."""
+
+    def stats_summary(self) -> str:
+        """One line on throttling waits, 429s and retries so far."""

@@ -161,6 +161,12 @@ class AzureGateway:
         with self.target.counter.lock:
             return dict(self.target.counter.counts)
 
+    def throttle_wait_seconds(self) -> float:
+        return self.target.stats().budget.wait_seconds
+
+    def stats_summary(self) -> str:
+        return self.target.stats().summary()
+
     # -- reads -------------------------------------------------------------------------
 
     def read_live(

@@ -90,6 +90,12 @@ class FakeGateway:
     def call_counts(self) -> dict[str, int]:
         return {}
 
+    def throttle_wait_seconds(self) -> float:
+        return 0.0
+
+    def stats_summary(self) -> str:
+        return ""
+
 
 def desired(*names: str, fics: int = 0) -> DesiredState:
     ids = tuple(DesiredIdentity("o", SUB, "rg", n, "westeurope", {}) for n in names)
