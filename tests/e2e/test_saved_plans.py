@@ -129,7 +129,10 @@ def test_drift_reports_each_out_of_band_change_in_its_class(
     assert code == 2, err
     report = json.loads(out)
     drift = report["drift"]
-    assert any(c["address"].endswith("/payments-api") for c in drift["changed"])
+    changed = next(c for c in drift["changed"] if c["address"].endswith("/payments-api"))
+    # who edited the tags and when, from ARM's systemData
+    assert changed["modified"]["by"] == "sandbox-admin" and changed["modified"]["byType"] == "User"
+    assert changed["modified"]["at"]
     assert any(c["type"] == "roleAssignment" and c["before"]["principalId"] == api.principal_id
                for c in drift["unmanaged"])
     assert any(c["type"] == "roleAssignment" and "platform-monitoring" in json.dumps(c["after"]["principal"])

@@ -11,7 +11,7 @@ import re
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from ..backend import FIC, IDENTITY, rg_key
+from ..backend import FIC, IDENTITY, rg_key, timestamp
 from ..calls import Call, Reply
 from ..errors import ArmError, invalid_request_content, not_found_resource
 from ..paging import page
@@ -35,6 +35,24 @@ def identity_id(sub: str, rg: str, name: str) -> str:
 
 def _has_isolation_scope(api_version: str) -> bool:
     return api_version[:10] >= "2024-11-30"
+
+
+def system_data(call: Call, previous: Doc | None) -> Doc:
+    """ARM's systemData (common-types v4): who created and last modified a resource, and when.
+    Users are named by their display name here (ARM uses the UPN), applications and managed
+    identities by their client id, as ARM does."""
+    principal = call.backend.directory.get(call.caller.object_id)
+    if principal is not None and principal.replicates:
+        by, by_type = principal.app_id or principal.object_id, "ManagedIdentity"
+    elif principal is not None and principal.principal_type == "User":
+        by, by_type = principal.display_name, "User"
+    else:
+        by, by_type = call.caller.app_id or call.caller.object_id, "Application"
+    now = timestamp(call.backend.clock())
+    created = previous or {"createdBy": by, "createdByType": by_type, "createdAt": now}
+    return {"createdBy": created["createdBy"], "createdByType": created["createdByType"],
+            "createdAt": created["createdAt"], "lastModifiedBy": by, "lastModifiedByType": by_type,
+            "lastModifiedAt": now}
 
 
 def render_identity(doc: Doc, api_version: str) -> Doc:
@@ -167,6 +185,7 @@ def put_identity(call: Call) -> Reply:
             doc["tags"] = tags
             doc["properties"] = dict(existing["properties"],
                                      isolationScope=_isolation_scope(body, existing["properties"]["isolationScope"]))
+            doc["systemData"] = system_data(call, existing.get("systemData"))
             backend.store.put(IDENTITY, rid, rg_key(sub, rg), doc)
             return Reply(200, render_identity(doc, call.api_version))
         backend.throttler.take_identity_create(backend.config, sub, location)
@@ -185,6 +204,7 @@ def put_identity(call: Call) -> Reply:
                 "clientId": client_id,
                 "isolationScope": _isolation_scope(body, "None"),
             },
+            "systemData": system_data(call, None),
         }
         backend.store.put(IDENTITY, rid, rg_key(sub, rg), doc)
         backend.directory.add(principal_id, "ServicePrincipal", name, created_at=backend.clock(),
@@ -202,6 +222,7 @@ def patch_identity(call: Call) -> Reply:
             doc["tags"] = _tags(body)
         doc["properties"] = dict(doc["properties"],
                                  isolationScope=_isolation_scope(body, doc["properties"]["isolationScope"]))
+        doc["systemData"] = system_data(call, doc.get("systemData"))
         call.backend.store.put(IDENTITY, rid, rg_key(sub, rg), doc)
     return Reply(200, render_identity(doc, call.api_version))
 
@@ -294,7 +315,8 @@ def put_fic(call: Call) -> Reply:
                            f"The managed identity '{identity['id']}' already has the maximum of "
                            f"{MAX_FICS_PER_IDENTITY} Federated Identity Credentials.")
         doc = {"id": existing["id"] if existing else fid, "name": existing["name"] if existing else fic_name,
-               "type": FIC_TYPE, "properties": props}
+               "type": FIC_TYPE, "properties": props,
+               "systemData": system_data(call, existing.get("systemData") if existing else None)}
         store.put(FIC, fid, identity["id"], doc)
     return Reply(200 if existing else 201, _render_fic(doc))
 
