@@ -170,6 +170,11 @@ class _Run:
             assert change.before is not None
             self.gateway.delete_role_assignment(change.before["id"])
             return "deleted"
+        if change.action is Action.REPLACE:
+            assert change.before is not None
+            # Delete first: the new key may reuse nothing of the old one but its owner's name
+            # scheme, and ARM forbids changing role, scope or principal under one name.
+            self.gateway.delete_role_assignment(change.before["id"])
         assert change.after is not None and change.owner is not None
         after = change.after
         principal_id = after.get("principalId")
@@ -209,7 +214,7 @@ class _Run:
                 attempt += 1
         if live.name.lower() != name.lower():
             return f"already existed as {live.name}; adopted"
-        return "created" if change.action is Action.CREATE else "updated"
+        return {Action.CREATE: "created", Action.REPLACE: "replaced"}.get(change.action, "updated")
 
 
 _HANDLERS: dict[ResourceType, Callable[[_Run, Change], str]] = {

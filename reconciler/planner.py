@@ -162,6 +162,7 @@ class _Planner:
         self._plan_role_assignments()
         if self.errors:
             raise PlanError("\n".join(self.errors))
+        self._pair_replacements()
         self._order_deletes_first()
         self._attach_modifications()
         order = {ResourceType.IDENTITY: 0, ResourceType.FEDERATED_CREDENTIAL: 1, ResourceType.ROLE_ASSIGNMENT: 2}
@@ -171,6 +172,41 @@ class _Planner:
             warnings=tuple(dict.fromkeys(self.warnings)),
             owners=tuple(sorted(self.desired.owners)),
         )
+
+    def _pair_replacements(self) -> None:
+        """A declared grant whose role, scope or principal was edited shows up as one of ours
+        to delete and one to create that share the other two parts of the key. ARM cannot
+        change any of the three in place (RoleAssignmentUpdateNotPermitted), so present the pair
+        as what it is to the reviewer: one replace, under the new key's name."""
+        ra = ResourceType.ROLE_ASSIGNMENT
+        deletes = [c for c in self.changes if c.type is ra and c.action is Action.DELETE and not c.consequence_of
+                   and c.drift is DriftClass.UNMANAGED]
+        creates = [c for c in self.changes if c.type is ra and c.action is Action.CREATE and not c.consequence_of]
+
+        def parts(fields: dict[str, object]) -> tuple[str, str, str]:
+            return (norm_scope(str(fields["scope"])), str(fields["roleDefinitionId"]),
+                    str(fields.get("principalId") or fields.get("principal")))
+
+        merged: dict[str, Change] = {}
+        used: set[str] = set()
+        for new in sorted(creates, key=lambda c: c.address):
+            assert new.after is not None
+            for old in sorted(deletes, key=lambda c: c.address):
+                if old.address in used or old.owner != new.owner:
+                    continue
+                assert old.before is not None
+                same = [a == b for a, b in zip(parts(old.before), parts(new.after), strict=True)]
+                if sum(same) != 2:
+                    continue
+                what = ("scope", "role", "principal")[same.index(False)]
+                used.add(old.address)
+                merged[new.address] = replace(
+                    new, action=Action.REPLACE, before=old.before, drift=DriftClass.CHANGED,
+                    reason=f"{what} changed; a role assignment cannot change its {what} in place",
+                    modified=old.modified,
+                )
+                break
+        self.changes = [merged.get(c.address, c) for c in self.changes if c.address not in used]
 
     def _attach_modifications(self) -> None:
         """Who last changed each live resource and when: context for reviewers and drift."""

@@ -192,3 +192,19 @@ spec:
     assert list(gateway_for(seeded).msi(SUB).user_assigned_identities.list_by_subscription()) == []
     code, out, _ = run(capsys, "plan", str(manifests), "--subscription", other, "--detailed-exitcode", *cli_env)
     assert code == 0 and "No changes." in out
+
+
+def test_changing_the_role_of_a_grant_replaces_it(
+    capsys: pytest.CaptureFixture[str], applied: Path, cli_env: list[str], seeded: SandboxServer
+) -> None:
+    path = applied / "platform.yaml"
+    path.write_text(path.read_text().replace("role: Monitoring Reader", "role: Monitoring Contributor"))
+    plan = json.loads(run(capsys, "plan", str(applied), "--format", "json", *cli_env)[1])
+    assert plan["summary"]["replace"] == 1 and plan["summary"]["create"] == 0 and plan["summary"]["delete"] == 0
+    code, out, err = run(capsys, "apply", str(applied), "--auto-approve", *cli_env)
+    assert code == 0, out + err
+    gw = gateway_for(seeded)
+    monitoring = gw.msi(SUB).user_assigned_identities.get("rg-platform", "platform-monitoring")
+    roles = [a.role_definition_id.rsplit("/", 1)[-1] for a in gw.auth(SUB).role_assignments.list_for_subscription()  # type: ignore[union-attr]
+             if a.principal_id == monitoring.principal_id]
+    assert roles == ["749f88d5-cbae-40b8-bcfc-e573ddc772fa"]  # Monitoring Contributor only

@@ -264,3 +264,22 @@ def test_our_grant_to_a_vanished_identity_is_orphaned() -> None:
     assert orphan.action is Action.NOOP and "--prune-orphans" in orphan.reason
     pruned = make_plan(state(a, ras=(grant(a),)), live(ras=(left_behind,)), options=PlanOptions(prune_orphans=True))
     assert next(c for c in pruned.changes if c.drift is DriftClass.ORPHANED).action is Action.DELETE
+
+
+def test_editing_the_role_of_a_grant_is_one_replace() -> None:
+    a = ident()
+    li = live_ident()
+    old = live_grant(li.principal_id, assignment_name("payments", DATA_SCOPE, READER, li.principal_id))
+    contributor = "b24988ac-6180-42a0-ab88-20f7382dd24c"
+    plan = make_plan(state(a, ras=(grant(a, role=contributor, role_name="Contributor"),)), live(li, ras=(old,)))
+    ras = [c for c in plan.changes if c.type is ResourceType.ROLE_ASSIGNMENT]
+    assert [c.action for c in ras] == [Action.REPLACE]
+    assert ras[0].before is not None and ras[0].before["id"] == old.id
+    assert ras[0].after is not None and ras[0].after["roleDefinitionId"] == contributor
+    assert "role changed" in ras[0].reason
+    # a grant that shares only one part of the key is not a replace of it
+    other_scope = f"/subscriptions/{SUB}"
+    plan = make_plan(state(a, ras=(grant(a, scope=other_scope, role=contributor, role_name="Contributor"),)),
+                     live(li, ras=(old,)))
+    assert sorted(c.action for c in plan.changes if c.type is ResourceType.ROLE_ASSIGNMENT) == [
+        Action.CREATE, Action.DELETE]
