@@ -182,3 +182,30 @@ def test_manifest_errors_stop_before_anything_is_applied(
     assert re.search(r"payments\.yaml:\d+:\d+: .*Storage Blob Data Raeder", err), err
     assert "Traceback" not in err
     assert live_identities(seeded) == {}
+
+
+def test_sandbox_serve_serves_the_embedded_sandbox_state(
+    capsys: pytest.CaptureFixture[str], manifests: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "shared.db"
+    assert run(capsys, "apply", str(manifests), "--sandbox", str(db), "--auto-approve")[0] == 0
+    served = SandboxServer(db_path=str(db)).start()  # what `reconciler sandbox serve --db` runs
+    try:
+        monkeypatch.setenv("RECONCILER_ACCESS_TOKEN", served.admin_token())
+        code, out, err = run(capsys, "plan", str(manifests), "--detailed-exitcode",
+                             "--arm-endpoint", served.url, "--ca-cert", served.ca_cert_path)
+        assert code == 0 and "No changes." in out, out + err
+    finally:
+        served.stop()
+
+
+def test_missing_resource_group_on_a_real_endpoint_is_a_clear_plan_error(
+    capsys: pytest.CaptureFixture[str], manifests: Path, sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox.seed(subscriptions=[SUB], resource_groups=[(SUB, "rg-platform", "westeurope")])
+    monkeypatch.setenv("RECONCILER_ACCESS_TOKEN", sandbox.admin_token())
+    code, _, err = run(capsys, "plan", str(manifests), "--arm-endpoint", sandbox.url, "--ca-cert",
+                       sandbox.ca_cert_path)
+    assert code == 1
+    assert "resource group 'rg-payments' does not exist" in err and "payments.yaml:" in err
+    assert "Traceback" not in err
