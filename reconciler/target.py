@@ -18,6 +18,7 @@ from typing import Any
 
 from azure.core.credentials import AccessToken, TokenCredential
 
+from reconciler.azure.budget import BudgetConfig, RateBudget
 from reconciler.azure.client import ArmTarget, StaticTokenCredential
 from reconciler.azure.gateway import AzureGateway
 from reconciler.errors import ReconcilerError
@@ -119,7 +120,10 @@ def open_gateway(options: TargetOptions, desired: DesiredState) -> Iterator[Azur
                 resource_groups=[(s, r, loc) for s, r, loc in seed["resource_groups"]],
                 principals=[(o, t, n) for o, t, n in seed["principals"]],
             )
-            target = ArmTarget(StaticTokenCredential(server.admin_token()), server.url, server.ca_cert_path)
+            # Size the client budget like the sandbox's buckets, as ARM's defaults size it for Azure.
+            budget = RateBudget(BudgetConfig().scaled(server.config.throttle_scale))
+            target = ArmTarget(StaticTokenCredential(server.admin_token()), server.url, server.ca_cert_path,
+                               budget=budget)
             yield AzureGateway(target)
         finally:
             server.stop()

@@ -348,9 +348,14 @@ class BudgetPolicy(HTTPPolicy[Any, Any]):
 
     def observe(self, cost: RequestCost, status: int, headers: Mapping[str, str]) -> None:
         for kind in KINDS:
-            remaining = _int_header(headers, remaining_header(cost.subscription, kind))
-            if remaining is not None:
-                self.budget.observe_remaining(cost.subscription, kind, remaining)
+            # ARM also limits all principals of a subscription together (15x one principal's
+            # bucket, "-global-" headers); whichever has less left bounds what we may send.
+            names = [remaining_header(cost.subscription, kind)]
+            if cost.subscription:
+                names.append(f"x-ms-ratelimit-remaining-subscription-global-{kind}")
+            values = [v for v in (_int_header(headers, n) for n in names) if v is not None]
+            if values:
+                self.budget.observe_remaining(cost.subscription, kind, min(values))
         if status != 429:
             return
         retry_after = parse_retry_after(headers)

@@ -89,11 +89,17 @@ class TargetStats:
 
     budget: BudgetStats
     retries: dict[str, int]  # by reason: a status ("429", "503") or an exception class name
+    retry_sleep_seconds: dict[str, float]  # seconds slept before those retries, by reason
     gave_up: int  # calls that ran out of retries or time
+
+    @property
+    def throttle_wait_seconds(self) -> float:
+        """Time spent waiting on ARM's rate limits: in the client budget, and after 429s."""
+        return self.budget.wait_seconds + self.retry_sleep_seconds.get("429", 0.0)
 
     def summary(self) -> str:
         b = self.budget
-        text = f"throttling waits: {b.waits} ({b.wait_seconds:.1f} s), 429s: {b.throttled}"
+        text = f"throttling waits: {b.waits} ({self.throttle_wait_seconds:.1f} s), 429s: {b.throttled}"
         total = sum(self.retries.values())
         if total:
             reasons = ", ".join(f"{reason} x{n}" for reason, n in sorted(self.retries.items()))
@@ -147,9 +153,10 @@ class ArmTarget:
         return kwargs
 
     def stats(self) -> TargetStats:
-        retries, gave_up = self.retry_stats.snapshot()
+        retry = self.retry_stats.snapshot()
         budget = self.budget.stats() if self.budget is not None else BudgetStats()
-        return TargetStats(budget=budget, retries=retries, gave_up=gave_up)
+        return TargetStats(budget=budget, retries=retry.retries, retry_sleep_seconds=retry.slept,
+                           gave_up=retry.gave_up)
 
     def msi(self, subscription: str) -> ManagedServiceIdentityClient:
         return ManagedServiceIdentityClient(self.credential, subscription, **self._kwargs())

@@ -24,6 +24,7 @@ from azure.mgmt.msi.models import FederatedIdentityCredential, Identity, Identit
 from azure.mgmt.resource.resources import ResourceManagementClient
 
 from reconciler.azure.client import ArmTarget
+from reconciler.azure.retry import DeadlineExceededError
 from reconciler.errors import ArmError, LiveReadError, RetryableArmError, TerminalArmError
 from reconciler.model import (
     IdentityKey,
@@ -73,6 +74,9 @@ def to_arm_error(exc: Exception, address: str | None = None) -> ArmError:
         message = exc.error.message if exc.error and exc.error.message else str(exc.message)
         cls = TerminalArmError if 400 <= status < 500 and status not in (408, 429) else RetryableArmError
         return cls(code, message, status=status, address=address, hint=_HINTS.get(code))
+    if isinstance(exc, DeadlineExceededError):
+        return RetryableArmError("ClientThrottled", str(exc), address=address,
+                                 hint="ARM's rate limits need more time than the retry limit allows; retry later")
     if isinstance(exc, ServiceRequestError | ServiceResponseError):
         return RetryableArmError("ConnectionError", str(exc).splitlines()[0], address=address,
                                  hint="ARM could not be reached; check the endpoint and network, then retry")
@@ -162,7 +166,7 @@ class AzureGateway:
             return dict(self.target.counter.counts)
 
     def throttle_wait_seconds(self) -> float:
-        return self.target.stats().budget.wait_seconds
+        return self.target.stats().throttle_wait_seconds
 
     def stats_summary(self) -> str:
         return self.target.stats().summary()

@@ -115,25 +115,34 @@ class Backoff:
         return d / 2 + (d / 2) * rand
 
 
+@dataclass(frozen=True)
+class RetrySnapshot:
+    retries: dict[str, int]  # by reason: a status ("429", "503") or an exception class name
+    slept: dict[str, float]  # seconds slept before those retries, by the same reasons
+    gave_up: int  # calls that ran out of retries or time
+
+
 @dataclass
 class RetryStats:
-    """What the retry policies of one target did: retries by reason, and calls given up on."""
+    """What the retry policies of one target did; shared by them, so thread-safe."""
 
     retries: Counter[str] = field(default_factory=Counter)
+    slept: dict[str, float] = field(default_factory=dict)
     gave_up: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def record_retry(self, reason: str) -> None:
+    def record_retry(self, reason: str, delay: float) -> None:
         with self.lock:
             self.retries[reason] += 1
+            self.slept[reason] = self.slept.get(reason, 0.0) + delay
 
     def record_give_up(self) -> None:
         with self.lock:
             self.gave_up += 1
 
-    def snapshot(self) -> tuple[dict[str, int], int]:
+    def snapshot(self) -> RetrySnapshot:
         with self.lock:
-            return dict(self.retries), self.gave_up
+            return RetrySnapshot(dict(self.retries), dict(self.slept), self.gave_up)
 
 
 class ArmRetryPolicy(RetryPolicy[Any, Any]):
@@ -197,7 +206,7 @@ class ArmRetryPolicy(RetryPolicy[Any, Any]):
                     self.stats.record_give_up()
                     return response
                 reason = str(status)
-            self.stats.record_retry(reason)
+            self.stats.record_retry(reason, delay)
             retries += 1
             self._sleeper(delay)
             self._rewind(request, settings)

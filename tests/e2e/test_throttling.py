@@ -95,18 +95,20 @@ def test_without_a_budget_the_same_burst_collects_429s(srv: SandboxServer) -> No
 
 
 def test_remaining_headers_teach_a_budget_what_another_client_spent(srv: SandboxServer) -> None:
+    # A slow refill, so ARM's bucket stays low however slowly this machine runs the requests.
+    srv.configure(writes_per_second=2.0)
     other, ours = target_for(srv), target_for(srv)  # same principal, separate budgets
     ours.msi(SUB).user_assigned_identities.create_or_update(RG, "shared", Identity(location="westeurope"))
     ops = other.msi(SUB).user_assigned_identities
     for i in range(7):
         ops.update(RG, "shared", IdentityUpdate(tags={"round": str(i)}))
     mine = ours.msi(SUB).user_assigned_identities
-    for i in range(8):  # ours still believes it has 9 writes left; ARM has ~2
+    for i in range(5):  # ours believes it has 9 writes left; ARM has about 2
         mine.update(RG, "shared", IdentityUpdate(tags={"mine": str(i)}))
     stats = ours.stats()
     assert stats.budget.corrections >= 1
     assert stats.budget.throttled <= 1
-    assert stats.budget.waits >= 1
+    assert stats.gave_up == 0
 
 
 def test_injected_503s_and_dropped_connections_are_retried(srv: SandboxServer) -> None:

@@ -160,6 +160,14 @@ def test_policy_reads_every_remaining_header_of_the_requests_scope(clock: FakeCl
     assert budget.try_acquire(TENANT, WRITES) > 0
 
 
+def test_the_global_subscription_header_bounds_us_too(clock: FakeClock) -> None:
+    budget = budget_on(clock)
+    BudgetPolicy(budget).observe(RequestCost(SUB, WRITES), 200, {
+        "x-ms-ratelimit-remaining-subscription-writes": "3",
+        "x-ms-ratelimit-remaining-subscription-global-writes": "0"})
+    assert budget.try_acquire(SUB, WRITES) > 0
+
+
 # -- 429 and Retry-After ----------------------------------------------------------------------
 
 
@@ -403,7 +411,9 @@ def test_429_pauses_the_budget_and_the_retry_waits_it_out(clock: FakeClock) -> N
     stats = t.stats()
     assert (stats.budget.throttled, stats.budget.pauses) == (1, 2)  # writes bucket and the eastus window
     assert stats.retries == {"429": 1}
-    assert "429s: 1" in stats.summary()
+    assert 7.0 <= stats.retry_sleep_seconds["429"] <= 7.7
+    assert stats.throttle_wait_seconds == pytest.approx(stats.budget.wait_seconds + stats.retry_sleep_seconds["429"])
+    assert "429s: 1" in stats.summary() and "retries: 1 (429 x1)" in stats.summary()
 
 
 def test_retries_stop_when_the_next_wait_would_pass_the_total_time(clock: FakeClock) -> None:

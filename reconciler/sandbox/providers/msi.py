@@ -188,7 +188,11 @@ def put_identity(call: Call) -> Reply:
             doc["systemData"] = system_data(call, existing.get("systemData"))
             backend.store.put(IDENTITY, rid, rg_key(sub, rg), doc)
             return Reply(200, render_identity(doc, call.api_version))
-        backend.throttler.take_identity_create(backend.config, sub, location)
+        try:
+            backend.throttler.take_identity_create(backend.config, sub, location)
+        except ArmError:
+            backend.count("throttled")  # counted like every other 429
+            raise
         principal_id, client_id = str(uuid.uuid4()), str(uuid.uuid4())
         rg_doc = backend.require_resource_group(sub, rg)
         rid = identity_id(sub, rg_doc["name"], name)
