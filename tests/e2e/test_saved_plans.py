@@ -208,3 +208,41 @@ def test_changing_the_role_of_a_grant_replaces_it(
     roles = [a.role_definition_id.rsplit("/", 1)[-1] for a in gw.auth(SUB).role_assignments.list_for_subscription()  # type: ignore[union-attr]
              if a.principal_id == monitoring.principal_id]
     assert roles == ["749f88d5-cbae-40b8-bcfc-e573ddc772fa"]  # Monitoring Contributor only
+
+
+def test_protected_identity_cannot_be_removed_from_the_manifests(
+    capsys: pytest.CaptureFixture[str], applied: Path, cli_env: list[str], seeded: SandboxServer
+) -> None:
+    path = applied / "payments.yaml"
+    text = path.read_text()
+    start, end = text.index("    - name: payments-api"), text.index("    - name: payments-worker")
+    path.write_text(text[:start] + text[end:])
+    code, out, err = run(capsys, "apply", str(applied), "--auto-approve", *cli_env)
+    assert code == 1 and "protected" in err, out + err
+    assert gateway_for(seeded).msi(SUB).user_assigned_identities.get("rg-payments", "payments-api").name
+
+
+def test_location_change_replaces_the_identity_and_recreates_what_hangs_on_it(
+    capsys: pytest.CaptureFixture[str], applied: Path, cli_env: list[str], seeded: SandboxServer
+) -> None:
+    gw = gateway_for(seeded)
+    old = gw.msi(SUB).user_assigned_identities.get("rg-platform", "platform-deployer")
+    path = applied / "platform.yaml"
+    text = path.read_text()
+    path.write_text(text.replace("    - name: platform-deployer\n",
+                                 "    - name: platform-deployer\n      location: northeurope\n", 1))
+    plan = json.loads(run(capsys, "plan", str(applied), "--format", "json", *cli_env)[1])
+    replaced = [c for c in plan["changes"] if c["action"] == "replace"]
+    assert [c["type"] for c in replaced] == ["identity"]
+    consequences = [c for c in plan["changes"] if c["consequence_of"] == replaced[0]["address"]]
+    assert {c["type"] for c in consequences} == {"federatedCredential", "roleAssignment"}
+    assert any("principal id" in w for w in plan["warnings"])
+    code, out, err = run(capsys, "apply", str(applied), "--auto-approve", *cli_env)
+    assert code == 0, out + err
+    new = gw.msi(SUB).user_assigned_identities.get("rg-platform", "platform-deployer")
+    assert new.location == "northeurope" and new.principal_id != old.principal_id
+    grants = list(gw.auth(SUB).role_assignments.list_for_subscription())
+    assert not any(a.principal_id == old.principal_id for a in grants), "old grants must not be orphaned"
+    assert sum(a.principal_id == new.principal_id for a in grants) == 3
+    fics = list(gw.msi(SUB).federated_identity_credentials.list("rg-platform", "platform-deployer"))
+    assert len(fics) == 2
