@@ -238,11 +238,12 @@ class _Planner:
     # -- identities ----------------------------------------------------------------
 
     def _check_resource_groups(self) -> None:
-        if not self.live.resource_groups:
-            return  # the reader did not list resource groups (e.g. unit tests of other rules)
+        # Only subscriptions that were read say anything about their resource groups (an empty
+        # subscription has none, which is exactly when this check matters).
         missing = sorted(
             {(i.subscription, i.resource_group, str(i.source)) for i in self.desired.identities
-             if (i.subscription.lower(), i.resource_group.lower()) not in self.live.resource_groups},
+             if i.subscription.lower() in self.live.subscriptions
+             and (i.subscription.lower(), i.resource_group.lower()) not in self.live.resource_groups},
         )
         for sub, rg, src in missing:
             self.errors.append(

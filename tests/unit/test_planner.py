@@ -206,6 +206,10 @@ def test_unowned_existing_identity_is_adopted_by_tagging() -> None:
 def test_missing_resource_group_is_a_plan_error() -> None:
     with pytest.raises(PlanError, match="resource group 'rg-elsewhere' does not exist"):
         make_plan(state(ident(resource_group="rg-elsewhere")), live())
+    # also in a subscription that has no resource group at all (this check used to be skipped)
+    empty = LiveState(subscriptions=frozenset({SUB}))
+    with pytest.raises(PlanError, match="resource group 'rg-payments' does not exist"):
+        make_plan(state(ident()), empty)
 
 
 def test_fic_changes_update_in_place_and_undeclared_fics_are_deleted() -> None:
