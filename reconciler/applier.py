@@ -251,6 +251,9 @@ def apply_plan(
                               + (f" ({e.hint})" if e.hint else ""), e.code, time.monotonic() - start)
         except ReconcilerError as e:
             return StepResult(change.address, change.action, FAILED, str(e), seconds=time.monotonic() - start)
+        except Exception as e:  # a bug or an unmapped SDK error: still one failed step in the report
+            return StepResult(change.address, change.action, FAILED, f"unexpected {type(e).__name__}: {e}",
+                              type(e).__name__, time.monotonic() - start)
 
     def skip_dependents(address: str, why: str) -> None:
         for dep in sorted(dependents[address]):

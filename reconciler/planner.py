@@ -361,8 +361,9 @@ class _Planner:
             if action is Action.DELETE:
                 # Deleted with their identity by ARM: listed so reviewers see them, applied for free.
                 for name, lf in sorted(live_fics.items()):
+                    # Done only once the identity is gone: a failed identity delete keeps them.
                     self._add_fic(key, name, Action.DELETE, "deleted with its identity", lf, None,
-                                  consequence_of=parent, drift=DriftClass.UNMANAGED)
+                                  requires=(parent,), consequence_of=parent, drift=DriftClass.UNMANAGED)
                 continue
             fresh = action in (Action.CREATE, Action.REPLACE)
             for name, want in sorted(wanted.items()):

@@ -293,7 +293,7 @@ class AzureGateway:
         )
         try:
             return _live_assignment(auth.role_assignments.create(scope, name, params))
-        except HttpResponseError as e:
+        except (HttpResponseError, ServiceRequestError, ServiceResponseError) as e:
             err = to_arm_error(e, f"{scope} ({name})")
             if err.code != "RoleAssignmentExists":
                 raise err from None

@@ -57,6 +57,8 @@ class FakeGateway:
         raise AssertionError("not expected")
 
     def delete_identity(self, subscription: str, resource_group: str, name: str) -> None:
+        if name == self.fail_identity:
+            raise TerminalArmError("AuthorizationFailed", "no")
         self.log.append(f"delete identity {name}")
 
     def put_federated_credential(self, subscription: str, resource_group: str, identity: str, name: str,
@@ -161,3 +163,16 @@ def test_credential_failure_lists_sources_and_says_what_to_set() -> None:
     assert err.code == "CredentialUnavailable"
     assert "EnvironmentCredential" in text and "AzureCliCredential" in text
     assert "AZURE_FEDERATED_TOKEN_FILE" in text and "az login" in text
+
+
+def test_credentials_of_an_identity_whose_delete_failed_are_not_reported_deleted() -> None:
+    from reconciler.model import LiveFederatedCredential, ownership_tags
+
+    gone = LiveIdentity(id="/x/gone", subscription=SUB, resource_group="rg", name="gone", location="westeurope",
+                        tags=ownership_tags("o"), principal_id="p", client_id="c", tenant_id="t")
+    fic = LiveFederatedCredential(gone.key, "/x/gone/fic", "fic", "https://issuer", "s", ("a",))
+    live = LiveState(identities={gone.key: gone}, federated_credentials={gone.key: (fic,)})
+    plan = make_plan(DesiredState(owners=frozenset({"o"})), live)
+    report = apply_plan(plan, FakeGateway(fail_identity="gone"))
+    status = {r.address.rsplit("/", 1)[-1]: r.status for r in report.results}
+    assert status == {"gone": FAILED, "fic": SKIPPED}
