@@ -209,3 +209,21 @@ def test_missing_resource_group_on_a_real_endpoint_is_a_clear_plan_error(
     assert code == 1
     assert "resource group 'rg-payments' does not exist" in err and "payments.yaml:" in err
     assert "Traceback" not in err
+
+
+def test_tokens_never_appear_in_output_even_when_debugging(
+    capsys: pytest.CaptureFixture[str], manifests: Path, cli_env: list[str], seeded: SandboxServer,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    monkeypatch.setenv("RECONCILER_DEBUG", "1")
+    caplog.set_level(logging.DEBUG)
+    token = seeded.admin_token()
+    code, out, err = run(capsys, "apply", str(manifests), "--auto-approve", "-v", *cli_env)
+    assert code == 0, out + err
+    code, out2, err2 = run(capsys, "plan", str(manifests), "-v", "--format", "json", *cli_env)
+    everything = out + err + out2 + err2 + caplog.text
+    assert caplog.text, "debug logging was captured, so the check below means something"
+    assert token not in everything
+    assert token.split(".")[1] not in everything  # not even the claims part
