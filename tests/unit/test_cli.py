@@ -43,3 +43,18 @@ def test_unreadable_plan_file_is_a_clear_error(tmp_path: Path, capsys: pytest.Ca
 ])
 def test_sandbox_flag_takes_an_optional_db(argv: list[str], expected: list[str]) -> None:
     assert _rewrite_sandbox_flag(argv) == expected
+
+
+def test_public_api_exports_resolve_and_the_sandbox_import_loads_no_core() -> None:
+    import subprocess
+    import sys
+
+    import reconciler
+
+    for name in reconciler.__all__:
+        assert getattr(reconciler, name) is not None
+    probe = ("import sys, reconciler.sandbox; "
+             "print([m for m in sys.modules if m.startswith('reconciler.') "
+             "and not m.startswith(('reconciler.sandbox', 'reconciler.data'))])")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
