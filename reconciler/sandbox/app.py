@@ -134,13 +134,20 @@ class SandboxApp:
             if (method, action) == ("POST", "seed"):
                 seed(backend, body.get("subscriptions", ()),
                      [tuple(x) for x in body.get("resourceGroups", ())],
-                     [tuple(x) for x in body.get("principals", ())])
+                     [tuple(x) for x in body.get("principals", ())],
+                     [tuple(x) for x in body.get("groupMembers", ())])
                 return Reply(200, {"seeded": True})
+            if (method, action) in (("POST", "groupmembers"), ("DELETE", "groupmembers")):
+                group_id, member_id = str(body["groupId"]), str(body["memberId"])
+                if method == "POST":
+                    backend.directory.add_member(group_id, member_id)
+                    return Reply(200, {"groupId": group_id.lower(), "memberId": member_id.lower()})
+                return Reply(200, {"removed": backend.directory.remove_member(group_id, member_id)})
             if (method, action) == ("GET", "token"):
                 principal = backend.directory.find(query.get("principal", backend.directory.admin_object_id))
                 token = tokens.issue(principal.object_id, backend.directory.tenant_id, principal.app_id)
                 return Reply(200, {"objectId": principal.object_id, "accessToken": token})
-        except (TypeError, ValueError, LookupError) as exc:
+        except (TypeError, ValueError, LookupError) as exc:  # KeyError is a LookupError
             raise ArmError(400, "InvalidSandboxControlRequest", str(exc)) from exc
         raise ArmError(400, "NotImplementedInSandbox", f"Unknown control operation {method} '{path}'.")
 
@@ -158,8 +165,9 @@ def _json_body(raw: bytes) -> Any:
         raise invalid_request_content(f"The request content was invalid and could not be deserialized: {exc}.") from exc
 
 
-def seed(backend: Backend, subscriptions: Any, resource_groups: Any, principals: Any) -> None:
-    """Idempotently create subscriptions (admin = Owner), resource groups and principals."""
+def seed(backend: Backend, subscriptions: Any, resource_groups: Any, principals: Any,
+         group_members: Any = ()) -> None:
+    """Idempotently create subscriptions (admin = Owner), resource groups, principals, group members."""
     for sub in subscriptions:
         backend.seed_subscription(str(sub))
     for sub, rg, location in resource_groups:
@@ -168,3 +176,5 @@ def seed(backend: Backend, subscriptions: Any, resource_groups: Any, principals:
         existing = backend.directory.get(str(object_id))
         if existing is None or (existing.principal_type, existing.display_name) != (principal_type, display_name):
             backend.directory.add(str(object_id), str(principal_type), str(display_name))
+    for group_id, member_id in group_members:
+        backend.directory.add_member(str(group_id), str(member_id))

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from . import rbac, roles, scopes
+from . import conditions, rbac, roles, scopes
 from .config import SandboxConfig
 from .directory import Directory
 from .errors import ArmError, resource_group_not_found, subscription_not_found
@@ -28,6 +28,7 @@ RESOURCE_GROUP = "resourceGroup"
 IDENTITY = "identity"
 FIC = "fic"
 ROLE_ASSIGNMENT = "roleAssignment"
+ROLE_DEFINITION = "roleDefinition"  # custom roles only; built-ins come from package data
 
 
 class Backend:
@@ -154,11 +155,31 @@ class Backend:
     def role_assignments(self) -> list[Doc]:
         return self.store.all(ROLE_ASSIGNMENT)
 
-    def can(self, caller: Caller, action: str, scope: str) -> bool:
-        return rbac.allowed(self.role_assignments(), caller.object_id, action, scope)
+    def role_definition(self, role_definition_id: str) -> roles.RoleDefinition | None:
+        """A built-in or custom role, by id or GUID."""
+        guid = roles.trailing_guid(role_definition_id)
+        builtin = roles.builtin_roles().get(guid)
+        if builtin is not None:
+            return builtin
+        doc = self.store.get(ROLE_DEFINITION, guid)
+        return None if doc is None else roles.custom_role_from_doc(doc)
 
-    def authorize(self, caller: Caller, action: str, scope: str) -> None:
-        if not self.can(caller, action, scope):
+    def custom_roles(self) -> list[roles.RoleDefinition]:
+        return [roles.custom_role_from_doc(d) for d in self.store.all(ROLE_DEFINITION)]
+
+    def principal_ids(self, object_id: str) -> frozenset[str]:
+        """The caller and every group it is transitively a member of."""
+        return self.directory.principal_ids(object_id)
+
+    def can(self, caller: Caller, action: str, scope: str,
+            attributes: conditions.Attributes | None = None) -> bool:
+        return rbac.allowed(self.role_assignments(), self.principal_ids(caller.object_id), action, scope,
+                            self.role_definition, attributes)
+
+    def authorize(self, caller: Caller, action: str, scope: str,
+                  attributes: conditions.Attributes | None = None) -> None:
+        """403 AuthorizationFailed unless the caller may; `attributes` feed ABAC conditions."""
+        if not self.can(caller, action, scope, attributes):
             raise rbac.authorization_failed(caller.client_name, caller.object_id, action, scopes.normalize(scope))
 
     # --- federated credential write serialisation ------------------------------------------------

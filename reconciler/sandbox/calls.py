@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .conditions import Attributes
 from .tokens import Caller
 
 if TYPE_CHECKING:
@@ -27,8 +28,8 @@ class Call:
     base_url: str  # scheme://host:port the client used
     operation_id: str
 
-    def authorize(self, action: str, scope: str) -> None:
-        self.backend.authorize(self.caller, action, scope)
+    def authorize(self, action: str, scope: str, attributes: Attributes | None = None) -> None:
+        self.backend.authorize(self.caller, action, scope, attributes)
 
     def can(self, action: str, scope: str) -> bool:
         return self.backend.can(self.caller, action, scope)

@@ -1,8 +1,12 @@
-"""The sandbox's stand-in for Entra ID: the tenant, its admin, and the principals it knows.
+"""The sandbox's stand-in for Entra ID: the tenant, its admin, the principals it knows, group members.
 
 Microsoft.Authorization validates a role assignment's principalId against the directory. A managed
 identity's service principal is written here when the identity is created, but (as in Azure) it only
 becomes visible to that lookup after the configured replication delay.
+
+Groups have members (users, service principals, other groups). Membership is transitive: a principal
+holds every role assigned to any group it is a member of, directly or through nested groups, and
+`assignedTo('{objectId}')` lists those assignments too.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from .store import Doc, Store
 PRINCIPAL_TYPES = ("User", "Group", "ServicePrincipal", "ForeignGroup", "Device")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _KIND = "principal"
+_MEMBER = "groupMember"
 ADMIN_DISPLAY_NAME = "sandbox-admin"
 
 
@@ -65,7 +70,53 @@ class Directory:
         return principal
 
     def remove(self, object_id: str) -> None:
-        self._store.delete(_KIND, object_id)
+        """Delete a principal and its memberships (as a member, and as a group)."""
+        oid = object_id.lower()
+        with self._store.transaction():
+            self._store.delete(_KIND, oid)
+            for edge in self._store.all(_MEMBER):
+                if oid in (edge["groupId"], edge["memberId"]):
+                    self._store.delete(_MEMBER, _member_key(edge["groupId"], edge["memberId"]))
+
+    # --- group membership ------------------------------------------------------------------------
+    def add_member(self, group_id: str, member_id: str) -> None:
+        """Make `member_id` (user, service principal or group) a direct member of group `group_id`."""
+        group, member = self.get(group_id), self.get(member_id)
+        if group is None or member is None:
+            missing = group_id if group is None else member_id
+            raise LookupError(f"principal {missing!r} is not in the sandbox directory")
+        if group.principal_type != "Group":
+            raise ValueError(f"principal {group_id!r} is a {group.principal_type}, not a Group")
+        if group.object_id == member.object_id:
+            raise ValueError("a group cannot be a member of itself")
+        self._store.put(_MEMBER, _member_key(group.object_id, member.object_id), group.object_id,
+                        {"groupId": group.object_id, "memberId": member.object_id})
+
+    def remove_member(self, group_id: str, member_id: str) -> bool:
+        return self._store.delete(_MEMBER, _member_key(group_id.lower(), member_id.lower()))
+
+    def members(self, group_id: str) -> list[str]:
+        """Direct members of a group."""
+        return [e["memberId"] for e in self._store.children(_MEMBER, group_id.lower())]
+
+    def groups_of(self, object_id: str) -> set[str]:
+        """Every group `object_id` is a member of, directly or transitively (cycles are harmless)."""
+        parents: dict[str, list[str]] = {}
+        for edge in self._store.all(_MEMBER):
+            parents.setdefault(edge["memberId"], []).append(edge["groupId"])
+        found: set[str] = set()
+        todo = [object_id.lower()]
+        while todo:
+            for group in parents.get(todo.pop(), ()):
+                if group not in found:
+                    found.add(group)
+                    todo.append(group)
+        found.discard(object_id.lower())
+        return found
+
+    def principal_ids(self, object_id: str) -> frozenset[str]:
+        """The object id itself plus all its groups: whose role assignments apply to it."""
+        return frozenset({object_id.lower(), *self.groups_of(object_id)})
 
     def get(self, object_id: str) -> Principal | None:
         doc = self._store.get(_KIND, object_id)
@@ -91,6 +142,10 @@ class Directory:
             "set the role assignment principalType property to a value, such as ServicePrincipal, User, or "
             "Group.  See https://aka.ms/docs-principaltype",
         )
+
+
+def _member_key(group_id: str, member_id: str) -> str:
+    return f"{group_id}/{member_id}"
 
 
 def _to_doc(p: Principal) -> Doc:

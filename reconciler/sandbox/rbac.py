@@ -1,25 +1,30 @@
-"""Azure RBAC evaluation over the sandbox's own role assignments and the built-in definitions.
+"""Azure RBAC evaluation over the sandbox's own role assignments and role definitions.
 
-A principal may perform an action at a scope when some role assignment of theirs at or above that
-scope names a role with a permission block whose `actions` match the action and whose `notActions`
-do not. Matching is case-insensitive; `*` matches any text, and a whole-segment `/*/` also matches
-no segment at all, which is how Azure lets Managed Identity Operator's
-`Microsoft.ManagedIdentity/userAssignedIdentities/*/read` read the identity itself. ABAC conditions
-on assignments and group memberships are not evaluated (the sandbox directory has no groups' members).
+A principal may perform an action at a scope when some role assignment at or above that scope,
+made to the principal or to any group it is (transitively) a member of, names a role with a
+permission block whose `actions` match the action and whose `notActions` do not, and whose ABAC
+conditions hold: the block's own condition (31 built-in roles carry one) and the assignment's
+condition. A condition only restricts the assignment it is on; any one assignment that allows the
+action is enough.
+
+Matching is case-insensitive; `*` matches any text, and a whole-segment `/*/` also matches no segment
+at all, which is how Azure lets Managed Identity Operator's
+`Microsoft.ManagedIdentity/userAssignedIdentities/*/read` read the identity itself.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
-from . import roles, scopes
+from . import conditions, roles, scopes
 from .errors import ArmError
 from .store import Doc
 
 Permission = dict[str, Any]
+Resolver = Callable[[str], roles.RoleDefinition | None]  # role GUID -> definition (built-in or custom)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -39,22 +44,44 @@ def block_allows(block: Permission, action: str) -> bool:
     )
 
 
-def assignments_for(assignments: Iterable[Doc], principal_id: str, scope: str) -> list[Doc]:
-    """The principal's assignments at or above `scope`."""
-    pid = principal_id.lower()
+def condition_holds(condition: object, action: str, attributes: conditions.Attributes) -> bool:
+    """An absent condition holds; one that does not parse never does (it was refused on PUT)."""
+    if condition is None or condition == "":
+        return True
+    if not isinstance(condition, str):
+        return False
+    try:
+        tree = conditions.parse(condition)
+    except conditions.ConditionError:
+        return False
+    return conditions.evaluate(tree, action, attributes, action_matches)
+
+
+def _principals(principal_ids: str | Collection[str]) -> set[str]:
+    return {principal_ids.lower()} if isinstance(principal_ids, str) else {p.lower() for p in principal_ids}
+
+
+def assignments_for(assignments: Iterable[Doc], principal_ids: str | Collection[str], scope: str) -> list[Doc]:
+    """The assignments at or above `scope` made to any of `principal_ids` (a principal and its groups)."""
+    wanted = _principals(principal_ids)
     return [
         a for a in assignments
-        if a["properties"]["principalId"].lower() == pid and scopes.is_at_or_above(a["properties"]["scope"], scope)
+        if a["properties"]["principalId"].lower() in wanted and scopes.is_at_or_above(a["properties"]["scope"], scope)
     ]
 
 
-def effective_permissions(assignments: Iterable[Doc], principal_id: str, scope: str) -> list[Permission]:
-    """One block per permission of each distinct role the principal holds at or above `scope`."""
+def _builtin(guid: str) -> roles.RoleDefinition | None:
+    return roles.builtin_roles().get(guid)
+
+
+def effective_permissions(assignments: Iterable[Doc], principal_ids: str | Collection[str], scope: str,
+                          resolve: Resolver = _builtin) -> list[Permission]:
+    """One block per permission of each distinct role the principals hold at or above `scope`."""
     seen: set[str] = set()
     blocks: list[Permission] = []
-    for a in assignments_for(assignments, principal_id, scope):
+    for a in assignments_for(assignments, principal_ids, scope):
         guid = roles.trailing_guid(a["properties"]["roleDefinitionId"])
-        role = roles.builtin_roles().get(guid)
+        role = resolve(guid)
         if role is None or guid in seen:
             continue
         seen.add(guid)
@@ -62,8 +89,24 @@ def effective_permissions(assignments: Iterable[Doc], principal_id: str, scope: 
     return blocks
 
 
-def allowed(assignments: Iterable[Doc], principal_id: str, action: str, scope: str) -> bool:
-    return any(block_allows(b, action) for b in effective_permissions(assignments, principal_id, scope))
+def allowed(assignments: Iterable[Doc], principal_ids: str | Collection[str], action: str, scope: str,
+            resolve: Resolver = _builtin, attributes: conditions.Attributes | None = None) -> bool:
+    """Whether any one assignment of the principals allows `action` at `scope`, conditions included.
+
+    `attributes` are the ABAC attributes of the request ({"request": {...}, "resource": {...}}); an
+    attribute a condition names but `attributes` lacks makes that comparison false.
+    """
+    attrs = attributes or {}
+    for a in assignments_for(assignments, principal_ids, scope):
+        role = resolve(roles.trailing_guid(a["properties"]["roleDefinitionId"]))
+        if role is None:
+            continue
+        if not any(block_allows(b, action) and condition_holds(b.get("condition"), action, attrs)
+                   for b in role.permissions):
+            continue
+        if condition_holds(a["properties"].get("condition"), action, attrs):
+            return True
+    return False
 
 
 def authorization_failed(client: str, object_id: str, action: str, scope: str) -> ArmError:

@@ -1,4 +1,5 @@
-"""The built-in role definitions (928 roles copied from Azure), loaded once from package data."""
+"""Role definitions: the built-in ones (928 roles copied from Azure, loaded once from package data)
+and the shape of custom roles, which the Microsoft.Authorization provider stores per tenant."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from . import scopes
+
 ROLE_DEFINITIONS_SEGMENT = "/providers/Microsoft.Authorization/roleDefinitions/"
 OWNER = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
+USER_ACCESS_ADMINISTRATOR = "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9"
 
 
 @dataclass(frozen=True)
@@ -19,6 +23,12 @@ class RoleDefinition:
     description: str
     permissions: tuple[dict[str, Any], ...]
     role_type: str = "BuiltInRole"
+    assignable_scopes: tuple[str, ...] = ("/",)
+    audit: tuple[tuple[str, Any], ...] = ()  # createdOn/updatedOn/createdBy/updatedBy of custom roles
+
+    @property
+    def is_custom(self) -> bool:
+        return self.role_type == "CustomRole"
 
     def to_arm(self, scope_prefix: str) -> dict[str, Any]:
         """ARM's JSON; `scope_prefix` is "" (tenant form) or "/subscriptions/{sub}"."""
@@ -27,13 +37,27 @@ class RoleDefinition:
                 "roleName": self.role_name,
                 "type": self.role_type,
                 "description": self.description,
-                "assignableScopes": ["/"],
+                "assignableScopes": list(self.assignable_scopes),
                 "permissions": [dict(p) for p in self.permissions],
+                **dict(self.audit),
             },
             "id": f"{scope_prefix}{ROLE_DEFINITIONS_SEGMENT}{self.guid}",
             "type": "Microsoft.Authorization/roleDefinitions",
             "name": self.guid,
         }
+
+    def assignable_at(self, scope: str) -> bool:
+        """Whether an assignment of this role may be made at `scope` (at or below an assignable scope)."""
+        return any(scopes.is_at_or_above(a, scope) for a in self.assignable_scopes)
+
+
+def custom_role_from_doc(doc: dict[str, Any]) -> RoleDefinition:
+    """A stored custom role (the ARM properties object plus `name`) as a RoleDefinition."""
+    props = doc["properties"]
+    return RoleDefinition(
+        doc["name"].lower(), props["roleName"], props.get("description") or "",
+        tuple(props["permissions"]), "CustomRole", tuple(props["assignableScopes"]),
+        tuple((k, props.get(k)) for k in ("createdOn", "updatedOn", "createdBy", "updatedBy")))
 
 
 @functools.cache
@@ -54,4 +78,5 @@ def trailing_guid(role_definition_id: str) -> str:
 
 
 def find(role_definition_id: str) -> RoleDefinition | None:
+    """A built-in role by id or GUID (custom roles live in the store: see Backend.role_definition)."""
     return builtin_roles().get(trailing_guid(role_definition_id))

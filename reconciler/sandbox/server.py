@@ -169,11 +169,23 @@ class SandboxServer:
 
     # --- state -----------------------------------------------------------------------------------
     def seed(self, subscriptions: Iterable[str] = (), resource_groups: Iterable[tuple[str, str, str]] = (),
-             principals: Iterable[tuple[str, str, str]] = ()) -> None:
-        seed(self.backend, subscriptions, resource_groups, principals)
+             principals: Iterable[tuple[str, str, str]] = (),
+             group_members: Iterable[tuple[str, str]] = ()) -> None:
+        """Idempotent. `group_members` are (group object id, member object id) pairs, after principals."""
+        seed(self.backend, subscriptions, resource_groups, principals, group_members)
 
-    def add_principal(self, object_id: str, type: str, display_name: str) -> None:
+    def add_principal(self, object_id: str, type: str, display_name: str, member_of: Iterable[str] = ()) -> None:
+        """Add (or update) a directory principal, optionally as a direct member of the groups `member_of`."""
         self.backend.directory.add(object_id, type, display_name)
+        for group_id in member_of:
+            self.backend.directory.add_member(group_id, object_id)
+
+    def add_group_member(self, group_id: str, member_id: str) -> None:
+        """Make a user, service principal or group a direct member of a group (membership is transitive)."""
+        self.backend.directory.add_member(group_id, member_id)
+
+    def remove_group_member(self, group_id: str, member_id: str) -> bool:
+        return self.backend.directory.remove_member(group_id, member_id)
 
     @property
     def config(self) -> SandboxConfig:

@@ -2,9 +2,10 @@
 
 Each example is sent over HTTPS as written (placeholders the sandbox cannot serve, such as a scope
 literally called "scope" or a custom role GUID, are swapped for real ones), after seeding what it
-needs. The status must be one the example documents, the body must validate against the operation's
-response schema (swagger $refs resolved across files), and it must carry every field the example
-shows. Swagger 2.0 quirks handled: Draft 4 semantics; `x-nullable`, and nulls for optional
+needs (the custom role examples get a real GUID, and PutRoleDefinition's body is sent as the SDK
+would serialise the model it shows). The status must be one the example documents, the body must
+validate against the operation's response schema (swagger $refs resolved across files), and it must
+carry every field the example shows. Swagger 2.0 quirks handled: Draft 4 semantics; `x-nullable`, and nulls for optional
 properties (ARM emits `"condition": null` etc., see ARM-FACTS section 3; autorest reads them as
 absent); `readOnly`, `discriminator` and `x-ms-*` are annotations jsonschema ignores; `allOf` is native.
 """
@@ -39,7 +40,7 @@ SWAGGERS = [
 RESOURCE_GROUP_EXAMPLE = ("resources/resource-manager/Microsoft.Resources/stable/2021-04-01/examples/"
                           "CreateResourceGroup.json")
 # Spec operations the sandbox deliberately does not serve (docs/sandbox.md says why).
-NOT_IMPLEMENTED = {"SystemAssignedIdentities_GetByScope", "RoleDefinitions_CreateOrUpdate", "RoleDefinitions_Delete"}
+NOT_IMPLEMENTED = {"SystemAssignedIdentities_GetByScope"}
 
 READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
 CUSTOM_ROLE = "0b5fe924-9a61-425c-96af-cfe6e287ca2d"  # a custom role in the examples; the sandbox has built-ins
@@ -51,6 +52,13 @@ PLACEHOLDERS = {  # parameter name -> {placeholder value -> value the sandbox ca
     "roleDefinitionId": {"roleDefinitionId": READER},
     "roleId": {"roleDefinitionId": f"providers/Microsoft.Authorization/roleDefinitions/{READER}"},
 }
+# Custom role examples: the role lives at the subscription its assignableScopes name ("subId"), under a
+# real GUID (the examples' "roleDefinitionId" is a placeholder, and a built-in GUID may not be written).
+SANDBOX_CUSTOM_ROLE = "5d2a8e37-8c2f-4b7e-9a51-0f3c6d7e8a90"
+CUSTOM_ROLE_PLACEHOLDERS = {"scope": {"scope": "subscriptions/subId"},
+                            "roleDefinitionId": {"roleDefinitionId": SANDBOX_CUSTOM_ROLE}}
+OPERATION_PLACEHOLDERS = {"RoleDefinitions_CreateOrUpdate": CUSTOM_ROLE_PLACEHOLDERS,
+                          "RoleDefinitions_Delete": CUSTOM_ROLE_PLACEHOLDERS}
 MSI_SUBS = ("12345678-1234-5678-9012-123456789012", "c267c0e7-0a73-4789-9e17-d26aeb0904e5")
 
 
@@ -154,6 +162,13 @@ def _seed(srv: SandboxServer, case: Case) -> None:
                               "audiences": ["api://AzureADTokenExchange"]}}
         path = f"{ident}/federatedIdentityCredentials/ficResourceName?api-version=2024-11-30"
         assert raw(srv, "PUT", path, fic).status in (200, 201)
+    if case.operation_id == "RoleDefinitions_Delete":  # so the delete answers 200 with the role, not 204
+        role = {"properties": {"roleName": "Role name", "description": "Role description",
+                               "assignableScopes": ["/subscriptions/subId"],
+                               "permissions": [{"actions": ["action"], "dataActions": ["dataAction"]}]}}
+        path = (f"/subscriptions/subId/providers/Microsoft.Authorization/roleDefinitions/{SANDBOX_CUSTOM_ROLE}"
+                "?api-version=2022-04-01")
+        assert raw(srv, "PUT", path, role).status == 201
     if not case.operation_id.startswith("RoleAssignments_Create"):
         body = {"properties": {"roleDefinitionId": f"/providers/Microsoft.Authorization/roleDefinitions/{READER}",
                                "principalId": EXAMPLE_PRINCIPAL, "principalType": "User"}}
@@ -183,7 +198,8 @@ def _request(case: Case, example: dict[str, Any]) -> tuple[str, Any]:
         if value is None:
             continue
         if isinstance(value, str):
-            value = PLACEHOLDERS.get(name, {}).get(value, value)
+            placeholders = OPERATION_PLACEHOLDERS.get(case.operation_id, PLACEHOLDERS)
+            value = placeholders.get(name, {}).get(value, value)
         if param["in"] == "path":
             encoded = str(value) if param.get("x-ms-skip-url-encoding") else quote(str(value), safe="")
             path = path.replace("{" + name + "}", encoded)
@@ -191,9 +207,19 @@ def _request(case: Case, example: dict[str, Any]) -> tuple[str, Any]:
             query.append((name, str(value)))
         elif param["in"] == "body":
             body = value
+    if case.operation_id == "RoleDefinitions_CreateOrUpdate":
+        body = _flattened_role_definition(values)
     while "//" in path:
         path = path.replace("//", "/")
     return f"{path}?{urlencode(query, quote_via=quote, safe='$')}", body
+
+
+def _flattened_role_definition(values: dict[str, Any]) -> dict[str, Any]:
+    """PutRoleDefinition.json gives its body as `body.roleDefinition`, flattened as the SDK model is
+    (`roleDefinition` itself is `{}`). Send what the SDK puts on the wire for that model: the writable
+    fields under `properties` (x-ms-client-flatten), without the read-only id, name and type."""
+    model = values["body"]["roleDefinition"]
+    return {"properties": {k: model[k] for k in ("roleName", "description", "assignableScopes", "permissions")}}
 
 
 def _assert_has_fields(ours: Any, theirs: Any, where: str = "body") -> None:

@@ -19,11 +19,12 @@ _RG_NAME = re.compile(r"^[-\w._()]{1,90}$")
 def _has_access(call: Call, subscription_id: str) -> bool:
     """ARM shows a subscription to callers holding any role assignment in it or above it."""
     sub_scope = scopes.subscription_scope(subscription_id)
+    principals = call.backend.principal_ids(call.caller.object_id)
     return any(
         scopes.is_at_or_above(a["properties"]["scope"], sub_scope)
         or scopes.is_at_or_above(sub_scope, a["properties"]["scope"])
         for a in call.backend.role_assignments()
-        if a["properties"]["principalId"] == call.caller.object_id
+        if a["properties"]["principalId"].lower() in principals
     )
 
 
