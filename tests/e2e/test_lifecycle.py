@@ -227,3 +227,26 @@ def test_tokens_never_appear_in_output_even_when_debugging(
     assert caplog.text, "debug logging was captured, so the check below means something"
     assert token not in everything
     assert token.split(".")[1] not in everything  # not even the claims part
+
+
+def test_custom_role_names_resolve_against_live_role_definitions(
+    capsys: pytest.CaptureFixture[str], manifests: Path, cli_env: list[str], seeded: SandboxServer
+) -> None:
+    custom = "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0"
+    gateway_for(seeded).auth(SUB).role_definitions.create_or_update(f"/subscriptions/{SUB}", custom, {
+        "role_name": "Invoice Reader", "description": "reads invoices", "role_type": "CustomRole",
+        "assignable_scopes": [f"/subscriptions/{SUB}"],
+        "permissions": [{"actions": ["Microsoft.Resources/subscriptions/resourceGroups/read"]}],
+    })
+    path = manifests / "payments.yaml"
+    path.write_text(path.read_text().replace("role: Key Vault Secrets User", "role: Invoice Reader"))
+    # offline, a custom role name cannot be known: a located error with a hint
+    code, _, err = run(capsys, "validate", str(manifests))
+    assert code == 1 and "Invoice Reader" in err and "online" in err
+    # online, it resolves against the subscription's role definitions
+    code, out, err = run(capsys, "apply", str(manifests), "--auto-approve", *cli_env)
+    assert code == 0, out + err
+    api = live_identities(seeded)["payments-api"]
+    assert any(a.principal_id == api.principal_id and a.role_definition_id.endswith(custom)  # type: ignore[attr-defined]
+               for a in live_assignments(seeded))
+    assert "Invoice Reader" in run(capsys, "plan", str(manifests), "-v", *cli_env)[1]
