@@ -145,10 +145,21 @@ def _echo(text: str) -> None:
 
 
 @app.command()
-def validate(paths: Paths) -> None:
+def validate(
+    paths: Paths,
+    list_roles: Annotated[
+        bool, typer.Option("--list-roles", help="Print the GUID and name of every role the manifests grant, "
+                           "e.g. for the ABAC condition of the apply identity (docs/permissions.md).")
+    ] = False,
+) -> None:
     """Check manifests offline: syntax, schema, names, roles, references, duplicates."""
-    desired, warnings = load_manifests(paths, RoleCatalog())
+    catalog = RoleCatalog()
+    desired, warnings = load_manifests(paths, catalog)
     _print_diagnostics(warnings)
+    if list_roles:
+        roles = sorted({(ra.role_definition_id, ra.role_name) for ra in desired.role_assignments})
+        _echo("".join(f"{guid}\t{name}\n" for guid, name in roles))
+        return
     _echo(
         f"Valid: {len(desired.files)} file(s), {len(desired.identities)} identities, "
         f"{len(desired.federated_credentials)} federated credentials, "
