@@ -15,6 +15,8 @@ from bench import figures, workload
 from bench.bounds import Limits
 from bench.report import FAIL, Row, Section, render
 
+ANALYSIS_MARKER = "<!-- analysis: kept by python -m bench -->"
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
@@ -73,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
+        # Hand-written analysis below the marker survives re-runs.
+        previous = out.read_text(encoding="utf-8") if out.exists() else ""
+        if ANALYSIS_MARKER in previous:
+            text += "\n" + previous[previous.index(ANALYSIS_MARKER):]
         out.write_text(text, encoding="utf-8")
         print(f"written to {out}", file=sys.stderr)
     return 0
