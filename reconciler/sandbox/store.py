@@ -45,6 +45,18 @@ class Store:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA busy_timeout=5000")
         self._conn.executescript(_SCHEMA)
+        # all(kind) is on the hot path (every permission check reads every role assignment), so
+        # its decoded result is cached per kind until this store writes that kind or another
+        # connection (a second process on the same file) commits anything.
+        self._generation = 0
+        self._all_cache: dict[str, tuple[tuple[int, int], list[Doc]]] = {}
+
+    def _written(self) -> None:
+        self._generation += 1
+
+    def _version(self) -> tuple[int, int]:
+        row = self._conn.execute("PRAGMA data_version").fetchone()
+        return int(row[0]), self._generation
 
     def close(self) -> None:
         with self._lock:
@@ -63,6 +75,7 @@ class Store:
             except BaseException:
                 self._depth -= 1
                 if outer:
+                    self._written()  # what was cached inside the rolled-back transaction is void
                     self._conn.execute("ROLLBACK")
                 raise
             self._depth -= 1
@@ -79,6 +92,7 @@ class Store:
     def put(self, kind: str, key: str, parent: str, doc: Doc) -> bool:
         """Insert or update; returns True when the document is new. Updates keep list order."""
         with self.transaction():
+            self._written()
             cur = self._conn.execute(
                 "UPDATE docs SET doc = ?, parent = ? WHERE kind = ? AND key = ?",
                 (json.dumps(doc), parent.lower(), kind, key.lower()),
@@ -93,6 +107,7 @@ class Store:
 
     def delete(self, kind: str, key: str) -> bool:
         with self.transaction():
+            self._written()
             cur = self._conn.execute("DELETE FROM docs WHERE kind = ? AND key = ?", (kind, key.lower()))
             return cur.rowcount > 0
 
@@ -114,9 +129,17 @@ class Store:
         return [_load(r[0]) for r in rows]
 
     def all(self, kind: str) -> list[Doc]:
+        """Every document of a kind, in insertion order. The documents are shared with later
+        callers: treat them as read-only (copy before changing, as the handlers do)."""
         with self._lock:
+            version = self._version()
+            cached = self._all_cache.get(kind)
+            if cached is not None and cached[0] == version:
+                return list(cached[1])
             rows = self._conn.execute("SELECT doc FROM docs WHERE kind = ? ORDER BY seq", (kind,)).fetchall()
-        return [_load(r[0]) for r in rows]
+            docs = [_load(r[0]) for r in rows]
+            self._all_cache[kind] = (version, docs)
+            return list(docs)
 
     def count(self, kind: str, parent: str) -> int:
         with self._lock:
@@ -137,6 +160,7 @@ class Store:
     def clear(self) -> None:
         """Forget every document; meta (tenant id, admin id) survives so tokens stay valid."""
         with self.transaction():
+            self._written()
             self._conn.execute("DELETE FROM docs")
 
 
