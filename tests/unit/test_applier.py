@@ -176,3 +176,23 @@ def test_credentials_of_an_identity_whose_delete_failed_are_not_reported_deleted
     report = apply_plan(plan, FakeGateway(fail_identity="gone"))
     status = {r.address.rsplit("/", 1)[-1]: r.status for r in report.results}
     assert status == {"gone": FAILED, "fic": SKIPPED}
+
+
+def test_identity_creations_are_capped_and_their_dependents_go_first() -> None:
+    from reconciler.applier import _ReadyQueue
+
+    plan = make_plan(desired(*(f"i{n}" for n in range(8)), fics=1), LiveState())
+    steps = {c.address: c for c in plan.actionable}
+    queue = _ReadyQueue(steps, parallelism=8)
+    identities = [a for a, c in steps.items() if c.type.value == "identity"]
+    for address in identities:
+        queue.push(address)
+    first, second = queue.pop(), queue.pop()
+    assert first in identities and second in identities
+    assert queue.pop() is None  # two creations in flight of 8 workers: the rest wait
+    fic = next(a for a, c in steps.items() if c.type.value == "federatedCredential")
+    queue.push(fic)
+    assert queue.pop() == fic  # a ready dependent runs before the next creation
+    assert first is not None
+    queue.finished(first)
+    assert queue.pop() in identities
