@@ -7,8 +7,9 @@ SDK models become `model.Live*` values here and nowhere else; SDK exceptions bec
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any, TypeVar
 
 from azure.core.exceptions import (
@@ -135,6 +136,67 @@ def role_definition_id(scope: str, guid: str) -> str:
     return f"/providers/Microsoft.Authorization/roleDefinitions/{guid}"
 
 
+class _TakeTurns:
+    """A work queue per subscription, served in rotation by a fixed number of threads. Tasks
+    may add tasks (a subscription's identities bring its FIC lists). The first error stops
+    the hand-out of new work and is raised once the running tasks have ended."""
+
+    def __init__(self, keys: Iterable[str]) -> None:
+        self.queues: dict[str, deque[Callable[[], None]]] = {k: deque() for k in keys}
+        self.turn = 0
+        self.cond = threading.Condition()
+        self.running = 0
+        self.error: BaseException | None = None
+
+    def add(self, key: str, task: Callable[[], None]) -> None:
+        with self.cond:
+            self.queues[key].append(task)
+            self.cond.notify()
+
+    def _next(self) -> Callable[[], None] | None:
+        """Called with the lock held: the next task in rotation, or None when idle."""
+        keys = list(self.queues)
+        for i in range(len(keys)):
+            queue = self.queues[keys[(self.turn + i) % len(keys)]]
+            if queue:
+                self.turn = (self.turn + i + 1) % len(keys)
+                return queue.popleft()
+        return None
+
+    def _worker(self) -> None:
+        while True:
+            with self.cond:
+                while True:
+                    if self.error is not None:
+                        return
+                    task = self._next()
+                    if task is not None:
+                        self.running += 1
+                        break
+                    if self.running == 0:
+                        self.cond.notify_all()  # all done: wake the others so they end too
+                        return
+                    self.cond.wait()
+            try:
+                task()
+            except BaseException as e:  # handed to run(), which raises it in the caller
+                with self.cond:
+                    self.error = self.error or e
+            finally:
+                with self.cond:
+                    self.running -= 1
+                    self.cond.notify_all()
+
+    def run(self, threads: int) -> None:
+        workers = [threading.Thread(target=self._worker, daemon=True) for _ in range(max(1, threads))]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        if self.error is not None:
+            raise self.error
+
+
 class AzureGateway:
     def __init__(self, target: ArmTarget, *, read_parallelism: int = 8) -> None:
         self.target = target
@@ -176,29 +238,51 @@ class AzureGateway:
     def read_live(
         self, subscriptions: Iterable[str], owners: Iterable[str], declared: Iterable[IdentityKey]
     ) -> LiveState:
+        """Three paged lists per subscription, then one FIC list per identity that is declared
+        or owned. Each subscription has its own read bucket at ARM, so work is taken from the
+        subscriptions in turn (never one subscription's thousand FIC lists while nine buckets
+        sit full), and a subscription's FIC lists start as soon as its identities are known,
+        while its role assignments are still paging in."""
         subs = sorted({s.lower() for s in subscriptions})
         owner_set, declared_set = set(owners), set(declared)
         identities: dict[IdentityKey, LiveIdentity] = {}
         assignments: list[LiveRoleAssignment] = []
         groups: set[tuple[str, str]] = set()
+        fics: dict[IdentityKey, tuple[LiveFederatedCredential, ...]] = {}
+        work = _TakeTurns(subs)
 
-        def read_subscription(sub: str) -> tuple[list[LiveIdentity], list[LiveRoleAssignment], set[tuple[str, str]]]:
-            where = f"subscription {sub}"
-            msi, auth = self.msi(sub), self.auth(sub)
-            groups_api = self.resources(sub).resource_groups
-            rgs = _call(lambda: {(sub, (rg.name or "").lower()) for rg in groups_api.list()}, where)
-            ids = _call(lambda: [_live_identity(i) for i in msi.user_assigned_identities.list_by_subscription()], where)
-            ras = _call(lambda: [_live_assignment(a) for a in auth.role_assignments.list_for_subscription()], where)
-            return ids, ras, rgs
+        def list_groups(sub: str) -> None:
+            api = self.resources(sub).resource_groups
+            found = _call(lambda: {(sub, (rg.name or "").lower()) for rg in api.list()}, f"subscription {sub}")
+            with self._lock:
+                groups.update(found)
 
+        def list_identities(sub: str) -> None:
+            api = self.msi(sub).user_assigned_identities
+            found = _call(lambda: [_live_identity(i) for i in api.list_by_subscription()], f"subscription {sub}")
+            with self._lock:
+                identities.update({i.key: i for i in found})
+            for item in sorted(found, key=lambda i: i.key):
+                if item.key in declared_set or item.owner in owner_set:
+                    work.add(sub, partial(read_fics, item))
+
+        def list_assignments(sub: str) -> None:
+            api = self.auth(sub).role_assignments
+            found = _call(lambda: [_live_assignment(a) for a in api.list_for_subscription()], f"subscription {sub}")
+            with self._lock:
+                assignments.extend(found)
+
+        def read_fics(identity: LiveIdentity) -> None:
+            found = self._read_fics(identity)
+            with self._lock:
+                fics[identity.key] = found
+
+        for sub in subs:
+            # identities first: their FIC lists are most of the work and wait on them
+            for task in (list_identities, list_assignments, list_groups):
+                work.add(sub, partial(task, sub))
         try:
-            with ThreadPoolExecutor(max_workers=self.read_parallelism) as pool:
-                for ids, ras, rgs in pool.map(read_subscription, subs):
-                    identities.update({i.key: i for i in ids})
-                    assignments.extend(ras)
-                    groups |= rgs
-                wanted = sorted(k for k, i in identities.items() if k in declared_set or i.owner in owner_set)
-                fics = dict(zip(wanted, pool.map(lambda k: self._read_fics(identities[k]), wanted), strict=True))
+            work.run(self.read_parallelism)
         except ArmError as e:
             raise LiveReadError(f"reading live state failed: {e}") from None
         # Role assignments at a scope above a subscription show up once per subscription.

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -58,7 +59,7 @@ def assert_converged_without_duplicates(server: SandboxServer) -> None:
     assert sorted(i.name for i in identities) == [f"app-{i:03d}" for i in range(IDENTITIES)]
     principals = {i.principal_id for i in identities}
     keys = Counter(
-        (a.scope.lower(), a.role_definition_id.lower().rsplit("/", 1)[-1], a.principal_id)  # type: ignore[union-attr]
+        (a.scope.lower(), a.role_definition_id.lower().rsplit("/", 1)[-1], a.principal_id)
         for a in gw.auth(SUB).role_assignments.list_for_subscription() if a.principal_id in principals
     )
     assert len(keys) == 2 * IDENTITIES and set(keys.values()) == {1}
@@ -68,11 +69,11 @@ def assert_converged_without_duplicates(server: SandboxServer) -> None:
 
 
 @pytest.fixture
-def crash_sandbox(tmp_path: Path) -> tuple[SandboxServer, Path]:
+def crash_sandbox(tmp_path: Path) -> Iterator[tuple[SandboxServer, Path]]:
     server = SandboxServer().start()
     manifests = write_manifests(tmp_path / "m")
     seed(server, [manifests])
-    yield server, manifests  # type: ignore[misc]
+    yield server, manifests
     server.stop()
 
 

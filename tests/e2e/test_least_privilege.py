@@ -104,7 +104,7 @@ def test_apply_identity_cannot_grant_a_role_outside_its_condition(
     # every other step was done; only the Owner grant is missing
     gw = gateway_for(pipeline)
     deployer = gw.msi(SUB).user_assigned_identities.get("rg-platform", "platform-deployer")
-    grants = [a.role_definition_id.rsplit("/", 1)[-1] for a in gw.auth(SUB).role_assignments.list_for_subscription()  # type: ignore[union-attr]
+    grants = [a.role_definition_id.rsplit("/", 1)[-1] for a in gw.auth(SUB).role_assignments.list_for_subscription()
               if a.principal_id == deployer.principal_id]
     assert "8e3af657-a8ff-443c-a75c-2fe8c4bcb635" not in grants and len(grants) == 3
     assert len(list(gw.msi(SUB).user_assigned_identities.list_by_subscription())) == 4

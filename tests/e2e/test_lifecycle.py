@@ -6,6 +6,7 @@ import json
 import re
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
@@ -27,17 +28,18 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def plan_json(capsys: pytest.CaptureFixture[str], paths: str, env: list[str], *extra: str) -> dict:  # type: ignore[type-arg]
+def plan_json(capsys: pytest.CaptureFixture[str], paths: str, env: list[str], *extra: str) -> dict[str, Any]:
     code, out, err = run(capsys, "plan", paths, "--format", "json", *env, *extra)
     assert code == 0, err
-    return json.loads(out)  # type: ignore[no-any-return]
+    plan: dict[str, Any] = json.loads(out)
+    return plan
 
 
-def live_identities(server: SandboxServer) -> dict[str, object]:
+def live_identities(server: SandboxServer) -> dict[str, Identity]:
     return {i.name: i for i in gateway_for(server).msi(SUB).user_assigned_identities.list_by_subscription()}
 
 
-def live_assignments(server: SandboxServer) -> list[object]:
+def live_assignments(server: SandboxServer) -> list[Any]:  # the multi-API AuthorizationManagementClient is untyped
     return list(gateway_for(server).auth(SUB).role_assignments.list_for_subscription())
 
 
@@ -62,13 +64,14 @@ def test_plan_apply_plan_is_empty_and_second_apply_is_a_noop(
     identities = live_identities(seeded)
     assert set(identities) == {"payments-api", "payments-worker", "platform-deployer", "platform-monitoring"}
     api = identities["payments-api"]
-    assert api.tags[OWNER_TAG] == "payments"  # type: ignore[attr-defined]
+    assert api.tags is not None
+    assert api.tags[OWNER_TAG] == "payments"
     fics = list(gateway_for(seeded).msi(SUB).federated_identity_credentials.list("rg-payments", "payments-api"))
     assert {f.name for f in fics} == {"github-main", "aks-payments-api"}
     # every assignment to our identities carries the deterministic name of its owner
-    principals = {i.principal_id: i for i in identities.values()}  # type: ignore[attr-defined]
-    ours = [a for a in live_assignments(seeded) if a.principal_id in principals]  # type: ignore[attr-defined]
-    assert ours and all(a.principal_type == "ServicePrincipal" for a in ours)  # type: ignore[attr-defined]
+    principals = {i.principal_id: i for i in identities.values()}
+    ours = [a for a in live_assignments(seeded) if a.principal_id in principals]
+    assert ours and all(a.principal_type == "ServicePrincipal" for a in ours)
 
     counts = seeded.request_counts()
     writes_before = counts.get("write", 0) + counts.get("delete", 0)
@@ -87,23 +90,24 @@ def test_assignment_made_by_hand_under_a_random_name_is_adopted(
     assert run(capsys, "apply", str(manifests), "--auto-approve", *cli_env)[0] == 0
     auth = gateway_for(seeded).auth(SUB)
     api = live_identities(seeded)["payments-api"]
+    assert api.principal_id is not None
     blob_reader = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
     ours = next(a for a in auth.role_assignments.list_for_subscription()
-                if a.principal_id == api.principal_id and a.role_definition_id.endswith(blob_reader))  # type: ignore[attr-defined]
+                if a.principal_id == api.principal_id and a.role_definition_id.endswith(blob_reader))
     scope = ours.scope
     assert scope
     auth.role_assignments.delete_by_id(ours.id)
     random_name = str(uuid.uuid4())
     auth.role_assignments.create(scope, random_name, RoleAssignmentCreateParameters(
         role_definition_id=f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/{blob_reader}",
-        principal_id=api.principal_id, principal_type="ServicePrincipal", description="read invoices",  # type: ignore[attr-defined]
+        principal_id=api.principal_id, principal_type="ServicePrincipal", description="read invoices",
     ))
     code, out, err = run(capsys, "plan", str(manifests), "--detailed-exitcode", *cli_env)
     assert code == 0, out + err
     code, out, err = run(capsys, "apply", str(manifests), "--auto-approve", *cli_env)
     assert code == 0 and "No changes." in out
-    names = [a.name for a in live_assignments(seeded) if a.principal_id == api.principal_id  # type: ignore[attr-defined]
-             and a.role_definition_id.endswith(blob_reader)]  # type: ignore[attr-defined]
+    names = [a.name for a in live_assignments(seeded) if a.principal_id == api.principal_id
+             and a.role_definition_id.endswith(blob_reader)]
     assert names == [random_name]
 
 
@@ -112,7 +116,7 @@ def test_removing_an_identity_deletes_it_and_its_assignments(
 ) -> None:
     assert run(capsys, "apply", str(manifests), "--auto-approve", *cli_env)[0] == 0
     worker = live_identities(seeded)["payments-worker"]
-    assert any(a.principal_id == worker.principal_id for a in live_assignments(seeded))  # type: ignore[attr-defined]
+    assert any(a.principal_id == worker.principal_id for a in live_assignments(seeded))
     text = (manifests / "payments.yaml").read_text()
     start = text.index("    - name: payments-worker")
     end = text.index("  roleAssignments:")
@@ -126,7 +130,7 @@ def test_removing_an_identity_deletes_it_and_its_assignments(
     code, out, err = run(capsys, "apply", str(manifests), "--auto-approve", *cli_env)
     assert code == 0, out + err
     assert "payments-worker" not in live_identities(seeded)
-    assert not any(a.principal_id == worker.principal_id for a in live_assignments(seeded))  # type: ignore[attr-defined]
+    assert not any(a.principal_id == worker.principal_id for a in live_assignments(seeded))
     assert "payments-api" in live_identities(seeded)
 
 
@@ -141,10 +145,10 @@ def test_resources_of_another_owner_are_never_touched(
     msi.user_assigned_identities.create_or_update("rg-payments", "hand-made", Identity(location="westeurope"))
     scope = f"/subscriptions/{SUB}/resourceGroups/rg-payments"
     auth = gateway_for(seeded).auth(SUB)
-    name = assignment_name("billing", scope, READER, other.principal_id)  # type: ignore[arg-type]
+    name = assignment_name("billing", scope, READER, other.principal_id)
     auth.role_assignments.create(scope, name, RoleAssignmentCreateParameters(
         role_definition_id=f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/{READER}",
-        principal_id=other.principal_id, principal_type="ServicePrincipal",  # type: ignore[arg-type]
+        principal_id=other.principal_id, principal_type="ServicePrincipal",
     ))
     # Apply only the payments set: platform's identities don't exist yet and must not be made.
     code, out, err = run(capsys, "apply", str(manifests / "payments.yaml"), "--auto-approve", *cli_env)
@@ -152,8 +156,8 @@ def test_resources_of_another_owner_are_never_touched(
     names = set(live_identities(seeded))
     assert {"billing-batch", "hand-made", "payments-api"} <= names
     assert "platform-deployer" not in names
-    assert any(a.name == name for a in live_assignments(seeded))  # type: ignore[attr-defined]
-    assert live_identities(seeded)["hand-made"].tags in ({}, None)  # type: ignore[attr-defined]
+    assert any(a.name == name for a in live_assignments(seeded))
+    assert live_identities(seeded)["hand-made"].tags in ({}, None)
     # and removing every payments identity from the manifests still leaves them alone
     (manifests / "payments.yaml").write_text((manifests / "payments.yaml").read_text().replace(
         "protect: true", "protect: false"))
@@ -247,6 +251,6 @@ def test_custom_role_names_resolve_against_live_role_definitions(
     code, out, err = run(capsys, "apply", str(manifests), "--auto-approve", *cli_env)
     assert code == 0, out + err
     api = live_identities(seeded)["payments-api"]
-    assert any(a.principal_id == api.principal_id and a.role_definition_id.endswith(custom)  # type: ignore[attr-defined]
+    assert any(a.principal_id == api.principal_id and a.role_definition_id.endswith(custom)
                for a in live_assignments(seeded))
     assert "Invoice Reader" in run(capsys, "plan", str(manifests), "-v", *cli_env)[1]

@@ -114,13 +114,13 @@ def test_drift_reports_each_out_of_band_change_in_its_class(
     scope = f"/subscriptions/{SUB}/resourceGroups/rg-payments"
     auth.role_assignments.create(scope, str(uuid.uuid4()), RoleAssignmentCreateParameters(
         role_definition_id=f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/{OWNER_ROLE}",
-        principal_id=api.principal_id, principal_type="ServicePrincipal",  # type: ignore[arg-type]
+        principal_id=api.principal_id, principal_type="ServicePrincipal",
     ))
     # missing: one of our grants deleted by hand
     monitoring = msi.user_assigned_identities.get("rg-platform", "platform-monitoring")
     grant = next(a for a in auth.role_assignments.list_for_subscription()
                  if a.principal_id == monitoring.principal_id)
-    auth.role_assignments.delete_by_id(grant.id)  # type: ignore[arg-type]
+    auth.role_assignments.delete_by_id(grant.id)
     # orphaned: an identity deleted by hand leaves its grants behind
     worker = msi.user_assigned_identities.get("rg-payments", "payments-worker")
     msi.user_assigned_identities.delete("rg-payments", "payments-worker")
@@ -205,7 +205,7 @@ def test_changing_the_role_of_a_grant_replaces_it(
     assert code == 0, out + err
     gw = gateway_for(seeded)
     monitoring = gw.msi(SUB).user_assigned_identities.get("rg-platform", "platform-monitoring")
-    roles = [a.role_definition_id.rsplit("/", 1)[-1] for a in gw.auth(SUB).role_assignments.list_for_subscription()  # type: ignore[union-attr]
+    roles = [a.role_definition_id.rsplit("/", 1)[-1] for a in gw.auth(SUB).role_assignments.list_for_subscription()
              if a.principal_id == monitoring.principal_id]
     assert roles == ["749f88d5-cbae-40b8-bcfc-e573ddc772fa"]  # Monitoring Contributor only
 

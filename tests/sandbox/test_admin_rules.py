@@ -24,13 +24,15 @@ def admin_owner_id(c: Clients, srv: SandboxServer) -> str:
     (owner,) = [a for a in c.auth.role_assignments.list_for_subscription(filter="atScope()")
                 if a.principal_id == srv.admin_object_id and a.role_definition_id.endswith(OWNER)]
     assert owner.id is not None
-    return owner.id
+    owner_id: str = owner.id  # the multi-API AuthorizationManagementClient is untyped
+    return owner_id
 
 
 def test_the_last_owner_of_a_subscription_cannot_be_deleted(srv: SandboxServer, c: Clients) -> None:
     owner = admin_owner_id(c, srv)
     with pytest.raises(HttpResponseError) as err:
         c.auth.role_assignments.delete_by_id(owner)
+    assert err.value.error is not None
     assert (err.value.status_code, err.value.error.code) == (400, "CannotDeleteLastRbacAdminAssignment")
     assert err.value.error.message == "Cannot delete the last RBAC admin assignment"
     # Owner at a resource group is not subscription-level: deleting it is fine.
@@ -43,6 +45,7 @@ def test_the_last_owner_of_a_subscription_cannot_be_deleted(srv: SandboxServer, 
     assert c.auth.role_assignments.delete_by_id(owner) is not None
     with pytest.raises(HttpResponseError) as err:
         c.auth.role_assignments.delete(SUB_SCOPE, "f0000000-0000-4000-8000-000000000002")
+    assert err.value.error is not None
     assert err.value.error.code == "CannotDeleteLastRbacAdminAssignment"
 
 
@@ -56,6 +59,7 @@ def test_role_assignments_at_a_deleted_group_stay_as_orphans(srv: SandboxServer,
         == [scope]
     with pytest.raises(HttpResponseError) as err:
         c.auth.role_assignments.delete(scope, "f0000000-0000-4000-8000-000000000003")
+    assert err.value.error is not None
     assert (err.value.status_code, err.value.error.code) == (404, "ResourceGroupNotFound")
     # A group re-created under the same name finds the assignment again, and it grants again.
     c.res.resource_groups.create_or_update("rg-gone", {"location": "westus"})

@@ -66,6 +66,7 @@ def conditioned(srv: SandboxServer, c: Clients, condition: str, role: str = RBAC
 def denied(call: Any) -> HttpResponseError:
     with pytest.raises(HttpResponseError) as err:
         call()
+    assert err.value.error is not None
     assert err.value.status_code == 403 and err.value.error.code == "AuthorizationFailed"
     return err.value
 
@@ -75,6 +76,7 @@ def test_rbac_admin_limited_to_reader_assigns_and_deletes_only_reader(delegate: 
     created = me.auth.role_assignments.create(RG_SCOPE, name(1), assignment(READER))
     assert created.role_definition_id.endswith(READER)
     err = denied(lambda: me.auth.role_assignments.create(RG_SCOPE, name(2), assignment(OWNER)))
+    assert err.error is not None and err.error.message is not None
     assert err.error.message.startswith(f"The client '{DELEGATE}' with object id '{DELEGATE}' does not have "
                                         f"authorization to perform action '{WRITE}' over scope '{RG_SCOPE}'")
     assert [a.name for a in c.auth.role_assignments.list_for_resource_group(RG)
@@ -157,6 +159,7 @@ def test_invalid_conditions_are_refused(delegate: SandboxServer, c: Clients, con
     with pytest.raises(HttpResponseError) as err:
         c.auth.role_assignments.create(RG_SCOPE, name(70), assignment(RBAC_ADMIN, DELEGATE, condition=condition,
                                                                       condition_version=version))
+    assert err.value.error is not None and err.value.error.message is not None
     assert err.value.status_code == 400 and err.value.error.code == "InvalidCondition"
     assert err.value.error.message.startswith("The given role assignment condition is invalid.")
 

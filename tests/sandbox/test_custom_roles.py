@@ -65,6 +65,7 @@ def test_role_names_are_unique_per_tenant(srv: SandboxServer, c: Clients) -> Non
     for name, guid, scope in (("IDENTITY WRITER", ROLE2, other_sub), ("reader", ROLE2, SUB_SCOPE)):
         err = error(lambda name=name, guid=guid, scope=scope: c.auth.role_definitions.create_or_update(
             scope, guid, definition(name=name, scopes=[scope])))
+        assert err.error is not None
         assert (err.status_code, err.error.code) == (409, "RoleDefinitionWithSameNameExists")
         assert err.error.message == "A role definition cannot be updated with a name that already exists."
     # Renaming a role to its own name (an update) is fine.
@@ -79,15 +80,19 @@ def test_role_names_are_unique_per_tenant(srv: SandboxServer, c: Clients) -> Non
 ])
 def test_assignable_scopes_are_checked(c: Clients, scopes: list[str], status: int, code: str) -> None:
     err = error(lambda: c.auth.role_definitions.create_or_update(SUB_SCOPE, ROLE, definition(scopes=scopes)))
+    assert err.error is not None
     assert (err.status_code, err.error.code) == (status, code)
 
 
 def test_malformed_and_builtin_definitions_are_refused(srv: SandboxServer, c: Clients) -> None:
     err = error(lambda: c.auth.role_definitions.create_or_update(SUB_SCOPE, READER, definition()))
+    assert err.error is not None
     assert (err.status_code, err.error.code) == (400, "RoleDefinitionUpdateNotPermitted")
     err = error(lambda: c.auth.role_definitions.delete(SUB_SCOPE, READER))
+    assert err.error is not None
     assert (err.status_code, err.error.code) == (400, "RoleDefinitionUpdateNotPermitted")
     err = error(lambda: c.auth.role_definitions.create_or_update(SUB_SCOPE, ROLE, definition(actions=[])))
+    assert err.error is not None
     assert (err.status_code, err.error.code) == (400, "InvalidRoleDefinition")
     path = f"{SUB_SCOPE}/providers/Microsoft.Authorization/roleDefinitions/not-a-guid?api-version=2022-04-01"
     bad = raw(srv, "PUT", path, {"properties": {"roleName": "x"}})
@@ -101,6 +106,7 @@ def test_rbac_honours_custom_role_permissions(srv: SandboxServer, c: Clients) ->
     user = clients(srv, token=srv.token_for(USER), retry_total=0)
     assert user.msi.user_assigned_identities.create_or_update(RG, "mine", {"location": "westus"}).name == "mine"
     err = error(lambda: user.msi.user_assigned_identities.delete(RG, "mine"))  # notActions
+    assert err.error is not None
     assert (err.status_code, err.error.code) == (403, "AuthorizationFailed")
     perms = list(user.auth.permissions.list_for_resource_group(RG))
     assert [p.actions for p in perms] == [IDENTITY_WRITER]
@@ -113,6 +119,7 @@ def test_assignments_must_be_within_assignable_scopes(srv: SandboxServer, c: Cli
            "e0000000-0000-4000-8000-000000000002")
     for scope in (SUB_SCOPE, f"{SUB_SCOPE}/resourceGroups/rg-two"):
         err = error(lambda scope=scope: assign(c, scope, ROLE, "e0000000-0000-4000-8000-000000000003"))
+        assert err.error is not None
         assert (err.status_code, err.error.code) == (400, "RoleDefinitionDoesNotExist")
     assert list(c.auth.role_definitions.list(f"{SUB_SCOPE}/resourceGroups/rg-two",
                                              filter="type eq 'CustomRole'")) == []
@@ -121,6 +128,7 @@ def test_assignments_must_be_within_assignable_scopes(srv: SandboxServer, c: Cli
     # Narrowing the assignable scopes away from an assignment is refused.
     err = error(lambda: c.auth.role_definitions.create_or_update(
         SUB_SCOPE, ROLE, definition(scopes=[f"{SUB_SCOPE}/resourceGroups/rg-two"])))
+    assert err.error is not None
     assert (err.status_code, err.error.code) == (400, "RoleScopeBeingRemovedContainsAssignments")
 
 
@@ -129,6 +137,7 @@ def test_delete_refuses_a_role_in_use_then_answers_200_then_204(c: Clients) -> N
     assign(c, RG_SCOPE, ROLE, "e0000000-0000-4000-8000-000000000004")
     with pytest.raises(ResourceExistsError) as err:
         c.auth.role_definitions.delete(SUB_SCOPE, ROLE)
+    assert err.value.error is not None
     assert (err.value.status_code, err.value.error.code) == (409, "RoleDefinitionHasAssignments")
     c.auth.role_assignments.delete(RG_SCOPE, "e0000000-0000-4000-8000-000000000004")
     deleted = c.auth.role_definitions.delete(SUB_SCOPE, ROLE)
@@ -137,6 +146,7 @@ def test_delete_refuses_a_role_in_use_then_answers_200_then_204(c: Clients) -> N
     with pytest.raises(ResourceNotFoundError):
         c.auth.role_definitions.get(SUB_SCOPE, ROLE)
     err2 = error(lambda: assign(c, RG_SCOPE, ROLE, "e0000000-0000-4000-8000-000000000005"))
+    assert err2.error is not None
     assert err2.error.code == "RoleDefinitionDoesNotExist"
 
 
@@ -144,6 +154,7 @@ def test_writing_custom_roles_needs_role_definition_write(srv: SandboxServer, c:
     assign(c, SUB_SCOPE, CONTRIBUTOR, "e0000000-0000-4000-8000-000000000006")
     user = clients(srv, token=srv.token_for(USER), retry_total=0)
     err = error(lambda: user.auth.role_definitions.create_or_update(SUB_SCOPE, ROLE, definition()))
+    assert err.error is not None and err.error.message is not None
     assert (err.status_code, err.error.code) == (403, "AuthorizationFailed")
     assert "'Microsoft.Authorization/roleDefinitions/write'" in err.error.message
     assign(c, SUB_SCOPE, UAA, "e0000000-0000-4000-8000-000000000007")
@@ -158,6 +169,7 @@ def test_every_assignable_scope_needs_role_definition_write(srv: SandboxServer, 
     assert user.auth.role_definitions.create_or_update(RG_SCOPE, ROLE, definition(scopes=[RG_SCOPE])).name == ROLE
     err = error(lambda: user.auth.role_definitions.create_or_update(RG_SCOPE, ROLE, definition(
         scopes=[RG_SCOPE, two])))
+    assert err.error is not None
     assert (err.status_code, err.error.code) == (403, "LinkedAuthorizationFailed")
     assert err.error.message == (
         f"The client '{USER}' with object id '{USER}' has permission to perform action "

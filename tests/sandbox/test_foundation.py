@@ -9,6 +9,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import cast
 
 import pytest
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
@@ -85,6 +86,7 @@ def test_sdk_surfaces_401_as_client_authentication_error(srv: SandboxServer) -> 
     c = clients(srv, token="not-a-jwt", retry_total=0)
     with pytest.raises(ClientAuthenticationError) as err:
         c.msi.user_assigned_identities.get(RG, "x")
+    assert err.value.error is not None
     assert err.value.error.code == "InvalidAuthenticationToken"
 
 
@@ -132,6 +134,7 @@ def test_subscriptions_get_list_and_not_found(srv: SandboxServer) -> None:
     c = clients(srv, sub=SUB2, retry_total=0)
     with pytest.raises(ResourceNotFoundError) as err:
         list(c.msi.user_assigned_identities.list_by_subscription())
+    assert err.value.error is not None
     assert err.value.error.code == "SubscriptionNotFound"
 
 
@@ -139,16 +142,18 @@ def test_resource_groups_through_the_sdk(c: Clients) -> None:
     created = c.res.resource_groups.create_or_update("rg-new", {"location": "eastus", "tags": {"a": "b"}})
     assert created.name == "rg-new" and created.location == "eastus" and created.tags == {"a": "b"}
     assert created.id == f"/subscriptions/{SUB}/resourceGroups/rg-new"
+    assert created.properties is not None
     assert created.properties.provisioning_state == "Succeeded"
     again = c.res.resource_groups.create_or_update("RG-NEW", {"location": "eastus"})
     assert again.name == "rg-new"  # names are case-insensitive; the first casing sticks
     assert c.res.resource_groups.get("Rg-New").id == created.id
-    assert sorted(g.name for g in c.res.resource_groups.list()) == sorted([RG, "rg-new"])
+    assert sorted(cast(str, g.name) for g in c.res.resource_groups.list()) == sorted([RG, "rg-new"])
     assert c.res.resource_groups.check_existence("rg-new") is True
     c.res.resource_groups.begin_delete("rg-new").result()
     assert c.res.resource_groups.check_existence("rg-new") is False
     with pytest.raises(ResourceNotFoundError) as err:
         c.res.resource_groups.get("rg-new")
+    assert err.value.error is not None
     assert err.value.error.code == "ResourceGroupNotFound"
     assert err.value.error.message == "Resource group 'rg-new' could not be found."
 

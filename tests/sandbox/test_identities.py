@@ -51,6 +51,7 @@ def test_identity_crud_through_the_sdk(c: Clients) -> None:
     assert c.msi.user_assigned_identities.delete(RG, "app") is None
     with pytest.raises(ResourceNotFoundError) as err:
         c.msi.user_assigned_identities.get(RG, "app")
+    assert err.value.error is not None
     assert err.value.error.code == "ResourceNotFound"
     assert err.value.error.message == (
         f"The Resource 'Microsoft.ManagedIdentity/userAssignedIdentities/app' under resource group '{RG}' was "
@@ -70,6 +71,7 @@ def test_missing_resource_group_is_404_resource_group_not_found(c: Clients) -> N
                  lambda: list(c.msi.user_assigned_identities.list_by_resource_group("nope"))):
         with pytest.raises(ResourceNotFoundError) as err:
             call()
+        assert err.value.error is not None
         assert err.value.error.code == "ResourceGroupNotFound"
 
 
@@ -144,6 +146,7 @@ def test_fic_status_codes(srv: SandboxServer) -> None:
 def test_fic_requires_its_identity(c: Clients) -> None:
     with pytest.raises(ResourceNotFoundError) as err:
         c.msi.federated_identity_credentials.create_or_update(RG, "ghost", "fic1", FIC_BODY)
+    assert err.value.error is not None
     assert err.value.error.code == "ResourceNotFound"
 
 
@@ -155,6 +158,7 @@ def test_fic_validation(c: Clients) -> None:
     assert err.value.status_code == 400
     with pytest.raises(HttpResponseError) as err:
         c.msi.federated_identity_credentials.create_or_update(RG, "wl3", "x", FIC_BODY)
+    assert err.value.error is not None
     assert err.value.error.code == "InvalidResourceName"
 
 

@@ -48,6 +48,7 @@ def test_managed_identity_operator_cannot_create_identities(srv: SandboxServer, 
     action = "Microsoft.ManagedIdentity/userAssignedIdentities/write"
     scope = f"{RG_SCOPE.replace('resourceGroups', 'resourcegroups')}/providers/Microsoft.ManagedIdentity/" \
             "userAssignedIdentities/newone"
+    assert err.value.error is not None
     assert err.value.error.code == "AuthorizationFailed"
     assert err.value.error.message == (
         f"The client '{USER}' with object id '{USER}' does not have authorization to perform action '{action}' "
@@ -65,6 +66,7 @@ def test_managed_identity_contributor_creates_identities_but_not_role_assignment
     with pytest.raises(HttpResponseError) as err:
         grant(user, RG_SCOPE, READER, "b0000000-0000-4000-8000-000000000003", principal=ident.principal_id)
     assert err.value.status_code == 403
+    assert err.value.error is not None and err.value.error.message is not None
     assert "'Microsoft.Authorization/roleAssignments/write'" in err.value.error.message
     # Contributor-like roles may still read assignments (Microsoft.Authorization/*/read).
     assert len(list(user.auth.role_assignments.list_for_resource_group(RG))) >= 1

@@ -30,6 +30,7 @@ def test_new_identity_needs_principal_type_until_replicated(srv: SandboxServer, 
     with pytest.raises(HttpResponseError) as err:
         c.auth.role_assignments.create(RG_SCOPE, "c0000000-0000-4000-8000-000000000001", ra_body(ident.principal_id))
     assert err.value.status_code == 400
+    assert err.value.error is not None
     assert err.value.error.code == "PrincipalNotFound"
     assert err.value.error.message == (
         f"Principal {ident.principal_id} does not exist in the directory {srv.tenant_id}. Check that you have the "
@@ -55,6 +56,7 @@ def test_principal_becomes_visible_once_the_delay_has_passed(srv: SandboxServer,
         try:
             c.auth.role_assignments.create(RG_SCOPE, name, ra_body(ident.principal_id))
         except HttpResponseError as err:
+            assert err.error is not None
             assert err.error.code == "PrincipalNotFound"
             return False
         return True
@@ -71,6 +73,7 @@ def test_deleted_identity_principal_is_gone_from_the_directory(srv: SandboxServe
     with pytest.raises(HttpResponseError) as err:
         c.auth.role_assignments.create(RG_SCOPE, "c0000000-0000-4000-8000-000000000003",
                                        ra_body(ident.principal_id, principal_type="ServicePrincipal"))
+    assert err.value.error is not None
     assert err.value.error.code == "PrincipalNotFound"
 
 
@@ -94,6 +97,7 @@ def test_issuer_and_subject_are_unique_per_identity(c: Clients) -> None:
     with pytest.raises(HttpResponseError) as err:
         c.msi.federated_identity_credentials.create_or_update(RG, "uniq1", "second", fic())
     assert err.value.status_code == 400
+    assert err.value.error is not None
     assert err.value.error.message == "Issuer and subject combination already exists for this Managed Identity."
     c.msi.federated_identity_credentials.create_or_update(RG, "uniq2", "second", fic())  # other identity: fine
 
@@ -118,6 +122,7 @@ def test_overlapping_fic_writes_on_one_identity_conflict(srv: SandboxServer, c: 
     errors = [r for r in results.values() if isinstance(r, HttpResponseError)]
     assert len(errors) == 1
     assert errors[0].status_code == 409
+    assert errors[0].error is not None and errors[0].error.message is not None
     assert errors[0].error.code == "ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity"
     assert "Concurrent Federated Identity Credentials writes under the same managed identity are not supported." \
         in errors[0].error.message

@@ -37,6 +37,7 @@ def test_role_definition_by_id_at_tenant_and_subscription_scope(c: Clients) -> N
     assert scoped.permissions[0].actions == ["*/read"]
     with pytest.raises(ResourceNotFoundError) as err:
         c.auth.role_definitions.get(SUB_SCOPE, "00000000-1111-2222-3333-444444444444")
+    assert err.value.error is not None
     assert err.value.error.code == "RoleDefinitionDoesNotExist"
     assert err.value.error.message == (
         "The specified role definition with ID '00000000-1111-2222-3333-444444444444' does not exist.")
@@ -65,6 +66,7 @@ def test_create_get_delete_by_scope_and_by_id(c: Clients) -> None:
     assert deleted is not None and deleted.name == NAME1
     with pytest.raises(ResourceNotFoundError) as err:
         c.auth.role_assignments.get(RG_SCOPE, NAME1)
+    assert err.value.error is not None
     assert err.value.error.code == "RoleAssignmentNotFound"
 
 
@@ -84,6 +86,7 @@ def test_same_triple_under_another_name_is_409(c: Clients) -> None:
                                        .replace("/SUBSCRIPTIONS/", "/subscriptions/"), NAME2,
                                        {"role_definition_id": role_id(READER, sub=False).upper(),
                                         "principal_id": USER.upper()})
+    assert err.value.error is not None
     assert err.value.error.code == "RoleAssignmentExists"
     assert err.value.error.message == (
         f"The role assignment already exists. The ID of the existing role assignment is {NAME1.replace('-', '')}.")
@@ -95,6 +98,7 @@ def test_reusing_a_name_for_another_principal_or_scope_is_not_permitted(c: Clien
         with pytest.raises(HttpResponseError) as err:
             c.auth.role_assignments.create(scope, NAME1, payload)
         assert err.value.status_code == 400
+        assert err.value.error is not None
         assert err.value.error.code == "RoleAssignmentUpdateNotPermitted"
         assert err.value.error.message == (
             "Tenant ID, application ID, principal ID, and scope are not allowed to be updated.")
@@ -121,6 +125,7 @@ def test_create_validation_errors(c: Clients, name: str, payload: dict[str, Any]
     with pytest.raises(HttpResponseError) as err:
         c.auth.role_assignments.create(RG_SCOPE, name, payload)
     assert err.value.status_code == 400
+    assert err.value.error is not None
     assert (err.value.error.code, err.value.error.message) == (code, message)
 
 
@@ -130,6 +135,7 @@ def test_unknown_principal_is_principal_not_found(srv: SandboxServer, c: Clients
         with pytest.raises(HttpResponseError) as err:
             c.auth.role_assignments.create(RG_SCOPE, NAME1, body(principal=ghost, **extra))
         assert err.value.status_code == 400
+        assert err.value.error is not None and err.value.error.message is not None
         assert err.value.error.code == "PrincipalNotFound"
         assert err.value.error.message.startswith(
             f"Principal {ghost} does not exist in the directory {srv.tenant_id}. Check that you have the correct "
@@ -141,9 +147,11 @@ def test_unknown_principal_is_principal_not_found(srv: SandboxServer, c: Clients
 def test_missing_scope_parts(c: Clients) -> None:
     with pytest.raises(ResourceNotFoundError) as err:
         c.auth.role_assignments.create(f"{SUB_SCOPE}/resourceGroups/nope", NAME1, body())
+    assert err.value.error is not None
     assert err.value.error.code == "ResourceGroupNotFound"
     with pytest.raises(ResourceNotFoundError) as err:
         c.auth.role_assignments.create("/subscriptions/00000000-0000-0000-0000-00000000cccc", NAME1, body())
+    assert err.value.error is not None
     assert err.value.error.code == "SubscriptionNotFound"
 
 

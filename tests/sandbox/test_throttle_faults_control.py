@@ -8,10 +8,11 @@ import threading
 import time
 import urllib.error
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from azure.core.exceptions import HttpResponseError, ResourceExistsError
+from azure.core.rest import HttpResponse
 
 from reconciler.sandbox import SandboxServer
 from reconciler.sandbox.throttle import TokenBucket
@@ -81,7 +82,7 @@ def test_identity_creation_limit_per_subscription_and_region(srv: SandboxServer)
     with pytest.raises(HttpResponseError) as err:
         c.msi.user_assigned_identities.create_or_update(RG, "lim3", {"location": "westus"})
     assert err.value.status_code == 429
-    assert int(err.value.response.headers["Retry-After"]) > 500
+    assert int(cast(HttpResponse, err.value.response).headers["Retry-After"]) > 500
     c.msi.user_assigned_identities.create_or_update(RG, "lim1", {"location": "westus", "tags": {"a": "b"}})
     c.msi.user_assigned_identities.create_or_update(RG, "lim4", {"location": "eastus"})
 
@@ -185,6 +186,7 @@ def test_parallel_writers_lose_and_duplicate_nothing(tmp_path: Path) -> None:
                      "principal_id": USER})
                 result: Any = "created"
             except ResourceExistsError as err:
+                assert err.error is not None
                 result = err.error.code
             with lock:
                 outcomes.append(result)

@@ -324,7 +324,7 @@ def test_backoff_doubles_up_to_the_cap_with_equal_jitter() -> None:
 Reply = tuple[int, dict[str, str]] | Exception
 
 
-class ScriptedTransport(HttpTransport):  # type: ignore[type-arg]
+class ScriptedTransport(HttpTransport[Any, RequestsTransportResponse]):  # requests: legacy or azure.core.rest
     """Answers each request with the next scripted reply; repeats the last one when the script runs out."""
 
     def __init__(self, *replies: Reply) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import pytest
 
 from reconciler import addresses
@@ -11,6 +14,7 @@ from reconciler.model import (
     DesiredIdentity,
     DesiredRoleAssignment,
     DesiredState,
+    IdentityKey,
     LiveFederatedCredential,
     LiveIdentity,
     LiveRoleAssignment,
@@ -31,38 +35,38 @@ GROUP = "22222222-2222-2222-2222-222222222222"
 DATA_SCOPE = f"/subscriptions/{SUB}/resourceGroups/rg-data"
 
 
-def ident(name: str = "payments-api", owner: str = "payments", **kw: object) -> DesiredIdentity:
-    args: dict[str, object] = dict(owner=owner, subscription=SUB, resource_group=RG, name=name,
+def ident(name: str = "payments-api", owner: str = "payments", **kw: Any) -> DesiredIdentity:
+    args: dict[str, Any] = dict(owner=owner, subscription=SUB, resource_group=RG, name=name,
                                    location="westeurope", tags={"team": "payments"})
     args.update(kw)
-    return DesiredIdentity(**args)  # type: ignore[arg-type]
+    return DesiredIdentity(**args)
 
 
 def live_ident(name: str = "payments-api", owner: str | None = "payments",
-               principal: str = "aaaa0000-0000-0000-0000-000000000001", **kw: object) -> LiveIdentity:
+               principal: str = "aaaa0000-0000-0000-0000-000000000001", **kw: Any) -> LiveIdentity:
     tags = {"team": "payments", **(ownership_tags(owner) if owner else {})}
-    args: dict[str, object] = dict(
+    args: dict[str, Any] = dict(
         id=identity_id(SUB, RG.lower(), name).replace("resourceGroups", "resourcegroups"),
         subscription=SUB, resource_group=RG, name=name, location="westeurope", tags=tags,
         principal_id=principal, client_id="c", tenant_id="t",
     )
     args.update(kw)
-    return LiveIdentity(**args)  # type: ignore[arg-type]
+    return LiveIdentity(**args)
 
 
 def grant(identity: DesiredIdentity, scope: str = DATA_SCOPE, role: str = READER,
-          **kw: object) -> DesiredRoleAssignment:
-    args: dict[str, object] = dict(owner=identity.owner, scope=scope, role_definition_id=role, role_name="Reader",
+          **kw: Any) -> DesiredRoleAssignment:
+    args: dict[str, Any] = dict(owner=identity.owner, scope=scope, role_definition_id=role, role_name="Reader",
                                    principal=PrincipalRef(identity=identity.key))
     args.update(kw)
-    return DesiredRoleAssignment(**args)  # type: ignore[arg-type]
+    return DesiredRoleAssignment(**args)
 
 
 def live_grant(principal: str, name: str, scope: str = DATA_SCOPE, role: str = READER,
-               principal_type: str = "ServicePrincipal", **kw: object) -> LiveRoleAssignment:
+               principal_type: str = "ServicePrincipal", **kw: Any) -> LiveRoleAssignment:
     return LiveRoleAssignment(
         id=f"{scope}/providers/Microsoft.Authorization/roleAssignments/{name}", name=name, scope=scope,
-        role_definition_id=role, principal_id=principal, principal_type=principal_type, **kw,  # type: ignore[arg-type]
+        role_definition_id=role, principal_id=principal, principal_type=principal_type, **kw,
     )
 
 
@@ -72,7 +76,8 @@ def state(*identities: DesiredIdentity, fics: tuple[DesiredFederatedCredential, 
                         owners=frozenset(i.owner for i in identities) or frozenset({"payments"}))
 
 
-def live(*identities: LiveIdentity, fics: dict | None = None, ras: tuple[LiveRoleAssignment, ...] = ()) -> LiveState:  # type: ignore[type-arg]
+def live(*identities: LiveIdentity, fics: Mapping[IdentityKey, tuple[LiveFederatedCredential, ...]] | None = None,
+         ras: tuple[LiveRoleAssignment, ...] = ()) -> LiveState:
     return LiveState(
         identities={i.key: i for i in identities},
         federated_credentials=fics if fics is not None else {i.key: () for i in identities},

@@ -8,14 +8,14 @@ from rich.console import Console
 
 from reconciler.applier import StepResult
 from reconciler.model import DesiredIdentity, DesiredState, LiveState
-from reconciler.plan import Action
+from reconciler.plan import Action, Plan
 from reconciler.planner import make_plan
 from reconciler.progress import BarReporter, LineReporter
 
 SUB = "11111111-1111-1111-1111-111111111111"
 
 
-def plan_of(n: int):  # type: ignore[no-untyped-def]
+def plan_of(n: int) -> Plan:
     ids = tuple(DesiredIdentity("o", SUB, "rg", f"app-{i}", "westeurope", {}) for i in range(n))
     return make_plan(DesiredState(identities=ids, owners=frozenset({"o"})), LiveState())
 

@@ -22,8 +22,8 @@ def test_cloud_sets_endpoint_and_token_scope_together(
 ) -> None:
     monkeypatch.setenv(TOKEN_ENV, "not-a-real-token")
     with open_gateway(TargetOptions(cloud=cloud), DesiredState()) as gateway:
-        assert gateway.target.endpoint == endpoint  # type: ignore[attr-defined]
-        assert gateway.target.credential_scopes == scope  # type: ignore[attr-defined]
+        assert gateway.target.endpoint == endpoint
+        assert gateway.target.credential_scopes == scope
 
 
 def test_unknown_cloud_and_plain_http_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
