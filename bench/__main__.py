@@ -28,8 +28,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None,
                         help="write the Markdown report here (default: docs/BENCHMARKS.md for a full run, "
                              "none for --quick)")
-    parser.add_argument("--no-diagnostic", action="store_true",
-                        help="skip figure 1's diagnostic re-run on the memoized sandbox")
     parser.add_argument("--workdir", type=Path, default=None, help="keep sandbox state and manifests here")
     args = parser.parse_args(argv)
     only = {int(x) for x in args.only.split(",") if x.strip()} or {1, 2, 3, 4}
@@ -46,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         runs: list[tuple[int, str, Callable[[], Section]]] = [
-            (1, "Figure 1", lambda: figures.figure1(e1, args.scale, workdir, diagnostic=not args.no_diagnostic)),
+            (1, "Figure 1", lambda: figures.figure1(e1, args.scale, workdir)),
             (2, "Figure 2", lambda: figures.figure2(e2, args.scale, workdir)),
             (3, "Figure 3", lambda: figures.figure3(e2, args.scale, workdir)),
             (4, "Figure 4", lambda: figures.figure4(e4, args.scale, workdir)),

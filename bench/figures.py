@@ -175,13 +175,13 @@ def _seed_by_apply(sbx: SandboxProcess, manifests: Path, scale: float) -> tuple[
     return desired, live
 
 
-def figure1(estate: Estate, scale: float, workdir: Path, *, diagnostic: bool = True) -> Section:
+def figure1(estate: Estate, scale: float, workdir: Path) -> Section:
     limits = Limits(scale)
     section = Section("Figure 1: plan of an estate in sync, ours vs a Terraform-style refresh")
     manifests = estate.write(workdir / "fig1-manifests")
     db = workdir / "fig1.db"
-    log(f"figure 1: seeding {estate.describe()} (memoized sandbox, throttling off)")
-    with SandboxProcess(db, throttle_scale=scale, memoize=True) as sbx:
+    log(f"figure 1: seeding {estate.describe()} (throttling off)")
+    with SandboxProcess(db, throttle_scale=scale) as sbx:
         start = time.perf_counter()
         desired, live = _seed_by_apply(sbx, manifests, scale)
         log(f"figure 1: seeded in {time.perf_counter() - start:.0f} s")
@@ -238,18 +238,6 @@ def figure1(estate: Estate, scale: float, workdir: Path, *, diagnostic: bool = T
         f"{base.sandbox_cpu:.1f} CPU-s during the baseline's {base.wall:.1f} s "
         f"({ratio(base.sandbox_cpu, base.wall):.0%}).",
     ]
-    if diagnostic:
-        log("figure 1: diagnostic re-run of our plan on the memoized sandbox")
-        with SandboxProcess(db, throttle_scale=scale, memoize=True) as sbx:
-            diag, _, diag_target = run_ours(sbx)
-        diag_floor = read_floor(diag.requests, limits, READ_LATENCY, 8)
-        section.rows.append(Row("1 diagnostic: our plan, sandbox not CPU-bound (memoized)", f"{diag.wall:.1f} s",
-                                f"floor {diag_floor:.1f} s for {diag.requests:,} reads",
-                                f"{ratio(diag.wall, diag_floor):.2f}×", "≤ 1.2× (diagnostic)",
-                                INFO + (" (within)" if diag.wall <= 1.2 * diag_floor else " (above)")))
-        section.notes.append(f"Diagnostic (bench/sandbox_proc.py caches the sandbox's role-assignment scans; "
-                             f"nothing on the client changes): {diag.describe()}. Client: "
-                             f"{target_summary(diag_target)}.")
     return section
 
 
@@ -417,7 +405,7 @@ def figure4(estate: Estate, scale: float, workdir: Path) -> Section:
     seed_direct(db, desired)
     del desired
     log(f"figure 4: seeded in {time.perf_counter() - started:.0f} s; planning in a child process")
-    with SandboxProcess(db, throttle_scale=scale, memoize=True) as sbx:
+    with SandboxProcess(db, throttle_scale=scale) as sbx:
         sbx.configure(throttling=True, **LATENCY)
         with measure(sbx) as m:
             done = subprocess.run([sys.executable, "-m", "bench.plan_worker", str(manifests), sbx.url,
@@ -440,10 +428,9 @@ def figure4(estate: Estate, scale: float, workdir: Path) -> Section:
         Row("4 plan at scale: in sync", f"{w['actionable']} changes", "", "", "0", verdict(w["actionable"] == 0)),
     ]
     section.notes += [
-        f"Estate: {estate.describe()}, written straight into the sandbox's SQLite store (seed_direct); the "
-        "sandbox is the memoized one (bench/sandbox_proc.py): the stock sandbox needs ~0.8 s of CPU per request "
-        "at 50,000 assignments. Throttling and latency on. The plan runs in a fresh child process "
-        "(bench/plan_worker.py, what `reconciler plan --arm-endpoint` does), which reports its own "
+        f"Estate: {estate.describe()}, written straight into the sandbox's SQLite store (seed_direct), as "
+        "seeding 50,000 assignments through the API would take hours. Throttling and latency on. The plan "
+        "runs in a fresh child process (bench/plan_worker.py, what `reconciler plan --arm-endpoint` does), which reports its own "
         "getrusage(RUSAGE_SELF): peak RSS and user + system CPU.",
         f"Worker: load {w['wall_load']:.1f} s, read {w['wall_read']:.1f} s, plan + render {w['wall_plan']:.1f} s; "
         f"CPU user {w['cpu_user']:.1f} s + system {w['cpu_system']:.1f} s; {w['calls']:,} ARM calls "

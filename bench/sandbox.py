@@ -1,8 +1,7 @@
 """The sandbox in its own process, and the bench's view of it through the control API.
 
-`SandboxProcess.start()` runs `python -m reconciler sandbox serve --db DB --port 0 ...` (the stock
-sandbox), or with `memoize=True` the same `serve` command through `bench.sandbox_proc`, which only
-caches the sandbox's role-assignment table scans (see that module). Everything else the bench
+`SandboxProcess.start()` runs `python -m reconciler sandbox serve --db DB --port 0 ...`, the stock
+sandbox exactly as users run it. Everything else the bench
 needs (per-kind latency, faults, seeding, request counts) goes through the control API under
 `/_sandbox/` over HTTPS, authenticated with the admin token of the DB.
 """
@@ -37,12 +36,10 @@ def process_cpu_seconds(pid: int) -> float:
 
 
 class SandboxProcess:
-    def __init__(self, db: Path, *, throttle_scale: float, throttling: bool = True, memoize: bool = False,
-                 page_size: int = 100) -> None:
+    def __init__(self, db: Path, *, throttle_scale: float, throttling: bool = True, page_size: int = 100) -> None:
         self.db = db
         self.throttle_scale = throttle_scale
         self.throttling = throttling
-        self.memoize = memoize
         self.page_size = page_size
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
@@ -52,8 +49,7 @@ class SandboxProcess:
 
     @property
     def command(self) -> list[str]:
-        module = ["-m", "bench.sandbox_proc"] if self.memoize else ["-m", "reconciler", "sandbox"]
-        return [sys.executable, *module, "serve", "--db", str(self.db), "--port", "0",
+        return [sys.executable, "-m", "reconciler", "sandbox", "serve", "--db", str(self.db), "--port", "0",
                 "--throttle-scale", repr(self.throttle_scale),
                 "--throttling" if self.throttling else "--no-throttling",
                 "--page-size", str(self.page_size)]
