@@ -430,8 +430,8 @@ def figure4(estate: Estate, scale: float, workdir: Path) -> Section:
     section.notes += [
         f"Estate: {estate.describe()}, written straight into the sandbox's SQLite store (seed_direct), as "
         "seeding 50,000 assignments through the API would take hours. Throttling and latency on. The plan "
-        "runs in a fresh child process (bench/plan_worker.py, what `reconciler plan --arm-endpoint` does), which reports its own "
-        "getrusage(RUSAGE_SELF): peak RSS and user + system CPU.",
+        "runs in a fresh child process (bench/plan_worker.py, what `reconciler plan --arm-endpoint` does), "
+        "which reports its own getrusage(RUSAGE_SELF): peak RSS and user + system CPU.",
         f"Worker: load {w['wall_load']:.1f} s, read {w['wall_read']:.1f} s, plan + render {w['wall_plan']:.1f} s; "
         f"CPU user {w['cpu_user']:.1f} s + system {w['cpu_system']:.1f} s; {w['calls']:,} ARM calls "
         f"({', '.join(f'{k} {v}' for k, v in sorted(w['call_counts'].items()))}); budget waits "
