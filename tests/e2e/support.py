@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from reconciler.azure.client import ArmTarget, StaticTokenCredential
 from reconciler.azure.gateway import AzureGateway
+from reconciler.cli import main
 from reconciler.manifest.loader import load_manifests
 from reconciler.roles import RoleCatalog
 from reconciler.sandbox import SandboxServer
@@ -23,6 +26,13 @@ def seed(server: SandboxServer, paths: list[Path]) -> None:
         resource_groups=[(s, r, loc) for s, r, loc in data["resource_groups"]],
         principals=[(o, t, n) for o, t, n in data["principals"]],
     )
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """The CLI as a user runs it: exit code, stdout, stderr."""
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 def gateway_for(server: SandboxServer) -> AzureGateway:

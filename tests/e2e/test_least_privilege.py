@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
 
-from reconciler.cli import main
 from reconciler.sandbox import SandboxServer
-from tests.e2e.support import SUB, gateway_for
+from tests.e2e.support import SUB, gateway_for, run
 
 REPO = Path(__file__).resolve().parents[2]
 PLAN_SP = "88888888-0000-4000-8000-000000000001"
@@ -38,12 +37,6 @@ def grant(server: SandboxServer, scope: str, role: str, principal: str, conditio
         principal_id=principal, principal_type="ServicePrincipal", condition=condition,
         condition_version="2.0" if condition else None,
     ))
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

@@ -12,20 +12,13 @@ import pytest
 from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
 from azure.mgmt.msi.models import Identity
 
-from reconciler.cli import main
 from reconciler.manifest.loader import load_manifests
 from reconciler.model import OWNER_TAG, assignment_name, ownership_tags
 from reconciler.roles import RoleCatalog
 from reconciler.sandbox import SandboxServer
-from tests.e2e.support import SUB, gateway_for
+from tests.e2e.support import SUB, gateway_for, run
 
 READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def plan_json(capsys: pytest.CaptureFixture[str], paths: str, env: list[str], *extra: str) -> dict[str, Any]:

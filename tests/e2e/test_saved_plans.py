@@ -10,17 +10,10 @@ import pytest
 from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
 from azure.mgmt.msi.models import IdentityUpdate
 
-from reconciler.cli import main
 from reconciler.sandbox import SandboxServer
-from tests.e2e.support import SUB, gateway_for
+from tests.e2e.support import SUB, gateway_for, run
 
 OWNER_ROLE = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture
