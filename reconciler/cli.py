@@ -53,6 +53,24 @@ app = typer.Typer(
 )
 app.add_typer(sandbox_app, name="sandbox")
 
+
+def _version(value: bool) -> None:
+    if value:
+        from reconciler import __version__
+
+        sys.stdout.write(f"reconciler {__version__}\n")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Declarative, stateless reconciler for Azure user-assigned managed identities, their
+    federated credentials and role assignments."""
+
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 

@@ -58,3 +58,11 @@ def test_public_api_exports_resolve_and_the_sandbox_import_loads_no_core() -> No
              "and not m.startswith(('reconciler.sandbox', 'reconciler.data'))])")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_version_and_help_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
+    from reconciler import __version__
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"reconciler {__version__}"
+    assert main(["--help"]) == 0
