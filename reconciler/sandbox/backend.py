@@ -171,9 +171,16 @@ class Backend:
         """The caller and every group it is transitively a member of."""
         return self.directory.principal_ids(object_id)
 
+    def assignments_of(self, principal_ids: frozenset[str]) -> list[Doc]:
+        """Role assignments granted to any of these principals, from an index by principal: a
+        permission check runs on every request and must not walk every assignment."""
+        by_principal = self.store.index(ROLE_ASSIGNMENT, _principal_key)
+        return [doc for pid in principal_ids for doc in by_principal.get(pid, ())]
+
     def can(self, caller: Caller, action: str, scope: str,
             attributes: conditions.Attributes | None = None) -> bool:
-        return rbac.allowed(self.role_assignments(), self.principal_ids(caller.object_id), action, scope,
+        principals = self.principal_ids(caller.object_id)
+        return rbac.allowed(self.assignments_of(principals), principals, action, scope,
                             self.role_definition, attributes)
 
     def authorize(self, caller: Caller, action: str, scope: str,
@@ -204,6 +211,10 @@ class Backend:
         finally:
             with self._busy_lock:
                 self._busy_identities.discard(key)
+
+
+def _principal_key(doc: Doc) -> str:
+    return str(doc["properties"]["principalId"]).lower()
 
 
 def rg_key(subscription_id: str, name: str) -> str:

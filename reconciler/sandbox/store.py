@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -50,6 +50,7 @@ class Store:
         # connection (a second process on the same file) commits anything.
         self._generation = 0
         self._all_cache: dict[str, tuple[tuple[int, int], list[Doc]]] = {}
+        self._index_cache: dict[tuple[str, Callable[[Doc], str]], tuple[tuple[int, int], dict[str, list[Doc]]]] = {}
 
     def _written(self) -> None:
         self._generation += 1
@@ -140,6 +141,19 @@ class Store:
             docs = [_load(r[0]) for r in rows]
             self._all_cache[kind] = (version, docs)
             return list(docs)
+
+    def index(self, kind: str, key: Callable[[Doc], str]) -> dict[str, list[Doc]]:
+        """all(kind) grouped by `key`, cached like all(). Read-only, like all()'s documents."""
+        with self._lock:
+            version = self._version()
+            cached = self._index_cache.get((kind, key))
+            if cached is not None and cached[0] == version:
+                return cached[1]
+            grouped: dict[str, list[Doc]] = {}
+            for doc in self.all(kind):
+                grouped.setdefault(key(doc), []).append(doc)
+            self._index_cache[(kind, key)] = (version, grouped)
+            return grouped
 
     def count(self, kind: str, parent: str) -> int:
         with self._lock:

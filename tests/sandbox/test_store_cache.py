@@ -31,3 +31,21 @@ def test_own_writes_rollbacks_and_other_processes_invalidate_the_cache(tmp_path:
     finally:
         a.close()
         b.close()
+
+
+def test_index_groups_documents_and_follows_writes(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "i.db"))
+
+    def by_owner(doc: dict[str, object]) -> str:
+        return str(doc["owner"])
+
+    try:
+        store.put("k", "1", "", {"owner": "a"})
+        store.put("k", "2", "", {"owner": "b"})
+        assert {k: len(v) for k, v in store.index("k", by_owner).items()} == {"a": 1, "b": 1}
+        store.put("k", "3", "", {"owner": "a"})
+        assert {k: len(v) for k, v in store.index("k", by_owner).items()} == {"a": 2, "b": 1}
+        store.delete("k", "2")
+        assert set(store.index("k", by_owner)) == {"a"}
+    finally:
+        store.close()
