@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from deepdiff import DeepDiff
+
 from reconciler.plan import UNKNOWN, Action, Change, ResourceType
 
 TYPE_LABEL = {
@@ -86,13 +88,22 @@ def field_lines(change: Change) -> list[tuple[str, str, str]]:
     return lines
 
 
+_MARKERS = {"dictionary_item_added": "+", "dictionary_item_removed": "-", "values_changed": "~",
+            "type_changes": "~"}
+
+
 def _dict_diff(name: str, old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """One line per key added, removed or changed (tags, nested at any depth)."""
     out: list[tuple[str, str, str]] = []
-    for key in sorted(set(old) | set(new)):
-        if key not in new:
-            out.append(("-", f"{name}.{key}", value_text(old[key])))
-        elif key not in old:
-            out.append(("+", f"{name}.{key}", value_text(new[key])))
-        elif old[key] != new[key]:
-            out.append(("~", f"{name}.{key}", f"{value_text(old[key])} -> {value_text(new[key])}"))
-    return out
+    for kind, items in DeepDiff(old, new, view="tree").items():
+        marker = _MARKERS.get(kind, "~")
+        for item in items:
+            path = ".".join(str(p) for p in item.path(output_format="list"))
+            if marker == "+":
+                text = value_text(item.t2)
+            elif marker == "-":
+                text = value_text(item.t1)
+            else:
+                text = f"{value_text(item.t1)} -> {value_text(item.t2)}"
+            out.append((marker, f"{name}.{path}", text))
+    return sorted(out, key=lambda line: line[1])
