@@ -87,9 +87,7 @@ def _fic_identity_parts(change: Change) -> tuple[str, str, str]:
 
 
 class _Run:
-    def __init__(self, plan: Plan, gateway: ArmGateway, reporter: Reporter,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-        self.plan = plan
+    def __init__(self, plan: Plan, gateway: ArmGateway, sleep: Callable[[float], None] = time.sleep) -> None:
         self.sleep = sleep
         # Seconds between retries of an assignment whose new principal ARM cannot see yet
         # (about two minutes in all, longer than Entra ID's usual replication delay).
@@ -97,7 +95,6 @@ class _Run:
         self.fic_backoff = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
         self.jitter = random.random
         self.gateway = gateway
-        self.reporter = reporter
         self.principals: dict[str, str] = {}  # identity address -> principal id
         for c in plan.changes:
             if c.type is ResourceType.IDENTITY and c.after and c.after.get("principalId"):
@@ -269,7 +266,7 @@ def apply_plan(
     """Run every actionable change of `plan`. Never raises for a failed step: the report
     carries each failure with ARM's code and message."""
     reporter = reporter or NullReporter()
-    run = _Run(plan, gateway, reporter)
+    run = _Run(plan, gateway)
     steps = {c.address: c for c in plan.actionable}
     waiting_on = {a: {r for r in c.requires if r in steps} for a, c in steps.items()}
     dependents: dict[str, set[str]] = {a: set() for a in steps}

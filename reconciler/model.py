@@ -49,7 +49,8 @@ def role_guid(role_definition_id: str) -> str:
     return role_definition_id.strip().rstrip("/").rsplit("/", 1)[-1].lower()
 
 
-def _scope_subscription(scope: str) -> str | None:
+def scope_subscription(scope: str) -> str | None:
+    """The subscription id (lower case) a scope lies in, or None (tenant root, management groups)."""
     parts = norm_scope(scope).split("/")
     return parts[2] if len(parts) > 2 and parts[1] == "subscriptions" else None
 
@@ -173,7 +174,7 @@ class DesiredState:
         fics = tuple(f for f in self.federated_credentials if f.identity in kept)
         ras, skipped = [], 0
         for ra in self.role_assignments:
-            scope_sub = _scope_subscription(ra.scope)
+            scope_sub = scope_subscription(ra.scope)
             ident = ra.principal.identity
             if scope_sub in subscriptions and (ident is None or ident in kept):
                 ras.append(ra)
@@ -185,7 +186,7 @@ class DesiredState:
     def subscriptions(self) -> frozenset[str]:
         """Subscriptions whose live state the plan needs (identities' and scopes')."""
         subs = {i.subscription.lower() for i in self.identities}
-        subs |= {s for s in (_scope_subscription(ra.scope) for ra in self.role_assignments) if s}
+        subs |= {s for s in (scope_subscription(ra.scope) for ra in self.role_assignments) if s}
         return frozenset(subs)
 
     @property

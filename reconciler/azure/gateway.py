@@ -36,6 +36,7 @@ from reconciler.model import (
     Modified,
     norm_scope,
     role_guid,
+    scope_subscription,
 )
 from reconciler.roles import GUID_RE, Role
 
@@ -130,10 +131,9 @@ def _live_assignment(item: Any) -> LiveRoleAssignment:
 
 def role_definition_id(scope: str, guid: str) -> str:
     """The subscription-qualified role definition id ARM expects for an assignment at `scope`."""
-    parts = norm_scope(scope).split("/")
-    if len(parts) > 2 and parts[1] == "subscriptions":
-        return f"/subscriptions/{parts[2]}/providers/Microsoft.Authorization/roleDefinitions/{guid}"
-    return f"/providers/Microsoft.Authorization/roleDefinitions/{guid}"
+    sub = scope_subscription(scope)
+    prefix = f"/subscriptions/{sub}" if sub else ""
+    return f"{prefix}/providers/Microsoft.Authorization/roleDefinitions/{guid}"
 
 
 class _TakeTurns:
@@ -355,10 +355,10 @@ class AzureGateway:
     # -- role assignments --------------------------------------------------------------
 
     def _scope_subscription(self, scope: str) -> str:
-        parts = norm_scope(scope).split("/")
-        if len(parts) > 2 and parts[1] == "subscriptions":
-            return parts[2]
-        raise TerminalArmError("UnsupportedScope", f"scope {scope} is not inside a subscription")
+        sub = scope_subscription(scope)
+        if sub is None:
+            raise TerminalArmError("UnsupportedScope", f"scope {scope} is not inside a subscription")
+        return sub
 
     def put_role_assignment(
         self, *, scope: str, name: str, role_definition_guid: str, principal_id: str,

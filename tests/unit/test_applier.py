@@ -134,7 +134,7 @@ def test_principal_created_in_this_run_is_retried_until_visible() -> None:
     waits: list[float] = []
     from reconciler import applier
 
-    run = applier._Run(plan, gw, applier.NullReporter(), sleep=waits.append)
+    run = applier._Run(plan, gw, sleep=waits.append)
     ra = next(c for c in plan.changes if c.type.value == "roleAssignment")
     run.principals[addresses.identity(IdentityKey.of(SUB, "rg", "a"))] = "pid-a"
     assert run.execute(ra) == "created"
