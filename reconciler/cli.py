@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import sys
 import traceback
 from collections.abc import Iterator, Sequence
@@ -36,7 +37,17 @@ from reconciler.render.text import render_text
 from reconciler.roles import RoleCatalog
 from reconciler.safety import DEFAULT_MAX_DELETES, mass_delete_problems
 from reconciler.sandbox.cli import sandbox_app
-from reconciler.savedplan import check_fresh, read_plan, with_fingerprints
+from reconciler.savedplan import (
+    check_fresh,
+    dumps_saved,
+    plan_key,
+    read_plan,
+    recorded_paths,
+    recorded_target,
+    saved_paths,
+    saved_target,
+    with_fingerprints,
+)
 from reconciler.target import DEFAULT_SANDBOX_DB, TargetOptions, open_gateway
 
 EXIT_OK = 0
@@ -219,24 +230,38 @@ def plan(
     """Show what apply would create, change or delete."""
     options = PlanOptions(prune_unmanaged=prune_unmanaged, prune_orphans=prune_orphans, include_foreign=verbose)
     target = TargetOptions(sandbox_db, arm_endpoint, ca_cert, cloud, tenant)
+    # A saved plan records its paths relative to the working directory: check before any I/O.
+    saved_paths_ = recorded_paths(paths) if out else [str(p) for p in paths]
+    key = plan_key() if out else None
     with _session(paths, target, subscription) as (desired, gateway, catalog):
         the_plan = _make_plan(desired, gateway, catalog, options)
-        the_plan = with_fingerprints(the_plan, desired.files, {
-            "paths": [str(p) for p in paths], "prune_unmanaged": prune_unmanaged,
+        the_plan = with_fingerprints(the_plan, desired, {
+            "paths": saved_paths_, "prune_unmanaged": prune_unmanaged,
             "prune_orphans": prune_orphans, "target": target.describe(), "subscriptions": subscription or [],
+            "target_options": recorded_target(target),
         })
         _show(the_plan, format, verbose, full_plan_hint)
-        for problem in mass_delete_problems(the_plan, DEFAULT_MAX_DELETES):
+        mass_deletes = mass_delete_problems(the_plan, DEFAULT_MAX_DELETES)
+        for problem in mass_deletes:
             err.print(f"Warning: apply will refuse this plan without --allow-mass-delete: {problem}",
                       style="yellow", markup=False)
         if out:
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(the_plan.dumps(), encoding="utf-8")
-            err.print(f"Saved the plan to {out}; apply it with: reconciler apply {out}", markup=False)
+            out.write_text(dumps_saved(the_plan, key), encoding="utf-8")
+            err.print(_saved_hint(out, target, bool(mass_deletes), key is not None), markup=False)
         if verbose:
             _print_calls(gateway, "plan")
     if detailed_exitcode and the_plan.has_changes:
         raise typer.Exit(EXIT_CHANGES)
+
+
+def _saved_hint(out: Path, target: TargetOptions, mass_delete: bool, signed: bool) -> str:
+    """The complete command that applies a saved plan: it records its target and options."""
+    command = f"reconciler apply {shlex.quote(str(out))}" + (" --allow-mass-delete" if mass_delete else "")
+    needs = [f"{name} set" for name, on in (
+        ("RECONCILER_PLAN_KEY", signed), ("RECONCILER_ACCESS_TOKEN", bool(target.arm_endpoint))) if on]
+    return (f"Saved the plan ({'signed, ' if signed else ''}target: {target.describe()}) to {out}; "
+            f"apply it from this directory{' with ' + ' and '.join(needs) if needs else ''} with: {command}")
 
 
 FullPlanHint = Annotated[
@@ -275,17 +300,34 @@ def _confirm(auto_approve: bool) -> None:
         raise ReconcilerError("apply cancelled")
 
 
-def _write_report(report: ApplyReport, path: Path) -> None:
+def _write_report(report: ApplyReport, path: Path, verified: bool | None = None) -> None:
+    """`verified`: whether a fresh plan after apply was empty (None: not checked yet). The
+    report is `ok` only when every step is done and verification did not fail."""
+    data = report.to_json()
+    data["ok"] = bool(data["ok"]) and verified is not False
+    data["verified"] = verified
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
 def _is_plan_file(paths: list[str]) -> bool:
     return len(paths) == 1 and paths[0].endswith(".json") and Path(paths[0]).is_file()
 
 
+# apply's options that name where its writes go (see savedplan.saved_target).
+_TARGET_PARAMS = ("sandbox_db", "arm_endpoint", "ca_cert", "cloud", "tenant")
+
+
+def _given(ctx: typer.Context, names: Sequence[str]) -> frozenset[str]:
+    """Which of these options the command line (not their defaults) set."""
+    # By name: typer vendors click, whose ParameterSource enum is not public API.
+    sources = {n: ctx.get_parameter_source(n) for n in names}
+    return frozenset(n for n, src in sources.items() if src is not None and src.name != "DEFAULT")
+
+
 @app.command()
 def apply(
+    ctx: typer.Context,
     paths: Annotated[
         list[str], typer.Argument(help="Manifest files or folders, or one plan file saved with `plan --out`.")
     ],
@@ -314,24 +356,23 @@ def apply(
 
     Given a plan file, apply exactly its changes, and refuse when the manifests or any
     resource it touches changed since it was made."""
-    saved = read_plan(Path(paths[0])) if _is_plan_file(paths) else None
+    saved = read_plan(Path(paths[0]), key=plan_key()) if _is_plan_file(paths) else None
+    target = TargetOptions(sandbox_db, arm_endpoint, ca_cert, cloud, tenant)
     if saved is not None:
-        paths = [str(p) for p in saved.inputs.get("paths", [])]
-        if not paths:
-            raise ReconcilerError("the plan file does not say which manifests it was made from; run plan again")
+        paths = saved_paths(saved)
         prune_unmanaged = bool(saved.inputs.get("prune_unmanaged", False))
         prune_orphans = bool(saved.inputs.get("prune_orphans", False))
         subscription = list(saved.inputs.get("subscriptions") or []) or None
+        target = saved_target(saved, target, _given(ctx, _TARGET_PARAMS))
     options = PlanOptions(prune_unmanaged=prune_unmanaged, prune_orphans=prune_orphans)
-    target = TargetOptions(sandbox_db, arm_endpoint, ca_cert, cloud, tenant)
     with _session(paths, target, subscription) as (desired, gateway, catalog):
         fresh = _make_plan(desired, gateway, catalog, options)
+        the_plan = fresh  # a saved plan is a commitment: what runs is always the fresh plan
         if saved is not None:
-            check_fresh(saved, desired.files, fresh)
-            the_plan = saved
-            err.print(f"The saved plan is current: applying its {len(saved.actionable)} change(s).", markup=False)
+            check_fresh(saved, desired, fresh)
+            err.print(f"The saved plan is current: applying its {len(fresh.actionable)} change(s) to "
+                      f"{target.describe()}.", markup=False)
         else:
-            the_plan = fresh
             _echo(render_text(the_plan, color=sys.stdout.isatty()))
         if not the_plan.has_changes:
             if saved is not None:
@@ -369,8 +410,13 @@ def apply(
         if verbose:
             _print_calls(gateway, "plan + apply + verify")
         if after.has_changes:
+            path = report_file or Path(".reconciler") / "last-apply-report.json"
+            _write_report(report, path, verified=False)
             _echo(render_text(after))
-            raise ReconcilerError("Azure does not match the manifests after apply (see the plan above)")
+            raise ReconcilerError("Azure does not match the manifests after apply (see the plan above); "
+                                  f"report written to {path}")
+        if report_file:
+            _write_report(report, report_file, verified=True)
         _echo("Verified: a fresh plan shows no changes.\n")
 
 
