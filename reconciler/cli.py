@@ -354,8 +354,8 @@ def apply(
 ) -> None:
     """Make Azure match the manifests: plan, confirm, apply, then verify a fresh plan is empty.
 
-    Given a plan file, apply exactly its changes, and refuse when the manifests or any
-    resource it touches changed since it was made."""
+    Given a plan file, apply to the target it records, and only if a fresh plan makes exactly
+    its changes (the fresh plan is what runs); refuse otherwise, saying what differs."""
     saved = read_plan(Path(paths[0]), key=plan_key()) if _is_plan_file(paths) else None
     target = TargetOptions(sandbox_db, arm_endpoint, ca_cert, cloud, tenant)
     if saved is not None:

@@ -99,9 +99,9 @@ def with_fingerprints(plan: Plan, desired: DesiredState, inputs: dict[str, Any])
 def _portable(path: str, cwd: Path) -> str:
     """A path as the plan records it: relative to the working directory when inside it (the
     apply job checks out elsewhere), else absolute."""
-    absolute = Path(os.path.abspath(path))
+    absolute = Path(os.path.abspath(cwd / path))  # lexically: `..` counts, links are kept
     try:
-        return absolute.relative_to(Path(os.path.abspath(cwd))).as_posix() or "."
+        return absolute.relative_to(Path(os.path.abspath(cwd))).as_posix()
     except ValueError:
         return str(absolute)
 
@@ -175,7 +175,10 @@ def saved_target(saved: Plan, given: TargetOptions, explicit: frozenset[str]) ->
     )
     differ = [
         name for name in TARGET_FIELDS
-        if name in explicit and _target_key(name, getattr(given, name)) != _target_key(name, getattr(recorded, name))
+        if name in explicit and (
+            _target_key(name, getattr(given, name)) != _target_key(name, getattr(recorded, name))
+            # an endpoint, cloud or tenant names something other than the embedded sandbox
+            or (recorded.sandbox_db is not None and name != "sandbox_db"))
     ]
     if differ:
         flags = ", ".join("--" + n.replace("_", "-").replace("sandbox-db", "sandbox") for n in differ)
