@@ -412,6 +412,45 @@ def drift(
         raise typer.Exit(EXIT_CHANGES)
 
 
+class OutputFormat(StrEnum):
+    json = "json"
+    env = "env"
+    table = "table"
+
+
+@app.command()
+def output(
+    paths: Paths,
+    format: Annotated[OutputFormat, typer.Option("--format", help="json, env (NAME_CLIENT_ID=… lines) or table.")]
+    = OutputFormat.json,
+    sandbox_db: SandboxDb = None,
+    arm_endpoint: ArmEndpoint = None,
+    ca_cert: CaCert = None,
+    cloud: Cloud = "AzureCloud",
+    tenant: Tenant = None,
+    subscription: Subscriptions = None,
+) -> None:
+    """Print the client id, principal id, tenant and resource id of every declared identity,
+    for pipelines (azure/login) and clusters (workload identity). Never writes to Azure.
+
+    Exit 1, printing nothing, when a declared identity does not exist yet: run apply first."""
+    from reconciler import outputs
+
+    target = TargetOptions(sandbox_db, arm_endpoint, ca_cert, cloud, tenant)
+    with _session(paths, target, subscription) as (desired, gateway, _catalog):
+        live = gateway.read_live(desired.subscriptions, desired.owners, [i.key for i in desired.identities])
+    found, missing = outputs.identity_outputs(desired, live)
+    if missing:
+        names = ", ".join(f"{i.resource_group}/{i.name} ({i.source})" if i.source else f"{i.resource_group}/{i.name}"
+                          for i in missing[:10])
+        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+        raise ReconcilerError(f"{len(missing)} declared identit{'y does' if len(missing) == 1 else 'ies do'} "
+                              f"not exist yet: {names}{more}. Run apply first; nothing was printed.")
+    render = {OutputFormat.json: outputs.render_json, OutputFormat.env: outputs.render_env,
+              OutputFormat.table: outputs.render_table}[format]
+    _echo(render(found))
+
+
 def _rewrite_sandbox_flag(argv: list[str]) -> list[str]:
     """`--sandbox [DB]` takes an optional value, which click cannot express: rewrite it to the
     hidden `--sandbox-db DB`. A following word is the DB only if it looks like one."""

@@ -42,7 +42,7 @@ EXAMPLES = REPO / "examples"
 GITHUB = sorted((EXAMPLES / "github").glob("*.yml"))
 PIPELINES = sorted((EXAMPLES / "azure-pipelines").glob("*.yml"))
 BOOTSTRAP = EXAMPLES / "bootstrap" / "pipeline-identity.yaml"
-ONLINE = ("plan", "apply", "drift")
+ONLINE = ("plan", "apply", "drift", "output")
 PRIVILEGED_ROLES = {  # may assign roles: never in the apply identity's condition
     "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",  # Owner
     "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9",  # User Access Administrator
@@ -173,7 +173,7 @@ EXPECTED_PERMISSIONS = {
         "validate": {"contents": "read"},
         "plan": {"contents": "read", "id-token": "write", "pull-requests": "write"},
     },
-    "main.yml": {"apply": {"contents": "read", "id-token": "write"}},
+    "main.yml": {"apply": {"contents": "read", "id-token": "write"}, "deploy": {"id-token": "write"}},
     "drift.yml": {"drift": {"contents": "read", "id-token": "write", "issues": "write"}},
 }
 
@@ -192,9 +192,18 @@ def test_github_workflow_shape_and_least_privilege(path: Path) -> None:
         for login in logins:
             assert login["uses"] == "azure/login@v2"
             assert set(login["with"]) == {"client-id", "tenant-id", "subscription-id"}
-            assert all(re.fullmatch(r"\$\{\{ vars\.AZURE_[A-Z_]+ \}\}", v) for v in login["with"].values())
+            for key, value in login["with"].items():
+                from_output = re.fullmatch(r"\$\{\{ needs\.(\w+)\.outputs\.([\w-]+) \}\}", value)
+                if key == "client-id" and from_output:  # a workload identity, from `reconciler output`
+                    producer = jobs[from_output.group(1)]
+                    assert re.fullmatch(r"\$\{\{ steps\.ids\.outputs\.[A-Z_]+_CLIENT_ID \}\}",
+                                        producer["outputs"][from_output.group(2)])
+                else:
+                    assert re.fullmatch(r"\$\{\{ vars\.AZURE_[A-Z_]+ \}\}", value), (name, key)
         steps = [s for s in job["steps"] if is_reconciler_action(str(s.get("uses", "")))]
-        assert steps, f"{name}: no reconciler step"
+        if not steps:  # a consumer job, e.g. a deployment that signs in with an output of ours
+            assert "needs" in job, name
+            continue
         online = [s for s in steps if s["with"]["command"] in ONLINE]
         if online:  # signed in before the first step that talks to Azure
             first_online = job["steps"].index(online[0])
@@ -268,7 +277,7 @@ class Simulation:
     def run_cli(self, invocation: Invocation, where: str) -> None:
         assert not invocation.dynamic, f"{where}: unresolved substitution in {invocation.line!r}"
         argv = list(invocation.argv)
-        assert argv and argv[0] in ("validate", "plan", "show", "apply", "drift"), invocation.line
+        assert argv and argv[0] in ("validate", "plan", "show", "apply", "drift", "output"), invocation.line
         if argv[0] in ONLINE:
             argv += self.target
         self.monkeypatch.chdir(self.workspace)
