@@ -23,15 +23,16 @@ def sub(n: int) -> str:
     return f"{n:08d}-0000-0000-0000-000000000000"
 
 
-def estate(sizes: list[int], links: list[tuple[int, int]] = ()) -> DesiredState:  # type: ignore[assignment]
+def estate(sizes: list[int], links: list[tuple[int, int]] | None = None) -> DesiredState:
     """`sizes[i]` identities in subscription i, each with one FIC; `links` (a, b): the first
     identity of a is granted Reader on subscription b."""
-    ids = [DesiredIdentity("o", sub(i), "rg", f"id{j}", "westeurope", {}) for i, n in enumerate(sizes) for j in range(n)]
+    ids = [DesiredIdentity("o", sub(i), "rg", f"id{j}", "westeurope", {})
+           for i, n in enumerate(sizes) for j in range(n)]
     fics = [DesiredFederatedCredential("o", i.key, "f", "https://issuer", "s", ("api://AzureADTokenExchange",))
             for i in ids]
     ras = [DesiredRoleAssignment("o", f"/subscriptions/{sub(b)}", READER, "Reader",
                                  PrincipalRef(identity=DesiredIdentity("o", sub(a), "rg", "id0", "x", {}).key))
-           for a, b in links]
+           for a, b in links or []]
     return DesiredState(tuple(ids), tuple(fics), tuple(ras), frozenset({"o"}))
 
 
