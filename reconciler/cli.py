@@ -258,7 +258,8 @@ def _show(the_plan: Plan, format: Format, verbose: bool = False, full_plan_hint:
 @app.command()
 def show(
     plan_files: Annotated[
-        list[Path], typer.Argument(help="A plan saved with `plan --out`, or the plans of several shards.")
+        list[Path], typer.Argument(help="A plan saved with `plan --out`, or the plans of several shards "
+                                   "(files, or folders of *.json plans).")
     ],
     format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.text,
     full_plan_hint: FullPlanHint = None,
@@ -272,6 +273,8 @@ def show(
     Several plans (one per shard of a CI matrix) render as one review: one summary, one
     warnings list, one comment; JSON says which shard each change came from. A plan file that is
     missing or unreadable is reported in the review, and the exit code is 1."""
+    # A folder stands for the plans in it (e.g. where a fan-in job downloaded every shard's plan).
+    plan_files = [f for p in plan_files for f in (sorted(p.rglob("*.json")) if p.is_dir() else [p])]
     if len(plan_files) == 1 and matrix_file is None:
         _show(read_plan(plan_files[0]), format, verbose=False, full_plan_hint=full_plan_hint)
         return

@@ -136,8 +136,8 @@ def github_matrix(shards: list[Shard]) -> dict[str, Any]:
 
 def azure_pipelines_matrix(shards: list[Shard]) -> dict[str, Any]:
     """The map Azure Pipelines' `strategy: matrix:` expects: one job per key, its values as
-    variables ($(subscriptions), $(args))."""
-    return {s.name: {"subscriptions": " ".join(s.subscriptions), "args": s.args} for s in shards}
+    variables ($(shard), $(subscriptions), $(args))."""
+    return {s.name: {"shard": s.name, "subscriptions": " ".join(s.subscriptions), "args": s.args} for s in shards}
 
 
 def matrix_json(desired: DesiredState, shards: list[Shard]) -> dict[str, Any]:
