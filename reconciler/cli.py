@@ -282,12 +282,54 @@ def _show(the_plan: Plan, format: Format, verbose: bool = False, full_plan_hint:
 
 @app.command()
 def show(
-    plan_file: Annotated[Path, typer.Argument(help="A plan saved with `plan --out`.")],
+    plan_files: Annotated[
+        list[Path], typer.Argument(help="A plan saved with `plan --out`, or the plans of several shards "
+                                   "(files, or folders of *.json plans).")
+    ],
     format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.text,
     full_plan_hint: FullPlanHint = None,
+    matrix_file: Annotated[
+        Path | None, typer.Option("--matrix", help="The `reconciler matrix` output the shards were planned from: "
+                                  "a shard without a plan makes the review incomplete and the exit code 1.")
+    ] = None,
 ) -> None:
-    """Render a saved plan as text, Markdown (for a PR comment) or JSON."""
-    _show(read_plan(plan_file), format, verbose=False, full_plan_hint=full_plan_hint)
+    """Render a saved plan as text, Markdown (for a PR comment) or JSON.
+
+    Several plans (one per shard of a CI matrix) render as one review: one summary, one
+    warnings list, one comment; JSON says which shard each change came from. A plan file that is
+    missing or unreadable is reported in the review, and the exit code is 1."""
+    # A folder stands for the plans in it (e.g. where a fan-in job downloaded every shard's plan).
+    plan_files = [f for p in plan_files for f in (sorted(p.rglob("*.json")) if p.is_dir() else [p])]
+    if len(plan_files) == 1 and matrix_file is None:
+        _show(read_plan(plan_files[0]), format, verbose=False, full_plan_hint=full_plan_hint)
+        return
+    _show_review(plan_files, format, full_plan_hint, matrix_file)
+
+
+def _show_review(plan_files: list[Path], format: Format, full_plan_hint: str | None, matrix_file: Path | None) -> None:
+    from reconciler import review
+
+    shards: list[review.ShardPlan] = []
+    for path in plan_files:
+        try:
+            shards.append(review.ShardPlan(path.stem, str(path), read_plan(path)))
+        except ReconcilerError as e:
+            shards.append(review.ShardPlan(path.stem, str(path), None, str(e)))
+    if matrix_file is not None:
+        try:
+            expected = review.expected_shards(json.loads(matrix_file.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+            raise ReconcilerError(f"--matrix {matrix_file}: {e}") from None
+        shards = review.account_for(shards, expected)
+    if format is Format.json:
+        _echo(json.dumps(review.review_json(shards), indent=2) + "\n")
+    elif format is Format.markdown:
+        _echo(review.review_markdown(shards, full_plan_hint))
+    else:
+        _echo(review.review_text(shards, color=sys.stdout.isatty()))
+    errors = review.failures(shards, review.combined_plan(shards)[1])
+    if errors:
+        raise ReconcilerError(f"the review is incomplete: {len(errors)} shard problem(s), listed above")
 
 
 def _confirm(auto_approve: bool) -> None:
@@ -456,6 +498,84 @@ def drift(
             _print_calls(gateway, "drift")
     if drift_report.has_drift(the_plan, classes):
         raise typer.Exit(EXIT_CHANGES)
+
+
+class MatrixFormat(StrEnum):
+    github = "github"
+    azure_pipelines = "azure-pipelines"
+    json = "json"
+
+
+@app.command()
+def matrix(
+    paths: Paths,
+    max_jobs: Annotated[int, typer.Option("--max-jobs", min=1, help="At most this many shards (CI jobs).")] = 4,
+    format: Annotated[MatrixFormat, typer.Option("--format", help="github (strategy.matrix), azure-pipelines "
+                                                 "(strategy: matrix) or json (with each subscription's cost).")]
+    = MatrixFormat.github,
+) -> None:
+    """Split the manifests' subscriptions into at most --max-jobs shards for a CI job matrix,
+    balanced by the reads and writes each will cost. Offline.
+
+    Subscriptions joined by a grant (scope in one, identity in another) stay in one shard. Each
+    shard's `args` (`--subscription A --subscription B`) selects it in plan, apply and drift."""
+    from reconciler import matrix as sharding
+
+    desired, warnings = load_manifests(paths, RoleCatalog())
+    _print_diagnostics(warnings)
+    shards = sharding.make_shards(desired, max_jobs)
+    if not shards:
+        raise ReconcilerError("the manifests declare no subscription to shard")
+    unsharded = sharding.unsharded_grants(desired)
+    if unsharded:
+        err.print(f"Warning: {unsharded} grant(s) at management-group or tenant scope belong to no subscription: "
+                  "no shard plans them; plan them in a run without --subscription.", style="yellow", markup=False)
+    if format is MatrixFormat.json:
+        data = sharding.matrix_json(desired, shards)
+    elif format is MatrixFormat.azure_pipelines:
+        data = sharding.azure_pipelines_matrix(shards)
+    else:
+        data = sharding.github_matrix(shards)
+    _echo(sharding.dumps(data))
+
+
+class OutputFormat(StrEnum):
+    json = "json"
+    env = "env"
+    table = "table"
+
+
+@app.command()
+def output(
+    paths: Paths,
+    format: Annotated[OutputFormat, typer.Option("--format", help="json, env (NAME_CLIENT_ID=… lines) or table.")]
+    = OutputFormat.json,
+    sandbox_db: SandboxDb = None,
+    arm_endpoint: ArmEndpoint = None,
+    ca_cert: CaCert = None,
+    cloud: Cloud = "AzureCloud",
+    tenant: Tenant = None,
+    subscription: Subscriptions = None,
+) -> None:
+    """Print the client id, principal id, tenant and resource id of every declared identity,
+    for pipelines (azure/login) and clusters (workload identity). Never writes to Azure.
+
+    Exit 1, printing nothing, when a declared identity does not exist yet: run apply first."""
+    from reconciler import outputs
+
+    target = TargetOptions(sandbox_db, arm_endpoint, ca_cert, cloud, tenant)
+    with _session(paths, target, subscription) as (desired, gateway, _catalog):
+        live = gateway.read_live(desired.subscriptions, desired.owners, [i.key for i in desired.identities])
+    found, missing = outputs.identity_outputs(desired, live)
+    if missing:
+        names = ", ".join(f"{i.resource_group}/{i.name} ({i.source})" if i.source else f"{i.resource_group}/{i.name}"
+                          for i in missing[:10])
+        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+        raise ReconcilerError(f"{len(missing)} declared identit{'y does' if len(missing) == 1 else 'ies do'} "
+                              f"not exist yet: {names}{more}. Run apply first; nothing was printed.")
+    render = {OutputFormat.json: outputs.render_json, OutputFormat.env: outputs.render_env,
+              OutputFormat.table: outputs.render_table}[format]
+    _echo(render(found))
 
 
 def _rewrite_sandbox_flag(argv: list[str]) -> list[str]:

@@ -76,7 +76,7 @@ def reconciler_shim(bin_dir: Path, target: list[str]) -> Path:
     shim.write_text(
         "#!/usr/bin/env bash\n"
         f'case "${{1:-}}" in\n'
-        f'  plan|apply|drift) exec "{sys.executable}" -m reconciler "$@" {quoted} ;;\n'
+        f'  plan|apply|drift|output) exec "{sys.executable}" -m reconciler "$@" {quoted} ;;\n'
         f'  *) exec "{sys.executable}" -m reconciler "$@" ;;\n'
         "esac\n",
         encoding="utf-8",
