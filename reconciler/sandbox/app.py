@@ -124,7 +124,6 @@ class SandboxApp:
         try:
             if (method, action) == ("POST", "reset"):
                 backend.reset()
-                self.graph.reset()
                 return Reply(200, {"reset": True})
             if (method, action) == ("GET", "config"):
                 return Reply(200, backend.config.to_dict())

@@ -12,16 +12,17 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from ..backend import Backend
 from ..directory import Principal, is_guid
 from ..store import Doc
 from ..tokens import Caller
 from . import auth, objects, query
-from .budget import UnitBudget
 from .errors import GraphError, bad_request, not_found, unsupported_query
+
+if TYPE_CHECKING:  # backend.py imports graph.budget: no import cycle at run time
+    from ..backend import Backend
 
 PREFIX = "/v1.0"
 CONTENT_TYPE = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
@@ -74,10 +75,6 @@ class Route:
 class GraphApi:
     def __init__(self, backend: Backend):
         self.backend = backend
-        self.budget = UnitBudget(time.monotonic)
-
-    def reset(self) -> None:
-        self.budget.reset()
 
     def handle(self, method: str, target: str, headers: dict[str, str], raw: bytes,
                base_url: str) -> GraphResponse:
@@ -117,7 +114,7 @@ class GraphApi:
         if config.throttling:
             capacity = config.graph_units_capacity * config.throttle_scale
             key = f"{backend.directory.tenant_id}/{caller.app_id or caller.object_id}"
-            wait = self.budget.take(key, cost, capacity, config.graph_units_window_seconds)
+            wait = backend.graph_budget.take(key, cost, capacity, config.graph_units_window_seconds)
             if wait:
                 backend.count("graph.throttled")
                 raise GraphError(

@@ -18,11 +18,15 @@ Graph application permissions (appRoleAssignments, the token's `roles` claim) ar
 
 from __future__ import annotations
 
-from ..backend import Backend
+from typing import TYPE_CHECKING
+
 from ..errors import ArmError
 from ..store import Doc
 from ..tokens import Caller, authenticate
 from .errors import GraphError, denied
+
+if TYPE_CHECKING:
+    from ..backend import Backend
 
 GRAPH_AUDIENCE = "https://graph.microsoft.com"
 GRAPH_AUDIENCES = (GRAPH_AUDIENCE, GRAPH_AUDIENCE + "/", "00000003-0000-0000-c000-000000000000")
@@ -83,7 +87,10 @@ def authenticate_graph(authorization: str | None, backend: Backend) -> Caller:
 
 
 def role_assignments(backend: Backend) -> list[Doc]:
-    return backend.store.all(ROLE_ASSIGNMENT)
+    """Directory role assignments of principals that still exist (Entra removes a deleted
+    principal's assignments with it; the sandbox's directory does not know about them)."""
+    directory = backend.directory
+    return [d for d in backend.store.all(ROLE_ASSIGNMENT) if directory.get(d["principalId"]) is not None]
 
 
 def roles_of(backend: Backend, object_id: str) -> set[str]:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..backend import IDENTITY, Backend
 from ..directory import Principal
 from .errors import GraphError
+
+if TYPE_CHECKING:
+    from ..backend import Backend
 
 DOMAIN = "sandbox.onmicrosoft.com"  # the tenant's one verified domain
 APPLICATION = "graphApplication"  # store kind: app registrations (not principals: they hold no roles)
@@ -107,6 +109,8 @@ def full(p: Principal, backend: Backend) -> dict[str, Any]:
 
 
 def _identity_ids(backend: Backend) -> dict[str, str]:
+    from ..backend import IDENTITY  # at call time: backend.py imports this package
+
     by_principal = backend.store.index(IDENTITY, lambda d: str(d["properties"]["principalId"]).lower())
     return {k: str(v[0]["id"]) for k, v in by_principal.items() if v}
 
