@@ -125,12 +125,12 @@ class GraphApi:
                      "x-ms-throttle-information": "ResourceUnitLimitExceeded"})
         auth.require(backend, caller, route.needs)
         root = f"{base_url}{PREFIX}"
-        req = Req(method, params, q, query_items, headers, _json(raw, method), caller, backend, root,
+        req = Req(method, params, q, query_items, headers, _json(raw), caller, backend, root,
                   f"{root}/{split.path[len(PREFIX):].strip('/')}")
         return route.handler(req)
 
 
-def _json(raw: bytes, method: str) -> Any:
+def _json(raw: bytes) -> Any:
     if not raw.strip():
         return None
     try:

@@ -33,7 +33,6 @@ FILTERABLE: dict[str, dict[str, frozenset[str]]] = {
                          "appId": frozenset({"eq", "in"}), "accountEnabled": frozenset({"eq"}),
                          "servicePrincipalType": frozenset({"eq"}), "servicePrincipalNames": frozenset({"any"})},
 }
-RESOURCE_NAMES = {"User": "User", "Group": "Group", "ServicePrincipal": "ServicePrincipal"}
 ADVANCED = ("ne", "not", "endswith", "gt", "ge", "lt", "le", "has")
 
 _TOKEN = re.compile(r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<punct>[(),:])|(?P<word>[A-Za-z_$][A-Za-z0-9_./$-]*))")
@@ -145,7 +144,7 @@ class _Parser:
         if match is None or op not in allowed[match]:
             # Wording: GRAPH-FACTS §2 (MicrosoftDocs/azure-docs issue 38560).
             raise unsupported_query(f"Unsupported or invalid query filter clause specified for property "
-                                    f"'{name}' of resource '{RESOURCE_NAMES[self.kind]}'.")
+                                    f"'{name}' of resource '{self.kind}'.")
         return match
 
     def string(self) -> str:
