@@ -64,5 +64,5 @@ def test_version_and_help_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
     from reconciler import __version__
 
     assert main(["--version"]) == 0
-    assert capsys.readouterr().out.strip() == f"reconciler {__version__}"
+    assert capsys.readouterr().out.strip() == f"managed-identity-reconciler {__version__}"
     assert main(["--help"]) == 0

@@ -1,22 +1,99 @@
-"""What `pip install` gives a user, who has neither this repository nor ../shared: the wheel
-must carry every data file the tool reads at run time."""
+"""What `pipx install managed-identity-reconciler` gives a user, who has neither this repository
+nor ../shared: the wheel carries every data file the tool reads at run time, installs into a
+fresh venv the way pipx does it, and works there; and no document tells a user to install a
+distribution that is not ours.
+
+Offline: the sdist and wheel build without build isolation (setuptools from the test extras),
+and the fresh venv takes the wheel's dependencies from this venv's site-packages (a .pth file
+to a folder of links to them, without this project's own editable install), with `--no-index`.
+"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import os
+import re
+import shutil
 import subprocess
 import sys
+import sysconfig
+import tarfile
 import zipfile
 from pathlib import Path
 
+import pytest
+
+from reconciler.distribution import DISTRIBUTION
+
 REPO = Path(__file__).resolve().parents[2]
+WHEEL_PREFIX = DISTRIBUTION.replace("-", "_")
+# what the editable install of this checkout put into this venv: not for the fresh one
+OWN_ENTRIES = re.compile(rf"^(__editable__.*|{WHEEL_PREFIX}[-.].*|reconciler([-.].*)?|.*\.pth)$")
 
 
-def test_wheel_ships_the_role_table_and_both_schemas(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp_path),
-                           str(REPO)], capture_output=True, text=True, timeout=300)
+def run(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def build_like_a_release(tmp: Path) -> tuple[Path, Path]:
+    """sdist from a copy of the source tree, then the wheel from that sdist (as `python -m build`
+    does), so the wheel proves the sdist is complete too."""
+    src = tmp / "src"
+    shutil.copytree(REPO, src, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "*.egg-info", "build", "dist", "__pycache__", ".*_cache", ".reconciler", ".hypothesis"))
+    out = tmp / "dist"
+    out.mkdir()
+    probe = f"import setuptools.build_meta as b; print(b.build_sdist({str(out)!r}))"
+    done = run([sys.executable, "-c", probe], cwd=src)
     assert done.returncode == 0, done.stderr
-    wheel = next(tmp_path.glob("reconciler-*.whl"))
+    sdist = out / done.stdout.strip().splitlines()[-1]
+    done = run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-index", "--no-build-isolation",
+                "-w", str(out), str(sdist)], cwd=tmp)
+    assert done.returncode == 0, done.stderr
+    (wheel,) = out.glob(f"{WHEEL_PREFIX}-*.whl")
+    return sdist, wheel
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return build_like_a_release(tmp_path_factory.mktemp("build"))
+
+
+def fresh_venv(where: Path) -> Path:
+    """A venv as pipx makes one, whose only view of this venv is its dependencies."""
+    venv = where / "venv"
+    done = run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=where)
+    assert done.returncode == 0, done.stderr
+    deps = where / "deps"
+    deps.mkdir()
+    site = Path(sysconfig.get_paths()["purelib"])
+    for entry in site.iterdir():
+        if not OWN_ENTRIES.match(entry.name):
+            (deps / entry.name).symlink_to(entry)
+    (venv / "lib" / "python3.11" / "site-packages" / "_deps.pth").write_text(f"{deps}\n", encoding="utf-8")
+    return venv
+
+
+def pip_install(venv: Path, *args: str) -> None:
+    done = run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "--quiet",
+                "--no-index", *args], cwd=venv)
+    assert done.returncode == 0, done.stderr
+
+
+def clean_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "RECONCILER_"))}
+    env.update(HOME=str(home), PATH=f"{home.parent / 'venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}")
+    return env
+
+
+def test_wheel_ships_the_role_table_and_both_schemas(built: tuple[Path, Path]) -> None:
+    sdist, wheel = built
+    version = wheel.name.split("-")[1]
+    assert sdist.name == f"{WHEEL_PREFIX}-{version}.tar.gz"
+    with tarfile.open(sdist) as tar:
+        assert any(m.name.endswith("/reconciler/data/manifest.schema.json") for m in tar.getmembers())
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
         for name in ("builtin_roles.json", "manifest.schema.json", "plan.schema.json"):
@@ -27,3 +104,78 @@ def test_wheel_ships_the_role_table_and_both_schemas(tmp_path: Path) -> None:
             assert shipped == json.loads((REPO / "schemas" / name).read_text())
         assert len(json.loads(z.read("reconciler/data/builtin_roles.json"))) > 900
         assert any(n.startswith("reconciler/sandbox/") for n in names)
+        metadata = z.read(f"{WHEEL_PREFIX}-{version}.dist-info/METADATA").decode()
+        assert f"Name: {DISTRIBUTION}\n" in metadata
+        entry_points = z.read(f"{WHEEL_PREFIX}-{version}.dist-info/entry_points.txt").decode()
+        assert "reconciler = reconciler.cli:main" in entry_points
+
+
+def test_pipx_style_install_runs_validate_plan_apply_on_the_embedded_sandbox(
+        built: tuple[Path, Path], tmp_path: Path) -> None:
+    _, wheel = built
+    version = wheel.name.split("-")[1]
+    venv = fresh_venv(tmp_path)
+    pip_install(venv, str(wheel))
+    # a user's directory: manifests only, no repository, no ../shared, no schemas/
+    work = tmp_path / "home" / "identities"
+    shutil.copytree(REPO / "manifests", work / "manifests")
+    env = clean_env(work.parent)
+    reconciler = str(venv / "bin" / "reconciler")
+
+    done = run([reconciler, "--version"], cwd=work, env=env)
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"{DISTRIBUTION} {version}\n", "")
+    probe = "import reconciler; print(reconciler.__file__)"
+    where = run([str(venv / "bin" / "python"), "-c", probe], cwd=work, env=env)
+    assert Path(where.stdout.strip()).is_relative_to(venv), where.stdout
+
+    done = run([reconciler, "validate", "manifests/"], cwd=work, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "Valid:" in done.stdout
+    db = "state/sandbox.db"
+    done = run([reconciler, "plan", "manifests/", "--sandbox", db, "--detailed-exitcode"], cwd=work, env=env)
+    assert done.returncode == 2, done.stderr
+    assert re.search(r"^Plan: [1-9][0-9]* to add, 0 to change, 0 to replace, 0 to destroy\.$", done.stdout, re.M)
+    done = run([reconciler, "apply", "manifests/", "--sandbox", db, "--auto-approve"], cwd=work, env=env)
+    assert done.returncode == 0, done.stderr
+    done = run([reconciler, "plan", "manifests/", "--sandbox", db, "--detailed-exitcode"], cwd=work, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "No changes." in done.stdout
+    assert not (work / "reconciler").exists() and not (work.parent / "shared").exists()
+
+
+def unrelated_reconciler_wheel(where: Path) -> Path:
+    """A wheel like the unrelated `reconciler` on PyPI: its own top-level package `reconciler`."""
+    files = {
+        "reconciler/__init__.py": b'"""Reconcile two data frames."""\n',
+        "reconciler/frames.py": b"def reconcile(left, right): ...\n",
+        "reconciler-0.2.2.dist-info/METADATA": b"Metadata-Version: 2.1\nName: reconciler\nVersion: 0.2.2\n",
+        "reconciler-0.2.2.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+                                            b"Tag: py3-none-any\n",
+        "reconciler-0.2.2.dist-info/top_level.txt": b"reconciler\n",
+    }
+    record = []
+    for name, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{name},sha256={digest},{len(data)}")
+    record.append("reconciler-0.2.2.dist-info/RECORD,,")
+    wheel = where / "reconciler-0.2.2-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+        z.writestr("reconciler-0.2.2.dist-info/RECORD", "\n".join(record) + "\n")
+    return wheel
+
+
+def test_version_fails_clearly_when_another_distribution_owns_the_import_package(
+        built: tuple[Path, Path], tmp_path: Path) -> None:
+    _, wheel = built
+    venv = fresh_venv(tmp_path)
+    pip_install(venv, "--no-deps", str(wheel))
+    pip_install(venv, "--no-deps", str(unrelated_reconciler_wheel(tmp_path)))
+    home = tmp_path / "home"
+    home.mkdir()
+    done = run([str(venv / "bin" / "reconciler"), "--version"], cwd=home, env=clean_env(home))
+    assert done.returncode == 1, done.stdout
+    assert done.stdout == ""
+    assert f"installed by {DISTRIBUTION} and also by reconciler" in done.stderr
+    assert "Traceback" not in done.stderr
