@@ -58,6 +58,12 @@ def build_like_a_release(tmp: Path) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The sdist and wheel: built here, or, with RECONCILER_TEST_DIST=dist/, the release files
+    about to be published (examples/release/release.yml)."""
+    if dist := os.environ.get("RECONCILER_TEST_DIST"):
+        (sdist,) = Path(dist).glob(f"{WHEEL_PREFIX}-*.tar.gz")
+        (wheel,) = Path(dist).glob(f"{WHEEL_PREFIX}-*.whl")
+        return sdist.resolve(), wheel.resolve()
     return build_like_a_release(tmp_path_factory.mktemp("build"))
 
 
@@ -179,3 +185,75 @@ def test_version_fails_clearly_when_another_distribution_owns_the_import_package
     assert done.stdout == ""
     assert f"installed by {DISTRIBUTION} and also by reconciler" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# --- documents: only our name, and the current release ------------------------------------------
+
+INSTALL = re.compile(r"\b(?:pipx|pip3?|uv(?:\s+tool|\s+pip)?)\s+(?:install|download)\b(?P<args>[^\n`#]*)")
+NOT_OURS = [  # (what, pattern): somebody else's package or repository
+    ("the distribution `reconciler` with a version", re.compile(r"(?<![\w.-])reconciler\s*(?:===?|[<>~!]=|[<>])")),
+    ("a repository `*/reconciler` other than OWNER's",
+     re.compile(r"(?:github\.com/|uses:\s*)(?!OWNER/)[\w.-]+/reconciler\b")),
+]
+PINS = [  # each names the release a user gets
+    re.compile(r"OWNER/reconciler@v(\d[\w.]*)"),
+    re.compile(r"managed-identity-reconciler(?:==| )(\d+\.\d+[\w.]*)"),
+    re.compile(r"managed_identity_reconciler-(\d[\w.]*?)-py3"),
+    re.compile(r"reconcilerVersion: (\d[\w.]*)"),
+    re.compile(r"\brev: v(\d[\w.]*)"),
+    re.compile(r"`version: (\d[\w.]*)`"),
+]
+
+
+def user_documents(root: Path) -> list[Path]:
+    names = ["README.md", "CHANGELOG.md", "action.yml", "Dockerfile", ".pre-commit-hooks.yaml", "Makefile"]
+    found = [root / n for n in names if (root / n).exists()]
+    found += sorted((root / "docs").rglob("*.md")) + sorted(p for p in (root / "examples").rglob("*") if p.is_file())
+    return found
+
+
+def names_not_ours(root: Path) -> list[str]:
+    problems = []
+    for path in user_documents(root):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            where = f"{path.relative_to(root)}:{number}"
+            for match in INSTALL.finditer(line):
+                for arg in match["args"].split():
+                    name = re.match(r"[\"']?([A-Za-z0-9][A-Za-z0-9._-]*)", arg)
+                    if not arg.startswith("-") and name and name[1].lower().replace("_", "-") == "reconciler":
+                        problems.append(f"{where}: installs the distribution `reconciler`: {line.strip()}")
+            problems += [f"{where}: {what}: {line.strip()}" for what, pattern in NOT_OURS if pattern.search(line)]
+    return problems
+
+
+def test_no_document_tells_a_user_to_install_a_name_that_is_not_ours() -> None:
+    assert names_not_ours(REPO) == []
+
+
+def test_the_check_finds_somebody_elses_name(tmp_path: Path) -> None:
+    (tmp_path / "README.md").write_text(
+        "pipx install --force reconciler\n"
+        "python -m pip install --quiet 'reconciler[extra]'\n"
+        "uv tool install managed-identity-reconciler\n"          # ours
+        "version: reconciler==0.1.0\n"
+        "- uses: contoso/reconciler@v1\n"
+        "- uses: OWNER/reconciler@v0.2.0\n"                      # ours
+        "  - repo: https://github.com/contoso/reconciler\n"
+        "pip install managed-identity-reconciler==0.2.0\n",      # ours
+        encoding="utf-8")
+    assert [p.split(": ")[0] for p in names_not_ours(tmp_path)] == [
+        "README.md:1", "README.md:2", "README.md:4", "README.md:5", "README.md:7"]
+
+
+def test_docs_pin_the_current_release() -> None:
+    """Every `OWNER/reconciler@vX`, `managed-identity-reconciler==X`, ... in README, docs,
+    examples and action.yml names the version in pyproject.toml (CHANGELOG keeps history)."""
+    import tomllib
+
+    current = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+    pins = [(f"{path.relative_to(REPO)}:{number}", version)
+            for path in user_documents(REPO) if path.name != "CHANGELOG.md"
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+            for pattern in PINS for version in pattern.findall(line)]
+    assert len(pins) > 10
+    assert [(where, version) for where, version in pins if version != current] == []
