@@ -22,8 +22,10 @@ import sysconfig
 import tarfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from reconciler.distribution import DISTRIBUTION
 
@@ -257,3 +259,79 @@ def test_docs_pin_the_current_release() -> None:
             for pattern in PINS for version in pattern.findall(line)]
     assert len(pins) > 10
     assert [(where, version) for where, version in pins if version != current] == []
+
+
+# --- the example release workflow -----------------------------------------------------------------
+
+RELEASE = REPO / "examples" / "release" / "release.yml"
+
+
+def release_workflow() -> dict[Any, Any]:
+    loaded: dict[Any, Any] = yaml.safe_load(RELEASE.read_text(encoding="utf-8"))
+    return loaded
+
+
+def release_step(job: str, name_starts: str) -> dict[str, Any]:
+    steps: list[dict[str, Any]] = release_workflow()["jobs"][job]["steps"]
+    (step,) = [s for s in steps if str(s.get("name", "")).startswith(name_starts)]
+    return step
+
+
+def test_release_workflow_checks_then_publishes_with_trusted_publishing_and_provenance() -> None:
+    workflow = release_workflow()
+    assert workflow[True]["push"] == {"tags": ["v[0-9]+.[0-9]+.[0-9]+*"]}  # YAML reads `on:` as True
+    assert workflow["permissions"] == {"contents": "read"}
+    build, publish = workflow["jobs"]["build"], workflow["jobs"]["publish"]
+    build_runs = "\n".join(str(s.get("run", "")) for s in build["steps"])
+    assert "python -m build" in build_runs and "twine check --strict dist/*" in build_runs
+    smoke = release_step("build", "Wheel smoke test")
+    assert smoke["env"] == {"RECONCILER_TEST_DIST": "${{ github.workspace }}/dist"}
+    assert "tests/unit/test_packaging.py" in smoke["run"]
+    # publish: only after the checks, from a protected environment, with OIDC, no token anywhere
+    assert publish["needs"] == "build" and publish["environment"]["name"] == "pypi"
+    assert publish["permissions"] == {"id-token": "write", "attestations": "write"}
+    uses = [str(s.get("uses", "")) for s in publish["steps"]]
+    assert uses[1:] == ["actions/attest-build-provenance@v2", "pypa/gh-action-pypi-publish@release/v1"]
+    assert publish["steps"][1]["with"] == {"subject-path": "dist/*"}
+    assert "with" not in publish["steps"][2]  # no user/password/token: trusted publishing
+    assert "secrets." not in RELEASE.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(("tag", "ok"), [("v0.2.0", True), ("v0.2.1", False), ("0.2.0", False)])
+def test_release_refuses_a_tag_that_is_not_the_version(tmp_path: Path, tag: str, ok: bool) -> None:
+    import tomllib
+
+    step = release_step("build", "The tag, pyproject.toml and CHANGELOG.md")
+    current = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+    tag = tag.replace("0.2.0", current)
+    done = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]], cwd=REPO,
+                          env={**os.environ, "TAG": tag}, capture_output=True, text=True, timeout=60)
+    assert (done.returncode == 0) == ok, done.stdout + done.stderr
+    if not ok:
+        assert done.stdout.startswith(f"::error::tag {tag}, but pyproject.toml says {current}")
+
+
+def test_github_release_notes_are_this_versions_changelog_section(tmp_path: Path) -> None:
+    import tomllib
+
+    current = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    gh = bin_dir / "gh"  # records its arguments and the notes it was given
+    gh.write_text(f'#!/usr/bin/env bash\necho "$*" > "{tmp_path}/args"\ncp notes.md "{tmp_path}/notes"\n',
+                  encoding="utf-8")
+    gh.chmod(0o755)
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(REPO / "CHANGELOG.md", work)
+    step = release_step("github-release", "GitHub release")
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "TAG": f"v{current}", "GH_TOKEN": "x"}
+    done = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]], cwd=work,
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "args").read_text() == (
+        f"release create v{current} dist/* --title v{current} --notes-file notes.md --verify-tag\n")
+    notes = (tmp_path / "notes").read_text()
+    changelog = (REPO / "CHANGELOG.md").read_text()
+    section = changelog.split(f"## [{current}] - ", 1)[1].split("\n## [", 1)[0].split("\n", 1)[1]
+    assert notes.strip() == section.strip() and "### Added" in notes
