@@ -1,9 +1,12 @@
 """The container image (Dockerfile): it builds, and the image runs `reconciler` as its entrypoint,
-as a non-root user, with no compiler. Needs a working container engine (docker or podman) and
-the base image (pulled from its registry); without either the test skips and says which."""
+as a non-root user, with no compiler, and plans and applies against the embedded sandbox in a
+mounted directory. Needs a working container engine (docker or podman) and the base image
+(pulled from its registry, or RECONCILER_TEST_PYTHON_IMAGE: a mirror of python:3.11-slim, passed
+as the Dockerfile's PYTHON_IMAGE); without either the test skips and says which."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import uuid
@@ -15,7 +18,7 @@ import pytest
 from reconciler.distribution import DISTRIBUTION, installed_version
 
 REPO = Path(__file__).resolve().parents[2]
-BASE = "docker.io/library/python:3.11-slim"  # the Dockerfile's PYTHON_IMAGE default
+BASE = os.environ.get("RECONCILER_TEST_PYTHON_IMAGE", "docker.io/library/python:3.11-slim")
 
 pytestmark = pytest.mark.slow
 
@@ -51,15 +54,18 @@ def image() -> Iterator[str]:
         if pulled.returncode != 0:
             pytest.skip(f"{engine} cannot pull the base image {BASE}: {last_line(pulled.stderr)}")
     tag = f"localhost/reconciler-test:{uuid.uuid4().hex[:12]}"
-    built = run([engine, "build", "--tag", tag, "--file", str(REPO / "Dockerfile"), str(REPO)], timeout=1200)
+    built = run([engine, "build", "--build-arg", f"PYTHON_IMAGE={BASE}", "--tag", tag,
+                 "--file", str(REPO / "Dockerfile"), str(REPO)], timeout=1200)
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     yield f"{engine} {tag}"
     run([engine, "rmi", "--force", tag])
 
 
-def in_image(image: str, *args: str, entrypoint: str | None = None) -> subprocess.CompletedProcess[str]:
+def in_image(image: str, *args: str, entrypoint: str | None = None,
+             mount: Path | None = None) -> subprocess.CompletedProcess[str]:
     engine, tag = image.split(" ")
-    return run([engine, "run", "--rm", *(["--entrypoint", entrypoint] if entrypoint else []), tag, *args])
+    options = [*(["--entrypoint", entrypoint] if entrypoint else []), *(["-v", f"{mount}:/work"] if mount else [])]
+    return run([engine, "run", "--rm", *options, tag, *args])
 
 
 def test_image_runs_reconciler_as_its_entrypoint(image: str) -> None:
@@ -76,3 +82,14 @@ def test_image_runs_as_non_root_without_compilers(image: str) -> None:
     assert done.stdout.strip() != "0"
     done = in_image(image, "-c", "command -v gcc cc c++ clang make || echo none", entrypoint="sh")
     assert done.stdout.strip() == "none", done.stdout
+
+
+def test_image_plans_and_applies_manifests_in_a_mounted_directory(image: str, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    shutil.copytree(REPO / "manifests", work / "manifests")
+    work.chmod(0o777)  # the image's user (uid 10001) writes the sandbox state here
+    done = in_image(image, "apply", "manifests/", "--sandbox", "state.db", "--auto-approve", mount=work)
+    assert done.returncode == 0, done.stdout + done.stderr
+    done = in_image(image, "plan", "manifests/", "--sandbox", "state.db", "--detailed-exitcode", mount=work)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "No changes." in done.stdout
