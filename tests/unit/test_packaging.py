@@ -135,6 +135,12 @@ def test_pipx_style_install_runs_validate_plan_apply_on_the_embedded_sandbox(
     probe = "import reconciler; print(reconciler.__file__)"
     where = run([str(venv / "bin" / "python"), "-c", probe], cwd=work, env=env)
     assert Path(where.stdout.strip()).is_relative_to(venv), where.stdout
+    # a `reconciler` package from elsewhere on the path is not the one the distribution installed
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(REPO / "reconciler", elsewhere / "reconciler", ignore=shutil.ignore_patterns("__pycache__"))
+    done = run([reconciler, "--version"], cwd=work, env={**env, "PYTHONPATH": str(elsewhere)})
+    assert done.returncode == 1 and done.stdout == "", done.stdout
+    assert f"`reconciler` was imported from {elsewhere / 'reconciler'}, not from {DISTRIBUTION}'s" in done.stderr
 
     done = run([reconciler, "validate", "manifests/"], cwd=work, env=env)
     assert done.returncode == 0, done.stderr
