@@ -67,9 +67,15 @@ app.add_typer(sandbox_app, name="sandbox")
 
 def _version(value: bool) -> None:
     if value:
-        from reconciler import __version__
+        # From the package metadata, after checking that this `reconciler` is the one that
+        # distribution installed (an unrelated PyPI project also ships `reconciler`).
+        import reconciler
+        from reconciler import distribution
 
-        sys.stdout.write(f"reconciler {__version__}\n")
+        problem = distribution.provenance_problem(Path(reconciler.__file__ or "reconciler/__init__.py"))
+        if problem:
+            raise ReconcilerError(problem)
+        sys.stdout.write(f"{distribution.DISTRIBUTION} {distribution.installed_version()}\n")
         raise typer.Exit(EXIT_OK)
 
 
