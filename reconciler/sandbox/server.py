@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from . import certs, tokens
+from . import certs, identity_endpoint, tokens
 from .app import SandboxApp, seed
 from .backend import Backend
 from .config import SandboxConfig
@@ -30,10 +30,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     timeout = 60
 
     def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in self.headers.items()}
-        response = self.server.app.handle(self.command, self.path, headers, body)
+        # Authenticate and check size and media type from the headers alone: an unauthenticated or
+        # oversized body is never read (the connection is closed instead of drained).
+        response = self.server.app.precheck(self.command, self.path, headers)
+        if response is not None:
+            self.close_connection = True
+            response.headers["Connection"] = "close"
+        else:
+            length = int(headers.get("content-length") or 0)
+            body = self.rfile.read(length) if length else b""
+            response = self.server.app.handle(self.command, self.path, headers, body)
         if response.drop:
             self.close_connection = True
             # Shut the socket down without a byte of response: the client sees a dropped connection.
@@ -74,8 +81,9 @@ class SandboxServer:
     """An ARM look-alike on https://host:port. See docs/sandbox.md."""
 
     def __init__(self, db_path: str | None = None, host: str = "127.0.0.1", port: int = 0,
-                 config: SandboxConfig | None = None):
+                 config: SandboxConfig | None = None, *, insecure_unsigned_tokens: bool = False):
         self.db_path = db_path
+        self.insecure_unsigned_tokens = insecure_unsigned_tokens
         self.host = host
         self.port = port
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -101,7 +109,7 @@ class SandboxServer:
         tls.load_cert_chain(self._certs.server_cert, self._certs.server_key)
         httpd = _HttpsServer((self.host, self.port), _Handler, bind_and_activate=True)
         httpd.tls = tls
-        httpd.app = SandboxApp(self.backend)
+        httpd.app = SandboxApp(self.backend, allow_unsigned_tokens=self.insecure_unsigned_tokens)
         self.port = httpd.server_address[1]
         httpd.app.default_base_url = self.url
         self._httpd = httpd
@@ -163,9 +171,20 @@ class SandboxServer:
     def admin_token(self) -> str:
         return self.token_for(self.admin_object_id)
 
-    def token_for(self, object_id: str) -> str:
+    def token_for(self, object_id: str, audience: str = tokens.AUDIENCES[0]) -> str:
+        """A token signed with this database's key (what the sandbox's own token endpoints issue)."""
         principal = self.backend.directory.get(object_id)
-        return tokens.issue(object_id.lower(), self.tenant_id, principal.app_id if principal else "")
+        return tokens.issue(object_id.lower(), self.tenant_id, principal.app_id if principal else "",
+                            key=tokens.signing_key(self.store), audience=audience)
+
+    @property
+    def identity_header(self) -> str:
+        """The secret the managed-identity token endpoints require in X-IDENTITY-HEADER."""
+        return identity_endpoint.secret(self.store)
+
+    @property
+    def identity_endpoint(self) -> str:
+        return self.url + identity_endpoint.APP_SERVICE_PATH
 
     # --- state -----------------------------------------------------------------------------------
     def seed(self, subscriptions: Iterable[str] = (), resource_groups: Iterable[tuple[str, str, str]] = (),
