@@ -78,9 +78,7 @@ def serve(
     if subscription:
         server.seed(subscriptions=subscription)
     server.start()
-    info = serve_info_path(db)
-    _write_private(info, json.dumps({"url": server.url, "caCert": str(Path(server.ca_cert_path).resolve()),
-                                     "pid": os.getpid()}))
+    info = record_serve_info(db, server)
     typer.echo(f"sandbox ARM endpoint: {server.url}")
     typer.echo(f"CA certificate:       {server.ca_cert_path}")
     typer.echo(f"state:                {Path(db).resolve()}")
@@ -105,11 +103,14 @@ def serve_info_path(db: str) -> Path:
     return Path(f"{db}.serve.json")
 
 
-def _write_private(path: Path, text: str) -> None:
+def record_serve_info(db: str, server: SandboxServer) -> Path:
+    """Write `<db>.serve.json` (0600): where `serve` listens, for `sandbox env`."""
+    path = serve_info_path(db)
     path.unlink(missing_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as out:
-        out.write(text)
+        json.dump({"url": server.url, "caCert": str(Path(server.ca_cert_path).resolve()), "pid": os.getpid()}, out)
+    return path
 
 
 @sandbox_app.command()
