@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import shlex
+import signal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -79,6 +80,7 @@ def serve(
         server.seed(subscriptions=subscription)
     server.start()
     info = record_serve_info(db, server)
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as cleanly as Ctrl-C
     typer.echo(f"sandbox ARM endpoint: {server.url}")
     typer.echo(f"CA certificate:       {server.ca_cert_path}")
     typer.echo(f"state:                {Path(db).resolve()}")
@@ -97,6 +99,10 @@ def serve(
         typer.echo("stopped")
     finally:
         info.unlink(missing_ok=True)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def serve_info_path(db: str) -> Path:

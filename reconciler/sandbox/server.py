@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import Any
 
 from . import certs, identity_endpoint, tokens
-from .app import SandboxApp, seed
+from .app import MAX_BODY_BYTES, SandboxApp, seed
 from .backend import Backend
 from .config import SandboxConfig
 from .store import Store
@@ -35,8 +35,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         # oversized body is never read (the connection is closed instead of drained).
         response = self.server.app.precheck(self.command, self.path, headers)
         if response is not None:
-            self.close_connection = True
-            response.headers["Connection"] = "close"
+            length = _declared_length(headers)
+            if length is not None and length <= MAX_BODY_BYTES:
+                # Bounded: drain it in small reads so the client, still sending, is not reset
+                # before it has read the refusal.
+                while length > 0:
+                    chunk = self.rfile.read(min(length, 65536))
+                    if not chunk:
+                        break
+                    length -= len(chunk)
+            else:
+                self.close_connection = True
+                response.headers["Connection"] = "close"
         else:
             length = int(headers.get("content-length") or 0)
             body = self.rfile.read(length) if length else b""
@@ -59,6 +69,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet: tests and serve print their own
         return
+
+
+def _declared_length(headers: dict[str, str]) -> int | None:
+    """The Content-Length of a request with a plain (not chunked) body, if it is a sane number."""
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        return None
+    try:
+        length = int(headers.get("content-length") or 0)
+    except ValueError:
+        return None
+    return length if length >= 0 else None
 
 
 class _HttpsServer(http.server.ThreadingHTTPServer):

@@ -4,6 +4,7 @@ size, media-type and nesting limits, no tracebacks to clients, private files, si
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import logging
 import socket
@@ -68,6 +69,23 @@ def test_unauthenticated_huge_put_is_refused_before_its_body_is_read(srv: Sandbo
     # 500 MB announced, not a byte sent: the answer must come from the headers alone.
     status, body = _send_head(srv, _head("PUT", IDENTITY, 500 * 1024 * 1024, None))
     assert (status, body["error"]["code"]) == (401, "AuthenticationFailed")
+
+
+def test_refused_small_bodies_are_drained_so_the_client_reads_the_whole_answer(srv: SandboxServer) -> None:
+    # A client that sends its whole (small) body before reading must get the complete 401, and the
+    # connection stays usable (keep-alive), as az's Graph calls need.
+    payload = json.dumps({"ids": ["x" * 200_000]}).encode()
+    ctx = ssl.create_default_context(cafile=srv.ca_cert_path)
+    conn = http.client.HTTPSConnection(srv.host, srv.port, context=ctx, timeout=10)
+    try:
+        for _ in range(2):
+            conn.request("POST", "/v1.0/directoryObjects/getByIds", body=payload,
+                         headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            body = json.loads(resp.read())
+            assert (resp.status, body["error"]["code"]) == (401, "AuthenticationFailed")
+    finally:
+        conn.close()
 
 
 def test_oversized_body_is_413_in_arms_envelope_without_reading_it(srv: SandboxServer) -> None:
