@@ -7,7 +7,9 @@ broken client cannot stall the others.
 from __future__ import annotations
 
 import contextlib
+import http
 import http.server
+import json
 import socket
 import ssl
 import tempfile
@@ -66,6 +68,24 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(response.body)
 
     do_GET = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_POST = _serve
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (malformed request line, unknown method, oversized headers) in
+        ARM's JSON envelope instead of its HTML page."""
+        status = http.HTTPStatus(code)
+        body = json.dumps({"error": {"code": status.phrase.replace(" ", "").replace("-", ""),
+                                     "message": message or status.description or status.phrase}}).encode()
+        self.close_connection = True
+        # A request line too broken to parse leaves http.server at HTTP/0.9, which sends no status
+        # line or headers; the sandbox speaks HTTP/1.1 only.
+        self.request_version = "HTTP/1.1"
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Connection", "close")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD" and code >= 200 and code not in (204, 304):
+            self.wfile.write(body)
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet: tests and serve print their own
         return

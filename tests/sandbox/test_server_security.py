@@ -118,6 +118,16 @@ def test_chunked_bodies_are_refused_with_411(srv: SandboxServer) -> None:
     assert (status, body["error"]["code"]) == (411, "LengthRequired")
 
 
+@pytest.mark.parametrize(("request_line", "status", "code"), [
+    ("GET / HTTP/one.one\r\n\r\n", 400, "BadRequest"),
+    (f"BREW {MSI_LIST} HTTP/1.1\r\nHost: x\r\n\r\n", 501, "NotImplemented"),
+])
+def test_http_level_refusals_use_arms_envelope(srv: SandboxServer, request_line: str, status: int,
+                                              code: str) -> None:
+    got, body = _send_head(srv, request_line)
+    assert (got, body["error"]["code"]) == (status, code)
+
+
 @pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 100_000])
 def test_deeply_nested_json_is_400_not_a_crash(srv: SandboxServer, depth: int) -> None:
     payload = ('{"location": "westus", "tags": ' + "[" * depth + "]" * depth + "}").encode()
