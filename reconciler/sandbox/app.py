@@ -1,22 +1,25 @@
-"""The HTTP layer: parse -> authenticate -> route -> faults -> throttle -> latency -> api-version ->
-handler -> JSON, plus the control API under /_sandbox/.
+"""The HTTP layer: parse -> authenticate -> size and media-type checks -> route -> faults ->
+throttle -> latency -> api-version -> handler -> JSON, plus the control API under /_sandbox/, the
+anonymous cloud metadata document and the managed-identity token endpoints.
 
 `SandboxApp.handle` is transport-free (bytes in, `Response` out) so server.py stays a thin socket
-shim. ArmError is turned into ARM's envelope here and nowhere else; any other exception is a sandbox
-bug and answers 500 with the exception named, loudly.
+shim; server.py calls `precheck` first so that an unauthenticated or oversized request is refused
+before its body is read. ArmError is turned into ARM's envelope here and nowhere else; any other
+exception is a sandbox bug: it answers 500 in ARM's envelope and the traceback goes to the server
+log (never to the client, which must not learn local paths).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
-import traceback
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from . import graph, routes, scopes, tokens
+from . import discovery, graph, identity_endpoint, routes, scopes, tokens
 from .backend import Backend
 from .calls import Call, Reply
 from .errors import ArmError, invalid_request_content
@@ -24,6 +27,11 @@ from .faults import server_error
 from .throttle import throttled
 
 CONTROL_PREFIX = "/_sandbox/"
+# UNVERIFIED limits: ARM's exact request-size limit and nesting limit are not documented for these
+# RPs; 4 MiB is far above any identity, FIC or role-assignment body, and 64 levels above any schema.
+MAX_BODY_BYTES = 4 * 1024 * 1024
+MAX_JSON_DEPTH = 64
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -35,17 +43,56 @@ class Response:
 
 
 class SandboxApp:
-    def __init__(self, backend: Backend, default_base_url: str = ""):
+    def __init__(self, backend: Backend, default_base_url: str = "", *, allow_unsigned_tokens: bool = False):
         self.backend = backend
         self.default_base_url = default_base_url
-        self.graph = graph.GraphApi(backend)
+        self.allow_unsigned_tokens = allow_unsigned_tokens
+        self.token_key = tokens.signing_key(backend.store)
+        self.identity_secret = identity_endpoint.secret(backend.store)
+        self.graph = graph.GraphApi(backend, key=self.token_key, allow_unsigned=allow_unsigned_tokens,
+                                    max_body_bytes=MAX_BODY_BYTES)
+
+    def _base_url(self, headers: dict[str, str]) -> str:
+        return f"https://{headers['host']}" if headers.get("host") else self.default_base_url
+
+    def precheck(self, method: str, target: str, headers: dict[str, str]) -> Response | None:
+        """What can be refused from the headers alone (401, 411, 413, 415), before the body is read.
+
+        None means: read the body and call `handle`."""
+        if graph.serves(target):  # Microsoft Graph on the same server: its own auth and envelope
+            answer = self.graph.precheck(headers, self._base_url(headers))
+            return None if answer is None else Response(answer.status, answer.headers, answer.body)
+        extra = self._ids(headers)
+        try:
+            self._admit(method, target, headers, None)
+        except ArmError as err:
+            return self._respond(method, Reply(err.status, json.loads(err.body()), err.headers), extra)
+        return None
 
     def handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Response:
         """`headers` must have lower-case names."""
-        if graph.serves(target):  # Microsoft Graph on the same server: its own auth and envelope
-            base_url = f"https://{headers['host']}" if headers.get("host") else self.default_base_url
-            answer = self.graph.handle(method, target, headers, body, base_url)
+        if graph.serves(target):
+            answer = self.graph.handle(method, target, headers, body, self._base_url(headers))
             return Response(answer.status, answer.headers, b"" if method == "HEAD" else answer.body)
+        extra = self._ids(headers)
+        try:
+            caller = self._admit(method, target, headers, body)
+            reply = self._dispatch(method, target, headers, body, extra, caller)
+        except ArmError as err:
+            reply = Reply(err.status, json.loads(err.body()), err.headers)
+        except _Drop:
+            return Response(0, drop=True)
+        except Exception:  # a sandbox bug: the details go to the server log, never to the client
+            _log.exception("sandbox bug while serving %s %s (x-ms-request-id %s)", method,
+                           urlsplit(target).path, extra["x-ms-request-id"])
+            reply = Reply(500, {"error": {
+                "code": "InternalServerError",
+                "message": "The sandbox hit an internal error while processing the request "
+                           f"(x-ms-request-id {extra['x-ms-request-id']}); the details are in its server log."}})
+        return self._respond(method, reply, extra)
+
+    @staticmethod
+    def _ids(headers: dict[str, str]) -> dict[str, str]:
         request_id = str(uuid.uuid4())
         extra = {
             "x-ms-request-id": request_id,
@@ -53,16 +100,43 @@ class SandboxApp:
         }
         if "x-ms-client-request-id" in headers:
             extra["x-ms-client-request-id"] = headers["x-ms-client-request-id"]
+        return extra
+
+    def _admit(self, method: str, target: str, headers: dict[str, str], body: bytes | None) -> tokens.Caller | None:
+        """Authenticate, then check the body's declared (or actual) size and media type.
+
+        Returns the caller, or None for the requests that carry no bearer token (the anonymous
+        metadata document; the token endpoints, which check their own secret header)."""
+        path = unquote(urlsplit(target).path) or "/"
+        caller = None
+        if discovery.is_metadata(path):
+            pass
+        elif identity_endpoint.is_token_path(path):
+            identity_endpoint.check_secret(headers, self.identity_secret)
+        else:
+            caller = tokens.authenticate(headers.get("authorization"), self.backend.directory.tenant_id,
+                                         key=self.token_key, allow_unsigned=self.allow_unsigned_tokens)
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            raise ArmError(411, "LengthRequired", "The sandbox needs a Content-Length header; it does not "
+                           "accept chunked request bodies.")
         try:
-            reply = self._dispatch(method, target, headers, body, extra)
-        except ArmError as err:
-            reply = Reply(err.status, json.loads(err.body()), err.headers)
-        except _Drop:
-            return Response(0, drop=True)
-        except Exception as exc:  # a sandbox bug: say so instead of hiding it
-            reply = Reply(500, {"error": {"code": "SandboxInternalError",
-                                          "message": f"{type(exc).__name__}: {exc}",
-                                          "details": [{"code": "Traceback", "message": traceback.format_exc()}]}})
+            length = int(headers.get("content-length") or 0) if body is None else len(body)
+        except ValueError as exc:
+            raise ArmError(400, "InvalidContentLength", "The Content-Length header is not a number.") from exc
+        if length < 0:
+            raise ArmError(400, "InvalidContentLength", "The Content-Length header is negative.")
+        if length > MAX_BODY_BYTES:
+            raise ArmError(413, "RequestEntityTooLarge",
+                           f"The request content size {length} bytes exceeds the maximum of {MAX_BODY_BYTES} "
+                           "bytes the sandbox accepts.")
+        media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if length and media_type and media_type != "application/json" and not media_type.endswith("+json"):
+            raise ArmError(415, "UnsupportedMediaType", f"The content media type '{media_type}' is not "
+                           "supported. Only 'application/json' is supported.")
+        return caller
+
+    @staticmethod
+    def _respond(method: str, reply: Reply, extra: dict[str, str]) -> Response:
         out_headers = {**extra, **reply.headers}
         payload = b""
         if reply.body is not None:
@@ -74,14 +148,17 @@ class SandboxApp:
 
     # ------------------------------------------------------------------------------------------------
     def _dispatch(self, method: str, target: str, headers: dict[str, str], raw: bytes,
-                  extra: dict[str, str]) -> Reply:
+                  extra: dict[str, str], caller: tokens.Caller | None) -> Reply:
         split = urlsplit(target)
         path = unquote(split.path) or "/"
         query_items = parse_qsl(split.query, keep_blank_values=True)
         query = {k.lower(): v for k, v in query_items}
         backend = self.backend
-        caller = tokens.authenticate(headers.get("authorization"), backend.directory.tenant_id)
         base_url = f"https://{headers['host']}" if headers.get("host") else self.default_base_url
+        if discovery.is_metadata(path):
+            return discovery.metadata_endpoints(method, query.get("api-version"), base_url)
+        if caller is None:  # _admit checked the token endpoint's secret header
+            return identity_endpoint.token(self.backend, method, path, query, headers, self.token_key, base_url)
         if path.lower().startswith(CONTROL_PREFIX):
             return self._control(method, path, query, raw, caller)
         route, params = routes.match(method, path)
@@ -150,7 +227,8 @@ class SandboxApp:
                 return Reply(200, {"removed": backend.directory.remove_member(group_id, member_id)})
             if (method, action) == ("GET", "token"):
                 principal = backend.directory.find(query.get("principal", backend.directory.admin_object_id))
-                token = tokens.issue(principal.object_id, backend.directory.tenant_id, principal.app_id)
+                token = tokens.issue(principal.object_id, backend.directory.tenant_id, principal.app_id,
+                                     key=self.token_key)
                 return Reply(200, {"objectId": principal.object_id, "accessToken": token})
         except (TypeError, ValueError, LookupError) as exc:  # KeyError is a LookupError
             raise ArmError(400, "InvalidSandboxControlRequest", str(exc)) from exc
@@ -165,9 +243,33 @@ def _json_body(raw: bytes) -> Any:
     if not raw.strip():
         return None
     try:
-        return json.loads(raw)
+        value = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise invalid_request_content(f"The request content was invalid and could not be deserialized: {exc}.") from exc
+    except RecursionError as exc:
+        raise _too_deep() from exc
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise _too_deep()
+    return value
+
+
+def _too_deep() -> ArmError:
+    return invalid_request_content(f"The request content was invalid and could not be deserialized: it nests "
+                                   f"deeper than {MAX_JSON_DEPTH} levels.")
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of decoded JSON, without recursion."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, level = todo.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, level)
+            if level <= MAX_JSON_DEPTH:
+                todo.extend((child, level + 1) for child in item)
+    return deepest
 
 
 def seed(backend: Backend, subscriptions: Any, resource_groups: Any, principals: Any,

@@ -7,8 +7,10 @@ regenerated when missing, expiring, or not covering the host being served.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,7 +57,7 @@ def ensure(directory: Path, host: str) -> CertFiles:
     hosts = {"localhost", "127.0.0.1", "::1"}
     if host not in ("", "0.0.0.0", "::"):
         hosts.add(host)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     files = CertFiles(directory / "ca.pem", directory / "server.pem", directory / "server.key")
     if all(p.exists() for p in (files.ca_cert, files.server_cert, files.server_key)) and _covers(
         files.server_cert, hosts
@@ -63,6 +65,15 @@ def ensure(directory: Path, host: str) -> CertFiles:
         return files
     _generate(files, hosts)
     return files
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write a key file that is 0600 from its first byte (no window where others may read it)."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
 
 
 def _generate(files: CertFiles, hosts: set[str]) -> None:
@@ -102,8 +113,7 @@ def _generate(files: CertFiles, hosts: set[str]) -> None:
         .sign(ca_key, hashes.SHA256())
     )
     pem = serialization.Encoding.PEM
-    files.server_key.write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
-                                                   serialization.NoEncryption()))
-    files.server_key.chmod(0o600)
+    _write_private(files.server_key, key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()))
     files.server_cert.write_bytes(cert.public_bytes(pem) + ca_cert.public_bytes(pem))
     files.ca_cert.write_bytes(ca_cert.public_bytes(pem))

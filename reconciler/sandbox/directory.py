@@ -132,6 +132,13 @@ class Directory:
         """Every principal, in creation order."""
         return [_from_doc(d) for d in self._store.all(_KIND)]
 
+    def by_app_id(self, app_id: str) -> Principal | None:
+        """The service principal whose application (client) id is `app_id`, e.g. an identity's."""
+        for principal in map(_from_doc, self._store.all(_KIND)):
+            if principal.app_id and principal.app_id.lower() == app_id.lower():
+                return principal
+        return None
+
     def find(self, name_or_id: str) -> Principal:
         """By object id, else by display name (case-insensitive); for the `token` command."""
         if is_guid(name_or_id) and (found := self.get(name_or_id)) is not None:

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from . import discovery
 from .calls import Call, Reply
 from .errors import ArmError
 from .providers import authorization as authz
@@ -77,6 +78,7 @@ _TABLE: list[tuple[str, str, str, tuple[str, ...], Handler]] = [
     ("GET", "/subscriptions", "Subscriptions_List", SUBSCRIPTIONS_VERSIONS, resources.list_subscriptions),
     ("GET", "/subscriptions/{subscriptionId}", "Subscriptions_Get", SUBSCRIPTIONS_VERSIONS,
      resources.get_subscription),
+    ("GET", "/tenants", "Tenants_List", SUBSCRIPTIONS_VERSIONS, discovery.list_tenants),
     ("GET", "/subscriptions/{subscriptionId}/resourcegroups", "ResourceGroups_List", RESOURCES_VERSIONS,
      resources.list_resource_groups),
     ("GET", _RG, "ResourceGroups_Get", RESOURCES_VERSIONS, resources.get_resource_group),

@@ -7,7 +7,9 @@ broken client cannot stall the others.
 from __future__ import annotations
 
 import contextlib
+import http
 import http.server
+import json
 import socket
 import ssl
 import tempfile
@@ -17,8 +19,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from . import certs, tokens
-from .app import SandboxApp, seed
+from . import certs, identity_endpoint, tokens
+from .app import MAX_BODY_BYTES, SandboxApp, seed
 from .backend import Backend
 from .config import SandboxConfig
 from .store import Store
@@ -30,10 +32,27 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     timeout = 60
 
     def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in self.headers.items()}
-        response = self.server.app.handle(self.command, self.path, headers, body)
+        # Authenticate and check size and media type from the headers alone: an unauthenticated or
+        # oversized body is never read (the connection is closed instead of drained).
+        response = self.server.app.precheck(self.command, self.path, headers)
+        if response is not None:
+            length = _declared_length(headers)
+            if length is not None and length <= MAX_BODY_BYTES:
+                # Bounded: drain it in small reads so the client, still sending, is not reset
+                # before it has read the refusal.
+                while length > 0:
+                    chunk = self.rfile.read(min(length, 65536))
+                    if not chunk:
+                        break
+                    length -= len(chunk)
+            else:
+                self.close_connection = True
+                response.headers["Connection"] = "close"
+        else:
+            length = int(headers.get("content-length") or 0)
+            body = self.rfile.read(length) if length else b""
+            response = self.server.app.handle(self.command, self.path, headers, body)
         if response.drop:
             self.close_connection = True
             # Shut the socket down without a byte of response: the client sees a dropped connection.
@@ -50,8 +69,37 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     do_GET = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_POST = _serve
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (malformed request line, unknown method, oversized headers) in
+        ARM's JSON envelope instead of its HTML page."""
+        status = http.HTTPStatus(code)
+        body = json.dumps({"error": {"code": status.phrase.replace(" ", "").replace("-", ""),
+                                     "message": message or status.description or status.phrase}}).encode()
+        self.close_connection = True
+        # A request line too broken to parse leaves http.server at HTTP/0.9, which sends no status
+        # line or headers; the sandbox speaks HTTP/1.1 only.
+        self.request_version = "HTTP/1.1"
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Connection", "close")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD" and code >= 200 and code not in (204, 304):
+            self.wfile.write(body)
+
     def log_message(self, format: str, *args: Any) -> None:  # quiet: tests and serve print their own
         return
+
+
+def _declared_length(headers: dict[str, str]) -> int | None:
+    """The Content-Length of a request with a plain (not chunked) body, if it is a sane number."""
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        return None
+    try:
+        length = int(headers.get("content-length") or 0)
+    except ValueError:
+        return None
+    return length if length >= 0 else None
 
 
 class _HttpsServer(http.server.ThreadingHTTPServer):
@@ -74,8 +122,9 @@ class SandboxServer:
     """An ARM look-alike on https://host:port. See docs/sandbox.md."""
 
     def __init__(self, db_path: str | None = None, host: str = "127.0.0.1", port: int = 0,
-                 config: SandboxConfig | None = None):
+                 config: SandboxConfig | None = None, *, insecure_unsigned_tokens: bool = False):
         self.db_path = db_path
+        self.insecure_unsigned_tokens = insecure_unsigned_tokens
         self.host = host
         self.port = port
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -101,7 +150,7 @@ class SandboxServer:
         tls.load_cert_chain(self._certs.server_cert, self._certs.server_key)
         httpd = _HttpsServer((self.host, self.port), _Handler, bind_and_activate=True)
         httpd.tls = tls
-        httpd.app = SandboxApp(self.backend)
+        httpd.app = SandboxApp(self.backend, allow_unsigned_tokens=self.insecure_unsigned_tokens)
         self.port = httpd.server_address[1]
         httpd.app.default_base_url = self.url
         self._httpd = httpd
@@ -163,9 +212,20 @@ class SandboxServer:
     def admin_token(self) -> str:
         return self.token_for(self.admin_object_id)
 
-    def token_for(self, object_id: str) -> str:
+    def token_for(self, object_id: str, audience: str = tokens.AUDIENCES[0]) -> str:
+        """A token signed with this database's key (what the sandbox's own token endpoints issue)."""
         principal = self.backend.directory.get(object_id)
-        return tokens.issue(object_id.lower(), self.tenant_id, principal.app_id if principal else "")
+        return tokens.issue(object_id.lower(), self.tenant_id, principal.app_id if principal else "",
+                            key=tokens.signing_key(self.store), audience=audience)
+
+    @property
+    def identity_header(self) -> str:
+        """The secret the managed-identity token endpoints require in X-IDENTITY-HEADER."""
+        return identity_endpoint.secret(self.store)
+
+    @property
+    def identity_endpoint(self) -> str:
+        return self.url + identity_endpoint.APP_SERVICE_PATH
 
     # --- state -----------------------------------------------------------------------------------
     def seed(self, subscriptions: Iterable[str] = (), resource_groups: Iterable[tuple[str, str, str]] = (),

@@ -10,6 +10,7 @@ WAL so `reconciler sandbox token` can read it while `serve` writes.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -39,6 +40,8 @@ class Store:
         self.path = path
         self._lock = threading.RLock()
         self._depth = 0
+        if path is not None and path != ":memory:":
+            _create_private(path)
         # check_same_thread=False is safe because every use goes through self._lock.
         self._conn = sqlite3.connect(path or ":memory:", check_same_thread=False, isolation_level=None)
         if path is not None:
@@ -176,6 +179,16 @@ class Store:
         with self.transaction():
             self._written()
             self._conn.execute("DELETE FROM docs")
+
+
+def _create_private(path: str) -> None:
+    """Create the database file 0600 (it holds the token signing key), or tighten an existing one.
+    SQLite gives its -wal and -shm files the database file's mode."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 def _load(text: str) -> Doc:

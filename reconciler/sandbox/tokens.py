@@ -1,23 +1,43 @@
-"""Unsigned JWT bearer tokens: the sandbox trusts the oid/tid claims and checks shape and expiry.
+"""JWT bearer tokens signed with the sandbox's own key (HS256), and their validation.
 
-Real ARM validates an Entra signature; the sandbox has no identity provider, so it accepts
-`alg: none` tokens it can decode. It still rejects what ARM rejects for reasons a client can get
+Real ARM validates an Entra signature. The sandbox is its own token issuer: every token it mints
+(`sandbox token`, the embedded sandbox, the managed-identity token endpoint) is signed with a
+per-database HMAC key kept in the 0600 database, so nobody can forge an admin token from the
+tenant id and the admin's object id. `alg: none` tokens are refused unless the server was started
+with `--insecure-unsigned-tokens`. It also rejects what ARM rejects for reasons a client can get
 wrong: a missing header, a malformed token, a wrong audience, another tenant, an expired token.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
+import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import ArmError
+from .store import Store
 
 AUDIENCES = ("https://management.azure.com/", "https://management.azure.com",
              "https://management.core.windows.net/", "https://management.core.windows.net")
+GRAPH_AUDIENCES = ("https://graph.microsoft.com/", "https://graph.microsoft.com",
+                   "00000003-0000-0000-c000-000000000000")
 DEFAULT_LIFETIME_SECONDS = 24 * 3600
+_KEY_META = "token_signing_key"
+
+
+def signing_key(store: Store) -> bytes:
+    """The database's HMAC key, created on first use (32 random bytes, stored hex in `meta`)."""
+    with store.transaction():
+        value = store.meta(_KEY_META)
+        if value is None:
+            value = secrets.token_hex(32)
+            store.set_meta(_KEY_META, value)
+    return bytes.fromhex(value)
 
 
 @dataclass(frozen=True)
@@ -33,7 +53,8 @@ class Caller:
 
 
 def issue(object_id: str, tenant_id: str, app_id: str = "", lifetime: float = DEFAULT_LIFETIME_SECONDS,
-          now: float | None = None, audience: str = AUDIENCES[0]) -> str:
+          now: float | None = None, *, key: bytes | None, audience: str = AUDIENCES[0]) -> str:
+    """A JWT for `object_id`; HS256-signed with `key`, or unsigned (`alg: none`) when key is None."""
     issued = int(time.time() if now is None else now)
     claims: dict[str, Any] = {
         "aud": audience,
@@ -47,8 +68,15 @@ def issue(object_id: str, tenant_id: str, app_id: str = "", lifetime: float = DE
     }
     if app_id:
         claims["appid"] = app_id
-    header = {"alg": "none", "typ": "JWT"}
-    return f"{_b64(header)}.{_b64(claims)}."
+    if key is None:
+        return f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims)}."
+    signed = f"{_b64({'alg': 'HS256', 'typ': 'JWT'})}.{_b64(claims)}"
+    return f"{signed}.{_sign(key, signed)}"
+
+
+def _sign(key: bytes, signed: str) -> str:
+    digest = hmac.new(key, signed.encode("ascii"), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
 def _b64(value: dict[str, Any]) -> str:
@@ -70,10 +98,12 @@ def _www_authenticate(tenant_id: str, description: str) -> dict[str, str]:
     }
 
 
-def authenticate(authorization: str | None, tenant_id: str, now: float | None = None,
-                 audiences: tuple[str, ...] = AUDIENCES) -> Caller:
-    """Turn an Authorization header into the calling principal, or raise ARM's 401 (the Graph API
-    passes its own `audiences` and rewrites the error into Graph's envelope)."""
+def authenticate(authorization: str | None, tenant_id: str, now: float | None = None, *, key: bytes,
+                 allow_unsigned: bool = False, audiences: tuple[str, ...] = AUDIENCES) -> Caller:
+    """Turn an Authorization header into the calling principal, or raise ARM's 401.
+
+    The token must carry a valid HS256 signature made with `key`; `alg: none` passes only with
+    `allow_unsigned` (the server's --insecure-unsigned-tokens)."""
     if not authorization:
         raise ArmError(
             401,
@@ -99,9 +129,18 @@ def authenticate(authorization: str | None, tenant_id: str, now: float | None = 
     if len(parts) != 3:
         raise invalid
     try:
-        claims = _unb64(parts[1])
-    except ValueError as exc:
+        header, claims = _unb64(parts[0]), _unb64(parts[1])
+    except (ValueError, RecursionError) as exc:
         raise invalid from exc
+    alg = header.get("alg")
+    if alg == "HS256":
+        if not hmac.compare_digest(_sign(key, f"{parts[0]}.{parts[1]}"), parts[2]):
+            raise ArmError(401, "InvalidAuthenticationToken", "The access token is invalid: its signature "
+                           "does not verify.", _www_authenticate(tenant_id, "The access token is invalid."))
+    elif not (allow_unsigned and isinstance(alg, str) and alg.lower() == "none" and parts[2] == ""):
+        raise ArmError(401, "InvalidAuthenticationToken", "The access token is invalid: the sandbox accepts only "
+                       "tokens it signed (HS256) unless it serves with --insecure-unsigned-tokens.",
+                       _www_authenticate(tenant_id, "The access token is invalid."))
     oid, tid = claims.get("oid"), claims.get("tid")
     if not isinstance(oid, str) or not isinstance(tid, str):
         raise invalid

@@ -17,7 +17,8 @@ DOMAIN = "sandbox.onmicrosoft.com"
 def graph_token(srv: SandboxServer, object_id: str | None = None) -> str:
     oid = object_id or srv.admin_object_id
     principal = srv.backend.directory.get(oid)
-    return tokens.issue(oid.lower(), srv.tenant_id, principal.app_id if principal else "", audience=GRAPH_AUDIENCE)
+    return tokens.issue(oid.lower(), srv.tenant_id, principal.app_id if principal else "", audience=GRAPH_AUDIENCE,
+                        key=tokens.signing_key(srv.store))
 
 
 def g(srv: SandboxServer, method: str, path: str, body: Any = None, token: str | None = None,

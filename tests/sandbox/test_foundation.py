@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import ssl
 import time
@@ -14,7 +16,7 @@ from typing import cast
 import pytest
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
 
-from reconciler.sandbox import SandboxServer
+from reconciler.sandbox import SandboxServer, tokens
 
 from .conftest import RG, SUB, SUB2, Clients, clients, quiet_config, raw
 
@@ -64,22 +66,25 @@ def test_malformed_token_is_401_invalid_authentication_token(srv: SandboxServer,
     assert "www-authenticate" in r.headers
 
 
-def _token(claims: dict[str, object]) -> str:
+def _token(srv: SandboxServer, claims: dict[str, object]) -> str:
+    """A token with these claims, signed with the sandbox's key (so only the claims are wrong)."""
     enc = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
-    return f"eyJhbGciOiJub25lIn0.{enc}."
+    signed = f"eyJhbGciOiJIUzI1NiJ9.{enc}"
+    mac = hmac.new(tokens.signing_key(srv.store), signed.encode(), hashlib.sha256).digest()
+    return f"{signed}.{base64.urlsafe_b64encode(mac).decode().rstrip('=')}"
 
 
 def test_expired_and_foreign_tenant_tokens_are_refused(srv: SandboxServer) -> None:
     base = {"aud": "https://management.azure.com/", "oid": srv.admin_object_id, "tid": srv.tenant_id,
             "exp": int(time.time()) + 600}
-    expired = raw(srv, "GET", MSI_LIST + "?api-version=2024-11-30", token=_token({**base, "exp": 1}))
+    expired = raw(srv, "GET", MSI_LIST + "?api-version=2024-11-30", token=_token(srv, {**base, "exp": 1}))
     assert (expired.status, expired.body["error"]["code"]) == (401, "ExpiredAuthenticationToken")
     other = raw(srv, "GET", MSI_LIST + "?api-version=2024-11-30",
-                token=_token({**base, "tid": "99999999-9999-9999-9999-999999999999"}))
+                token=_token(srv, {**base, "tid": "99999999-9999-9999-9999-999999999999"}))
     assert (other.status, other.body["error"]["code"]) == (401, "InvalidAuthenticationTokenTenant")
-    aud = raw(srv, "GET", MSI_LIST + "?api-version=2024-11-30", token=_token({**base, "aud": "api://other"}))
+    aud = raw(srv, "GET", MSI_LIST + "?api-version=2024-11-30", token=_token(srv, {**base, "aud": "api://other"}))
     assert (aud.status, aud.body["error"]["code"]) == (401, "InvalidAuthenticationToken")
-    assert raw(srv, "GET", MSI_LIST + "?api-version=2024-11-30", token=_token(base)).status == 200
+    assert raw(srv, "GET", MSI_LIST + "?api-version=2024-11-30", token=_token(srv, base)).status == 200
 
 
 def test_sdk_surfaces_401_as_client_authentication_error(srv: SandboxServer) -> None:

@@ -30,10 +30,11 @@ def test_graph_wants_a_graph_token_and_arm_an_arm_token(srv: SandboxServer) -> N
     r = raw(srv, "GET", f"/subscriptions/{SUB}?api-version=2022-12-01", token=graph_token(srv))
     assert (r.status, r.body["error"]["code"]) == (401, "InvalidAuthenticationToken")
     assert "wrong audience" in r.body["error"]["message"]
+    key = tokens.signing_key(srv.store)
     assert g(srv, "GET", "/users", token=tokens.issue(srv.admin_object_id, srv.tenant_id,
-                                                      audience=GRAPH_AUDIENCE + "/")).status == 200
+                                                      audience=GRAPH_AUDIENCE + "/", key=key)).status == 200
     expired = tokens.issue(srv.admin_object_id, srv.tenant_id, audience=GRAPH_AUDIENCE, lifetime=60,
-                           now=time.time() - 3600)
+                           now=time.time() - 3600, key=key)
     for token, message in [(expired, "Lifetime validation failed, the token is expired."),
                            ("not-a-jwt", "CompactToken parsing failed with error code: 80049217")]:
         r = g(srv, "GET", "/users", token=token)

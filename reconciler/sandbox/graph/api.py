@@ -73,26 +73,60 @@ class Route:
 
 # ------------------------------------------------------------------------------------------------
 class GraphApi:
-    def __init__(self, backend: Backend):
+    def __init__(self, backend: Backend, *, key: bytes, allow_unsigned: bool = False, max_body_bytes: int = 0):
         self.backend = backend
+        self.key = key  # the sandbox's token-signing key: Graph and ARM accept the same signed tokens
+        self.allow_unsigned = allow_unsigned
+        self.max_body_bytes = max_body_bytes
+
+    def _caller(self, headers: dict[str, str], base_url: str) -> Caller:
+        # The Azure CLI asks for Graph tokens for the metadata's Graph resource id, which is the
+        # sandbox's own URL: accept that audience too.
+        return auth.authenticate_graph(headers.get("authorization"), self.backend, key=self.key,
+                                       allow_unsigned=self.allow_unsigned, extra_audiences=(base_url, base_url + "/"))
+
+    def precheck(self, headers: dict[str, str], base_url: str) -> GraphResponse | None:
+        """Refuse from the headers alone (401, 413) before the body is read; None: go on."""
+        out = self._out(headers)
+        try:
+            self._caller(headers, base_url)
+            try:
+                length = int(headers.get("content-length") or 0)
+            except ValueError as exc:
+                raise GraphError(400, "Request_BadRequest", "The Content-Length header is not a number.") from exc
+            if self.max_body_bytes and length > self.max_body_bytes:
+                raise GraphError(413, "Request_EntityTooLarge",
+                                 f"The request body of {length} bytes exceeds the maximum of {self.max_body_bytes}.")
+        except GraphError as err:
+            return self._error(err, out)
+        return None
+
+    @staticmethod
+    def _out(headers: dict[str, str]) -> dict[str, str]:
+        request_id = str(uuid.uuid4())
+        client_id = headers.get("client-request-id") or headers.get("x-ms-client-request-id") or request_id
+        return {"request-id": request_id, "client-request-id": client_id, "OData-Version": "4.0",
+                "Cache-Control": "no-cache"}
+
+    @staticmethod
+    def _error(err: GraphError, out: dict[str, str]) -> GraphResponse:
+        error: dict[str, Any] = {"code": err.code, "message": err.message}
+        if err.details:
+            error["details"] = err.details
+        error["innerError"] = {"date": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()),
+                               "request-id": out["request-id"], "client-request-id": out["client-request-id"]}
+        out.update(err.headers)
+        out["Content-Type"] = CONTENT_TYPE
+        return GraphResponse(err.status, out, json.dumps({"error": error}).encode())
 
     def handle(self, method: str, target: str, headers: dict[str, str], raw: bytes,
                base_url: str) -> GraphResponse:
         """`headers` must have lower-case names."""
-        request_id = str(uuid.uuid4())
-        client_id = headers.get("client-request-id") or headers.get("x-ms-client-request-id") or request_id
-        out = {"request-id": request_id, "client-request-id": client_id, "OData-Version": "4.0",
-               "Cache-Control": "no-cache"}
+        out = self._out(headers)
         try:
             status, body = self._dispatch(method, target, headers, raw, base_url, out)
         except GraphError as err:
-            error: dict[str, Any] = {"code": err.code, "message": err.message}
-            if err.details:
-                error["details"] = err.details
-            error["innerError"] = {"date": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()),
-                                   "request-id": request_id, "client-request-id": client_id}
-            out.update(err.headers)
-            status, body = err.status, {"error": error}
+            return self._error(err, out)
         if body is None:
             return GraphResponse(status, out)
         out["Content-Type"] = CONTENT_TYPE
@@ -102,7 +136,7 @@ class GraphApi:
                   out: dict[str, str]) -> tuple[int, Any]:
         backend = self.backend
         split = urlsplit(target)
-        caller = auth.authenticate_graph(headers.get("authorization"), backend)
+        caller = self._caller(headers, base_url)
         path = unquote(split.path)[len(PREFIX):].strip("/")
         route, params = _match(method, path)
         backend.count("graph", f"graph.{route.name}")

@@ -68,10 +68,12 @@ def audience_for(resource: str) -> str:
     return GRAPH_AUDIENCE if bare == GRAPH_AUDIENCE else resource.removesuffix(".default")
 
 
-def authenticate_graph(authorization: str | None, backend: Backend) -> Caller:
+def authenticate_graph(authorization: str | None, backend: Backend, *, key: bytes, allow_unsigned: bool = False,
+                       extra_audiences: tuple[str, ...] = ()) -> Caller:
     """The caller of a Graph request, or Graph's 401 (GRAPH-FACTS §12 texts)."""
     try:
-        return authenticate(authorization, backend.directory.tenant_id, audiences=GRAPH_AUDIENCES)
+        return authenticate(authorization, backend.directory.tenant_id, key=key, allow_unsigned=allow_unsigned,
+                            audiences=GRAPH_AUDIENCES + extra_audiences)
     except ArmError as err:
         if not authorization or not authorization.partition(" ")[2].strip():
             message = "Access token is empty."
