@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import traceback
 from collections.abc import Iterator, Sequence
@@ -21,6 +22,8 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from typer import _click as click  # typer vendors click; its help classes live here
+from typer.core import TyperArgument, TyperCommand
 
 from reconciler import drift as drift_report
 from reconciler.applier import DONE, ApplyReport, apply_plan
@@ -43,15 +46,51 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_CHANGES = 2
 
+
+
+class _Command(TyperCommand):
+    """Help in click's conventional form: `PATH...` for an argument that takes several, not
+    typer's `{paths}...` and `<list[str]>`, so the usage line reads like every other tool's."""
+
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if isinstance(param, TyperArgument):
+                name = (param.metavar or param.name or "ARG") + ("..." if param.nargs != 1 else "")
+                pieces.append(name if param.required else f"[{name}]")
+        return pieces
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        arguments = []
+        for param in self.get_params(ctx):
+            if isinstance(param, TyperArgument) and param.metavar and not param.hidden:
+                record = param.get_help_record(ctx)
+                if record is not None:
+                    arguments.append((param.metavar + ("..." if param.nargs != 1 else ""), record[1]))
+        if arguments:
+            with formatter.section("Arguments"):
+                formatter.write_dl(arguments)
+        options = [r for p in self.get_params(ctx) if not isinstance(p, TyperArgument)
+                   if (r := p.get_help_record(ctx)) is not None]
+        if options:
+            with formatter.section("Options"):
+                formatter.write_dl(options)
+
+
+# Plain click help (no rich panels): nothing in a help text is read as markup, long option
+# texts wrap instead of being cut at 80 columns, and `-h` is the short form of `--help`.
+_CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
 app = typer.Typer(
     name="reconciler",
     help="Declarative, stateless reconciler for Azure user-assigned managed identities, "
     "their federated credentials and role assignments.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    rich_markup_mode=None,
+    context_settings=_CONTEXT,
 )
-app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(sandbox_app, name="sandbox", context_settings=_CONTEXT)
 
 
 def _version(value: bool) -> None:
@@ -67,11 +106,23 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
+    no_color: Annotated[
+        bool, typer.Option("--no-color", help="No ANSI colour (also with NO_COLOR set); accepted anywhere.")
+    ] = False,
 ) -> None:
     """Declarative, stateless reconciler for Azure user-assigned managed identities, their
     federated credentials and role assignments."""
+    if no_color:
+        err.no_color = True
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Everything printed is verbatim: no markup, no emoji codes (`a.yaml:100:13:` must never become
+# `a.yaml💯13:`), no highlighting. rich honours NO_COLOR itself; --no-color sets `no_color`.
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False, markup=False)
+
+
+def _stdout_color() -> bool:
+    """ANSI colour in the text plan: only on a terminal, never with NO_COLOR or --no-color."""
+    return sys.stdout.isatty() and not err.no_color and not os.environ.get("NO_COLOR")
 
 
 class Format(StrEnum):
@@ -83,16 +134,28 @@ class Format(StrEnum):
 # Strings, not Paths: Path("") is ".", which would turn an empty argument into "the current
 # directory" instead of the error it is.
 Paths = Annotated[
-    list[str], typer.Argument(help="Manifest files or folders (searched recursively for *.yaml, *.yml).")
+    list[str],
+    typer.Argument(metavar="PATH", help="Manifest files or folders (searched recursively for *.yaml, *.yml)."),
+]
+Sandbox = Annotated[
+    bool,
+    typer.Option("--sandbox", help=f"Run against the embedded ARM sandbox (state in {DEFAULT_SANDBOX_DB}; "
+                 "--sandbox=FILE or --sandbox-db FILE picks another file)."),
 ]
 SandboxDb = Annotated[
     str | None,
-    typer.Option("--sandbox-db", hidden=True, help="State file of the embedded sandbox (use --sandbox [DB])."),
+    typer.Option("--sandbox-db", metavar="PATH", help="State file of the embedded sandbox; implies --sandbox."),
 ]
 ArmEndpoint = Annotated[
-    str | None, typer.Option("--arm-endpoint", help="ARM endpoint URL, e.g. a `reconciler sandbox serve` URL.")
+    str | None, typer.Option("--arm-endpoint", metavar="URL",
+                             help="ARM endpoint URL, e.g. a `reconciler sandbox serve` URL.")
 ]
-CaCert = Annotated[str | None, typer.Option("--ca-cert", help="PEM bundle to trust for --arm-endpoint.")]
+CaCert = Annotated[str | None, typer.Option("--ca-cert", metavar="PATH",
+                                            help="PEM bundle to trust for --arm-endpoint.")]
+
+
+def _sandbox_db(sandbox: bool, sandbox_db: str | None) -> str | None:
+    return sandbox_db or (DEFAULT_SANDBOX_DB if sandbox else None)
 
 
 def _print_diagnostics(diagnostics: Sequence[Diagnostic]) -> None:
@@ -102,13 +165,14 @@ def _print_diagnostics(diagnostics: Sequence[Diagnostic]) -> None:
 
 
 Cloud = Annotated[
-    str, typer.Option("--cloud", help="AzureCloud, AzureUSGovernment or AzureChinaCloud: sets the ARM endpoint, "
-                      "the authority and the token scope together.")
+    str, typer.Option("--cloud", metavar="NAME", help="AzureCloud, AzureUSGovernment or AzureChinaCloud: "
+                      "sets the ARM endpoint, the authority and the token scope together.")
 ]
-Tenant = Annotated[str | None, typer.Option("--tenant", help="Entra ID tenant to authenticate in.")]
+Tenant = Annotated[str | None, typer.Option("--tenant", metavar="TEXT", help="Entra ID tenant to authenticate in.")]
 Subscriptions = Annotated[
     list[str] | None,
-    typer.Option("--subscription", help="Restrict the run to this subscription (repeatable), e.g. one per CI job."),
+    typer.Option("--subscription", metavar="ID",
+                 help="Restrict the run to this subscription (repeatable), e.g. one per CI job."),
 ]
 
 
@@ -162,7 +226,7 @@ def _echo(text: str) -> None:
     sys.stdout.flush()
 
 
-@app.command()
+@app.command(cls=_Command)
 def validate(
     paths: Paths,
     list_roles: Annotated[
@@ -193,12 +257,15 @@ PruneOrphans = Annotated[
 ]
 
 
-@app.command()
+@app.command(cls=_Command)
 def plan(
     paths: Paths,
-    format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.text,
+    format: Annotated[
+        Format, typer.Option("--format", metavar="[text|markdown|json]", help="Output format.")
+    ] = Format.text,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Save the plan (JSON with fingerprints) for `apply PLANFILE`.")
+        Path | None,
+        typer.Option("--out", metavar="PATH", help="Save the plan (JSON with fingerprints) for `apply PLANFILE`."),
     ] = None,
     detailed_exitcode: Annotated[
         bool, typer.Option("--detailed-exitcode", help="Exit 2 when there are changes, 0 when in sync.")
@@ -209,6 +276,7 @@ def plan(
         bool, typer.Option("-v", "--verbose", help="Show in-sync and foreign resources, and ARM call counts.")
     ] = False,
     full_plan_hint: FullPlanHint = None,
+    sandbox: Sandbox = False,
     sandbox_db: SandboxDb = None,
     arm_endpoint: ArmEndpoint = None,
     ca_cert: CaCert = None,
@@ -218,7 +286,7 @@ def plan(
 ) -> None:
     """Show what apply would create, change or delete."""
     options = PlanOptions(prune_unmanaged=prune_unmanaged, prune_orphans=prune_orphans, include_foreign=verbose)
-    target = TargetOptions(sandbox_db, arm_endpoint, ca_cert, cloud, tenant)
+    target = TargetOptions(_sandbox_db(sandbox, sandbox_db), arm_endpoint, ca_cert, cloud, tenant)
     with _session(paths, target, subscription) as (desired, gateway, catalog):
         the_plan = _make_plan(desired, gateway, catalog, options)
         the_plan = with_fingerprints(the_plan, desired.files, {
@@ -241,7 +309,7 @@ def plan(
 
 FullPlanHint = Annotated[
     str | None,
-    typer.Option("--full-plan-hint", envvar="RECONCILER_FULL_PLAN_HINT",
+    typer.Option("--full-plan-hint", metavar="TEXT", envvar="RECONCILER_FULL_PLAN_HINT",
                  help="Markdown: where readers find the full plan when the comment must be abridged."),
 ]
 
@@ -252,13 +320,15 @@ def _show(the_plan: Plan, format: Format, verbose: bool = False, full_plan_hint:
     elif format is Format.markdown:
         _echo(render_markdown(the_plan, full_plan_hint=full_plan_hint))
     else:
-        _echo(render_text(the_plan, color=sys.stdout.isatty(), verbose=verbose))
+        _echo(render_text(the_plan, color=_stdout_color(), verbose=verbose))
 
 
-@app.command()
+@app.command(cls=_Command)
 def show(
-    plan_file: Annotated[Path, typer.Argument(help="A plan saved with `plan --out`.")],
-    format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.text,
+    plan_file: Annotated[Path, typer.Argument(metavar="PLANFILE", help="A plan saved with `plan --out`.")],
+    format: Annotated[
+        Format, typer.Option("--format", metavar="[text|markdown|json]", help="Output format.")
+    ] = Format.text,
     full_plan_hint: FullPlanHint = None,
 ) -> None:
     """Render a saved plan as text, Markdown (for a PR comment) or JSON."""
@@ -284,15 +354,18 @@ def _is_plan_file(paths: list[str]) -> bool:
     return len(paths) == 1 and paths[0].endswith(".json") and Path(paths[0]).is_file()
 
 
-@app.command()
+@app.command(cls=_Command)
 def apply(
     paths: Annotated[
-        list[str], typer.Argument(help="Manifest files or folders, or one plan file saved with `plan --out`.")
+        list[str],
+        typer.Argument(metavar="PATH", help="Manifest files or folders, or one plan file saved with `plan --out`."),
     ],
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Apply without asking.")] = False,
-    parallelism: Annotated[int, typer.Option("--parallelism", min=1, max=64, help="Concurrent ARM writes.")] = 8,
+    parallelism: Annotated[
+        int, typer.Option("--parallelism", metavar="INTEGER", min=1, max=64, help="Concurrent ARM writes.")
+    ] = 8,
     max_deletes: Annotated[
-        int, typer.Option("--max-deletes", min=0, help="Refuse plans that destroy more than this.")
+        int, typer.Option("--max-deletes", metavar="INTEGER", min=0, help="Refuse plans that destroy more than this.")
     ] = DEFAULT_MAX_DELETES,
     allow_mass_delete: Annotated[
         bool, typer.Option("--allow-mass-delete", help="Apply even past --max-deletes or deleting all of an owner.")
@@ -300,9 +373,10 @@ def apply(
     prune_unmanaged: PruneUnmanaged = False,
     prune_orphans: PruneOrphans = False,
     report_file: Annotated[
-        Path | None, typer.Option("--report", help="Write the step report as JSON to this file.")
+        Path | None, typer.Option("--report", metavar="PATH", help="Write the step report as JSON to this file.")
     ] = None,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Show ARM call counts.")] = False,
+    sandbox: Sandbox = False,
     sandbox_db: SandboxDb = None,
     arm_endpoint: ArmEndpoint = None,
     ca_cert: CaCert = None,
@@ -323,7 +397,7 @@ def apply(
         prune_orphans = bool(saved.inputs.get("prune_orphans", False))
         subscription = list(saved.inputs.get("subscriptions") or []) or None
     options = PlanOptions(prune_unmanaged=prune_unmanaged, prune_orphans=prune_orphans)
-    target = TargetOptions(sandbox_db, arm_endpoint, ca_cert, cloud, tenant)
+    target = TargetOptions(_sandbox_db(sandbox, sandbox_db), arm_endpoint, ca_cert, cloud, tenant)
     with _session(paths, target, subscription) as (desired, gateway, catalog):
         fresh = _make_plan(desired, gateway, catalog, options)
         if saved is not None:
@@ -332,7 +406,7 @@ def apply(
             err.print(f"The saved plan is current: applying its {len(saved.actionable)} change(s).", markup=False)
         else:
             the_plan = fresh
-            _echo(render_text(the_plan, color=sys.stdout.isatty()))
+            _echo(render_text(the_plan, color=_stdout_color()))
         if not the_plan.has_changes:
             if saved is not None:
                 _echo("No changes. Azure matches the manifests.\n")
@@ -374,15 +448,18 @@ def apply(
         _echo("Verified: a fresh plan shows no changes.\n")
 
 
-@app.command()
+@app.command(cls=_Command)
 def drift(
     paths: Paths,
-    format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.text,
+    format: Annotated[
+        Format, typer.Option("--format", metavar="[text|markdown|json]", help="Output format.")
+    ] = Format.text,
     fail_on: Annotated[
-        str, typer.Option("--fail-on", help="Drift classes that make the exit code 2: "
+        str, typer.Option("--fail-on", metavar="CLASSES", help="Drift classes that make the exit code 2: "
                           "comma-separated missing,changed,unmanaged,orphaned, or all / none.")
     ] = "all",
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Show ARM call counts.")] = False,
+    sandbox: Sandbox = False,
     sandbox_db: SandboxDb = None,
     arm_endpoint: ArmEndpoint = None,
     ca_cert: CaCert = None,
@@ -397,7 +474,7 @@ def drift(
         classes = drift_report.parse_classes(fail_on)
     except ValueError as e:
         raise ReconcilerError(f"--fail-on: {e}") from None
-    target = TargetOptions(sandbox_db, arm_endpoint, ca_cert, cloud, tenant)
+    target = TargetOptions(_sandbox_db(sandbox, sandbox_db), arm_endpoint, ca_cert, cloud, tenant)
     with _session(paths, target, subscription) as (desired, gateway, catalog):
         the_plan = _make_plan(desired, gateway, catalog)
         if format is Format.json:
@@ -412,9 +489,14 @@ def drift(
         raise typer.Exit(EXIT_CHANGES)
 
 
+_DB_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+
+
 def _rewrite_sandbox_flag(argv: list[str]) -> list[str]:
-    """`--sandbox [DB]` takes an optional value, which click cannot express: rewrite it to the
-    hidden `--sandbox-db DB`. A following word is the DB only if it looks like one."""
+    """`--sandbox` is a flag; the state file is named by `--sandbox-db PATH` or `--sandbox=PATH`.
+    For compatibility `--sandbox FILE.db` (a word ending in .db, .sqlite or .sqlite3 that is no
+    directory) still names the file; any other word after `--sandbox` is a manifest path, and
+    one that does not exist is refused here, before it could be taken for either."""
     out: list[str] = []
     i = 0
     while i < len(argv):
@@ -423,28 +505,46 @@ def _rewrite_sandbox_flag(argv: list[str]) -> list[str]:
             out.extend(argv[i:])
             break
         if arg.startswith("--sandbox="):
-            out += ["--sandbox-db", arg.split("=", 1)[1] or DEFAULT_SANDBOX_DB]
+            value = arg.split("=", 1)[1]
+            out += ["--sandbox-db", value] if value else ["--sandbox"]
         elif arg == "--sandbox":
             nxt = argv[i + 1] if i + 1 < len(argv) else None
-            if nxt is not None and not nxt.startswith("-") and nxt.endswith((".db", ".sqlite", ".sqlite3")):
+            if nxt is not None and nxt.endswith(_DB_SUFFIXES) and not Path(nxt).is_dir():
                 out += ["--sandbox-db", nxt]
                 i += 1
+            elif nxt is not None and nxt and not nxt.startswith("-") and not Path(nxt).exists():
+                raise ReconcilerError(
+                    f"'{nxt}' after --sandbox is no manifest file or folder; --sandbox takes no value: "
+                    f"name the sandbox's state file with --sandbox-db {nxt} or --sandbox={nxt}"
+                )
             else:
-                out += ["--sandbox-db", DEFAULT_SANDBOX_DB]
+                out.append("--sandbox")
         else:
             out.append(arg)
         i += 1
     return out
 
 
+def _hoist_no_color(argv: list[str]) -> list[str]:
+    """`--no-color` is accepted anywhere before `--`; it is the root command's option."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    if "--no-color" not in argv[:end]:
+        return argv
+    return ["--no-color", *(a for a in argv[:end] if a != "--no-color"), *argv[end:]]
+
+
+_USAGE_NOISE = re.compile(r"Value error, ")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The single error boundary: every exception becomes a message and an exit code."""
-    args = _rewrite_sandbox_flag(list(sys.argv[1:] if argv is None else argv))
     if not os.environ.get("RECONCILER_DEBUG"):
         # The SDK logs warnings (credential probes, retries) that our messages already say
         # better; they never contain tokens, but they do drown the one line that matters.
         logging.getLogger("azure").setLevel(logging.CRITICAL)
+    err.no_color = os.environ.get("NO_COLOR", "") != ""  # as rich decides it; --no-color may set it
     try:
+        args = _hoist_no_color(_rewrite_sandbox_flag(list(sys.argv[1:] if argv is None else argv)))
         result = app(args=args, prog_name="reconciler", standalone_mode=False)
         return result if isinstance(result, int) else EXIT_OK
     except ManifestError as e:
@@ -466,6 +566,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Usage errors (click's, vendored or not, expose `show` and `exit_code`): click would
         # exit 2, which here means "changes present", so they become 1 like every error.
         if hasattr(e, "show") and hasattr(e, "exit_code"):
+            message = getattr(e, "message", None)
+            if isinstance(message, str):  # "Value error, " is pydantic's wording, not ours
+                e.message = _USAGE_NOISE.sub("", message)  # type: ignore[attr-defined]
             e.show(file=sys.stderr)
             return EXIT_ERROR
         err.print(f"Internal error (a bug in reconciler, please report it): {type(e).__name__}: {e}",

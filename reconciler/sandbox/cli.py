@@ -20,34 +20,40 @@ sandbox_app = typer.Typer(
     help="A local HTTPS look-alike of Azure Resource Manager (identities, FICs, role assignments).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: nothing read as markup, nothing cut at 80 columns
 )
 
-Db = Annotated[str, typer.Option("--db", help="SQLite state file; certificates are cached beside it.")]
+Db = Annotated[str, typer.Option("--db", metavar="PATH", help="SQLite state file; certificates are cached beside it.")]
 _DEFAULTS = SandboxConfig()
 
 
 @sandbox_app.command()
 def serve(
     db: Db = DEFAULT_DB,
-    host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on; 0 picks a free one.")] = 8443,
+    host: Annotated[str, typer.Option(
+        metavar="HOST", help="Address to listen on (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(metavar="INTEGER", help="Port to listen on; 0 picks a free one.")] = 8443,
     subscription: Annotated[list[str] | None, typer.Option(
-        "--subscription", help="Seed this subscription (the admin becomes its Owner); repeatable.")] = None,
+        "--subscription", metavar="ID",
+        help="Seed this subscription (the admin becomes its Owner); repeatable.")] = None,
     throttling: Annotated[bool, typer.Option(help="ARM token-bucket throttling.")] = _DEFAULTS.throttling,
-    throttle_scale: Annotated[float, typer.Option(
+    throttle_scale: Annotated[float, typer.Option(metavar="FLOAT",
         help="Multiply every bucket size and refill rate (0.1 = ten times stricter).")] = _DEFAULTS.throttle_scale,
-    latency_ms: Annotated[float, typer.Option(help="Added latency for every request, in ms.")] = 0.0,
-    fault_rate: Annotated[float, typer.Option(help="Probability of an injected fault per request.")] = 0.0,
-    fault_seed: Annotated[int, typer.Option(help="Seed of the fault generator.")] = _DEFAULTS.fault_seed,
-    fault_kinds: Annotated[str, typer.Option(help="Comma-separated: 500,503,drop,slow.")] = ",".join(
+    latency_ms: Annotated[float, typer.Option(metavar="FLOAT", help="Added latency for every request, in ms.")] = 0.0,
+    fault_rate: Annotated[float, typer.Option(
+        metavar="FLOAT", help="Probability of an injected fault per request.")] = 0.0,
+    fault_seed: Annotated[int, typer.Option(
+        metavar="INTEGER", help="Seed of the fault generator.")] = _DEFAULTS.fault_seed,
+    fault_kinds: Annotated[str, typer.Option(metavar="TEXT", help="Comma-separated: 500,503,drop,slow.")] = ",".join(
         _DEFAULTS.fault_kinds),
-    replication_delay: Annotated[float, typer.Option(
+    replication_delay: Annotated[float, typer.Option(metavar="FLOAT",
         help="Seconds before a new identity's principal is visible to role assignments.")] = (
         _DEFAULTS.replication_delay_seconds),
-    fic_write_window: Annotated[float, typer.Option(
+    fic_write_window: Annotated[float, typer.Option(metavar="FLOAT",
         help="Seconds one FIC write keeps its identity busy (overlapping writes get 409).")] = (
         _DEFAULTS.fic_write_window_seconds),
-    page_size: Annotated[int, typer.Option(help="Items per list page before a nextLink.")] = _DEFAULTS.page_size,
+    page_size: Annotated[int, typer.Option(
+        metavar="INTEGER", help="Items per list page before a nextLink.")] = _DEFAULTS.page_size,
 ) -> None:
     """Serve the sandbox until Ctrl-C."""
     try:
@@ -81,7 +87,7 @@ def serve(
 @sandbox_app.command()
 def token(
     db: Db = DEFAULT_DB,
-    principal: Annotated[str | None, typer.Option(
+    principal: Annotated[str | None, typer.Option(metavar="TEXT",
         help="Display name or object id of a known principal; the sandbox admin by default.")] = None,
 ) -> None:
     """Print a bearer token for the sandbox stored in --db."""
