@@ -31,6 +31,7 @@ from reconciler.model import (
     LiveRoleAssignment,
     LiveState,
     assignment_name,
+    norm_location,
     norm_scope,
 )
 from reconciler.plan import Action, Change, DriftClass, Plan, ResourceType
@@ -46,11 +47,6 @@ class PlanOptions:
     prune_unmanaged: bool = False  # delete grants to our identities made outside the manifests
     prune_orphans: bool = False  # delete our grants whose principal no longer exists
     include_foreign: bool = False  # list other owners' identities as context (never changed)
-
-
-def norm_location(location: str) -> str:
-    """ARM treats "West Europe" and "westeurope" as the same region."""
-    return location.replace(" ", "").lower()
 
 
 def norm_text(value: str | None) -> str:

@@ -14,12 +14,20 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
+from reconciler.resource_id import ROLE_DEFINITION_TYPE, ResourceId
+
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-ROLE_ID_RE = re.compile(
-    r"^(/subscriptions/[^/]+)?/providers/Microsoft\.Authorization/roleDefinitions/"
-    r"(?P<guid>[0-9a-fA-F-]{36})$",
-    re.IGNORECASE,
-)
+
+
+def role_definition_guid(text: str) -> str | None:
+    """The lower-case GUID of a role definition id, tenant-level
+    (`/providers/Microsoft.Authorization/roleDefinitions/{guid}`) or subscription-qualified,
+    in any casing; None for anything else."""
+    rid = ResourceId.try_parse(text) if text.strip().startswith("/") else None
+    if rid is None or not rid.is_type(ROLE_DEFINITION_TYPE) or rid.resource_group is not None \
+            or len(rid.providers) != 1 or rid.name is None or not GUID_RE.match(rid.name):
+        return None
+    return rid.name.lower()
 
 # Roles that let the holder grant any access: granting them at subscription scope is
 # worth a warning in every plan.
@@ -75,8 +83,7 @@ class RoleCatalog:
     def resolve(self, text: str, subscription: str) -> Role | None:
         by_name, by_guid = _builtin()
         value = text.strip()
-        match = ROLE_ID_RE.match(value)
-        guid = match.group("guid").lower() if match else (value.lower() if GUID_RE.match(value) else None)
+        guid = role_definition_guid(value) or (value.lower() if GUID_RE.match(value) else None)
         if guid is not None and guid in by_guid:
             return by_guid[guid]
         if guid is None and value.lower() in by_name:
