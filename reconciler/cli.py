@@ -30,6 +30,7 @@ from reconciler.applier import DONE, ApplyReport, apply_plan
 from reconciler.errors import Diagnostic, ManifestError, ReconcilerError
 from reconciler.gateway import ArmGateway
 from reconciler.manifest.loader import load_manifests
+from reconciler.manifest.privileged import privileged_grant_diagnostics
 from reconciler.model import DesiredState
 from reconciler.plan import Plan
 from reconciler.planner import PlanOptions, make_plan
@@ -237,7 +238,7 @@ def validate(
     """Check manifests offline: syntax, schema, names, roles, references, duplicates."""
     catalog = RoleCatalog()
     desired, warnings = load_manifests(paths, catalog)
-    _print_diagnostics(warnings)
+    _print_diagnostics([*warnings, *privileged_grant_diagnostics(desired)])
     if list_roles:
         roles = sorted({(ra.role_definition_id, ra.role_name) for ra in desired.role_assignments})
         _echo("".join(f"{guid}\t{name}\n" for guid, name in roles))

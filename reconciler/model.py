@@ -156,6 +156,8 @@ class DesiredRoleAssignment:
     condition: str | None = None
     condition_version: str | None = None
     source: SourceLocation | None = None
+    # `acknowledgePrivileged: true`: an intended grant of a role that can grant any access.
+    privileged_acknowledged: bool = False
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,8 @@ def role_definition_guid(text: str) -> str | None:
         return None
     return rid.name.lower()
 
-# Roles that let the holder grant any access: granting them at subscription scope is
-# worth a warning in every plan.
+# Roles that let the holder grant any access: adding such a grant, at any scope, is worth a
+# warning (unless the manifest acknowledges it with `acknowledgePrivileged: true`).
 PRIVILEGED_ROLE_GUIDS = frozenset(
     {
         "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",  # Owner
@@ -38,6 +38,21 @@ PRIVILEGED_ROLE_GUIDS = frozenset(
         "f58310d9-a9f6-439a-9e8d-f62e7b41a168",  # Role Based Access Control Administrator
     }
 )
+
+
+_LEVEL_WORDS = {
+    "tenant": "tenant root scope", "managementGroup": "management group scope",
+    "subscription": "subscription scope", "resourceGroup": "resource group scope", "resource": "resource scope",
+}
+
+
+def privileged_grant_warning(role_guid: str, role_name: str, scope: str) -> str | None:
+    """The warning a grant of a role that can grant any access deserves, or None."""
+    if role_guid.lower() not in PRIVILEGED_ROLE_GUIDS:
+        return None
+    rid = ResourceId.try_parse(scope)
+    where = _LEVEL_WORDS[rid.level] if rid is not None else "scope"
+    return f"'{role_name}' at {where} {scope} lets its holder grant any access"
 
 
 @dataclass(frozen=True)

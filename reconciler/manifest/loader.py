@@ -558,6 +558,7 @@ class _StateBuilder:
                     item.get("conditionVersion", DEFAULT_CONDITION_VERSION) if condition else None
                 ),
                 source=where,
+                privileged_acknowledged=item.get("acknowledgePrivileged") is True,
             )
         )
 
