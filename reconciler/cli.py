@@ -39,9 +39,10 @@ from reconciler.render.markdown import render_markdown
 from reconciler.render.text import render_text
 from reconciler.roles import RoleCatalog
 from reconciler.safety import DEFAULT_MAX_DELETES, mass_delete_problems
+from reconciler.sandbox import cli as sandbox_cli
 from reconciler.sandbox.cli import sandbox_app
 from reconciler.savedplan import check_fresh, read_plan, with_fingerprints
-from reconciler.target import DEFAULT_SANDBOX_DB, TargetOptions, open_gateway
+from reconciler.target import DEFAULT_SANDBOX_DB, TargetOptions, open_gateway, seed_of
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -92,6 +93,16 @@ app = typer.Typer(
     context_settings=_CONTEXT,
 )
 app.add_typer(sandbox_app, name="sandbox", context_settings=_CONTEXT)
+
+
+def _seed_from_manifests(paths: Sequence[str]) -> dict[str, list[tuple[str, ...]]]:
+    """`sandbox serve --seed PATH`: what the manifests reference, as `--sandbox` seeds it."""
+    desired, warnings = load_manifests(list(paths), RoleCatalog())
+    _print_diagnostics(warnings)
+    return seed_of(desired)
+
+
+sandbox_cli.seed_from_manifests = _seed_from_manifests
 
 
 def _version(value: bool) -> None:

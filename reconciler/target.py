@@ -1,7 +1,8 @@
 """Turn the target options of a command into a gateway to ARM.
 
-    --sandbox [DB]         the embedded sandbox: a local HTTPS ARM started in this process on
-                           the state file DB, seeded with what the manifests reference
+    --sandbox              the embedded sandbox: a local HTTPS ARM started in this process on
+    --sandbox-db PATH      the state file (default .reconciler/sandbox.db), seeded with what
+                           the manifests reference
     --arm-endpoint URL     any ARM-compatible endpoint (`reconciler sandbox serve`, Azure Stack);
                            bearer token from RECONCILER_ACCESS_TOKEN, else DefaultAzureCredential
     (neither)              real Azure through DefaultAzureCredential

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -26,6 +27,13 @@ sandbox_app = typer.Typer(
 Db = Annotated[str, typer.Option("--db", metavar="PATH", help="SQLite state file; certificates are cached beside it.")]
 _DEFAULTS = SandboxConfig()
 
+# What `serve --seed PATH` seeds: {"subscriptions": [(id,)], "resource_groups": [(sub, name,
+# location)], "principals": [(object id, type, display name)]} for the manifests at the paths.
+# Reading manifests is the reconciler's job, so its CLI installs this; the sandbox itself only
+# takes the data and still imports nothing from the core.
+Seeder = Callable[[Sequence[str]], dict[str, list[tuple[str, ...]]]]
+seed_from_manifests: Seeder | None = None
+
 
 @sandbox_app.command()
 def serve(
@@ -36,6 +44,10 @@ def serve(
     subscription: Annotated[list[str] | None, typer.Option(
         "--subscription", metavar="ID",
         help="Seed this subscription (the admin becomes its Owner); repeatable.")] = None,
+    seed: Annotated[list[str] | None, typer.Option(
+        "--seed", metavar="PATH",
+        help="Seed what these manifests reference (subscriptions, resource groups, principals), "
+             "as plan --sandbox does; repeatable.")] = None,
     throttling: Annotated[bool, typer.Option(help="ARM token-bucket throttling.")] = _DEFAULTS.throttling,
     throttle_scale: Annotated[float, typer.Option(metavar="FLOAT",
         help="Multiply every bucket size and refill rate (0.1 = ten times stricter).")] = _DEFAULTS.throttle_scale,
@@ -68,6 +80,13 @@ def serve(
     server = SandboxServer(db_path=db, host=host, port=port, config=config)
     if subscription:
         server.seed(subscriptions=subscription)
+    if seed:
+        if seed_from_manifests is None:
+            raise typer.BadParameter("--seed needs the reconciler command line, which reads manifests")
+        data = seed_from_manifests(seed)
+        server.seed(subscriptions=[s for (s,) in data["subscriptions"]],
+                    resource_groups=[(s, r, loc) for s, r, loc in data["resource_groups"]],
+                    principals=[(o, t, n) for o, t, n in data["principals"]])
     server.start()
     typer.echo(f"sandbox ARM endpoint: {server.url}")
     typer.echo(f"CA certificate:       {server.ca_cert_path}")
