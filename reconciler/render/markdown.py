@@ -95,6 +95,10 @@ _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~$])")
 # GitHub turns `@name` into a notification and `#12` into an issue link after Markdown is
 # rendered, so a backslash does not stop them; an empty HTML comment splits the text node.
 _REFERENCE = re.compile(r"([@#])(?=[A-Za-z0-9])")
+# GitHub turns `:name:` into an emoji the same way (`a.yaml:100:13` would show 💯): split the
+# text node after a colon that would open one. Shortcodes start with a letter, or are one of
+# the few numeric ones, so times such as 22:40:00 stay as they are.
+_EMOJI_CODE = re.compile(r":(?=(?:[A-Za-z][A-Za-z0-9_+-]*|100|1234|\+1|-1|8ball):)")
 
 
 def _one_line(text: str) -> str:
@@ -106,6 +110,7 @@ def md_text(text: str) -> str:
     """Escape a value for Markdown inline text (paragraphs, list items, table cells)."""
     escaped = html.escape(_one_line(text), quote=False)
     escaped = _MD_SPECIAL.sub(r"\\\1", escaped)
+    escaped = _EMOJI_CODE.sub(":<!-- -->", escaped)
     return _REFERENCE.sub(r"\1<!-- -->", escaped)
 
 
