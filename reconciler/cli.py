@@ -42,7 +42,7 @@ from reconciler.safety import DEFAULT_MAX_DELETES, mass_delete_problems
 from reconciler.sandbox import cli as sandbox_cli
 from reconciler.sandbox.cli import sandbox_app
 from reconciler.savedplan import check_fresh, read_plan, with_fingerprints
-from reconciler.target import DEFAULT_SANDBOX_DB, TargetOptions, open_gateway, seed_of
+from reconciler.target import CLOUDS, DEFAULT_SANDBOX_DB, TargetOptions, open_gateway, seed_of
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -176,9 +176,16 @@ def _print_diagnostics(diagnostics: Sequence[Diagnostic]) -> None:
         err.print(str(d), style=style, markup=False, highlight=False)
 
 
+def _check_cloud(value: str) -> str:
+    """Checked on every target, the embedded sandbox included, so a typo is never ignored."""
+    if value not in CLOUDS:
+        raise typer.BadParameter(f"'{value}' is not one of {', '.join(repr(c) for c in CLOUDS)}.")
+    return value
+
+
 Cloud = Annotated[
-    str, typer.Option("--cloud", metavar="NAME", help="AzureCloud, AzureUSGovernment or AzureChinaCloud: "
-                      "sets the ARM endpoint, the authority and the token scope together.")
+    str, typer.Option("--cloud", metavar="[AzureCloud|AzureUSGovernment|AzureChinaCloud]", callback=_check_cloud,
+                      help="Sets the ARM endpoint, the authority and the token scope together.")
 ]
 Tenant = Annotated[str | None, typer.Option("--tenant", metavar="TEXT", help="Entra ID tenant to authenticate in.")]
 Subscriptions = Annotated[

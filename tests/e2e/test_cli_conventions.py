@@ -151,3 +151,6 @@ def test_a_bad_choice_says_which_values_are_valid(capsys: pytest.CaptureFixture[
     assert code == 1
     assert "'xml' is not one of 'text', 'markdown', 'json'" in err
     assert "Value error" not in err
+    code, _, err = run(capsys, "plan", "manifests/", "--sandbox", "--cloud", "Azure")
+    assert code == 1
+    assert "'Azure' is not one of 'AzureCloud', 'AzureUSGovernment', 'AzureChinaCloud'" in err
