@@ -6,6 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DB     := .reconciler/demo.db
+PLAN   := .reconciler/demo-plan.json
 RUN    := $(BIN)/reconciler
 
 .PHONY: demo test test-az lint typecheck pytest bench clean
@@ -22,17 +23,19 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# validate -> plan -> apply -> plan against a fresh embedded sandbox; the last plan must be empty.
+# validate -> plan (saved) -> apply that plan -> plan against a fresh embedded sandbox: the plan
+# is printed once, by the plan step (applying a saved plan does not print it again), and the
+# last plan must be empty.
 demo: $(STAMP)
-	@rm -f $(DB) $(DB)-wal $(DB)-shm
+	@rm -f $(DB) $(DB)-wal $(DB)-shm $(PLAN)
 	@echo "== reconciler validate manifests/"
 	@$(RUN) validate manifests/
-	@echo; echo "== reconciler plan manifests/ --sandbox $(DB)"
-	@$(RUN) plan manifests/ --sandbox $(DB)
-	@echo; echo "== reconciler apply manifests/ --sandbox $(DB) --auto-approve"
-	@$(RUN) apply manifests/ --sandbox $(DB) --auto-approve
-	@echo; echo "== reconciler plan manifests/ --sandbox $(DB) --detailed-exitcode  (must say: No changes)"
-	@$(RUN) plan manifests/ --sandbox $(DB) --detailed-exitcode
+	@echo; echo "== reconciler plan manifests/ --sandbox-db $(DB) --out $(PLAN)"
+	@$(RUN) plan manifests/ --sandbox-db $(DB) --out $(PLAN)
+	@echo; echo "== reconciler apply $(PLAN) --sandbox-db $(DB)"
+	@$(RUN) apply $(PLAN) --sandbox-db $(DB)
+	@echo; echo "== reconciler plan manifests/ --sandbox-db $(DB) --detailed-exitcode  (must say: No changes)"
+	@$(RUN) plan manifests/ --sandbox-db $(DB) --detailed-exitcode
 
 lint: $(STAMP)
 	$(BIN)/ruff check reconciler tests bench

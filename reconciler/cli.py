@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shlex
 import sys
 import traceback
@@ -22,12 +23,15 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from typer import _click as click  # typer vendors click; its help classes live here
+from typer.core import TyperArgument, TyperCommand
 
 from reconciler import drift as drift_report
 from reconciler.applier import DONE, ApplyReport, apply_plan
 from reconciler.errors import Diagnostic, ManifestError, ReconcilerError
 from reconciler.gateway import ArmGateway
 from reconciler.manifest.loader import load_manifests
+from reconciler.manifest.privileged import privileged_grant_diagnostics
 from reconciler.model import DesiredState
 from reconciler.plan import Plan
 from reconciler.planner import PlanOptions, make_plan
@@ -36,6 +40,7 @@ from reconciler.render.markdown import render_markdown
 from reconciler.render.text import render_text
 from reconciler.roles import RoleCatalog
 from reconciler.safety import DEFAULT_MAX_DELETES, mass_delete_problems
+from reconciler.sandbox import cli as sandbox_cli
 from reconciler.sandbox.cli import sandbox_app
 from reconciler.savedplan import (
     check_fresh,
@@ -48,11 +53,46 @@ from reconciler.savedplan import (
     saved_target,
     with_fingerprints,
 )
-from reconciler.target import DEFAULT_SANDBOX_DB, TargetOptions, open_gateway
+from reconciler.target import CLOUDS, DEFAULT_SANDBOX_DB, TargetOptions, open_gateway, seed_of
 
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_CHANGES = 2
+
+
+
+class _Command(TyperCommand):
+    """Help in click's conventional form: `PATH...` for an argument that takes several, not
+    typer's `{paths}...` and `<list[str]>`, so the usage line reads like every other tool's."""
+
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if isinstance(param, TyperArgument):
+                name = (param.metavar or param.name or "ARG") + ("..." if param.nargs != 1 else "")
+                pieces.append(name if param.required else f"[{name}]")
+        return pieces
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        arguments = []
+        for param in self.get_params(ctx):
+            if isinstance(param, TyperArgument) and param.metavar and not param.hidden:
+                record = param.get_help_record(ctx)
+                if record is not None:
+                    arguments.append((param.metavar + ("..." if param.nargs != 1 else ""), record[1]))
+        if arguments:
+            with formatter.section("Arguments"):
+                formatter.write_dl(arguments)
+        options = [r for p in self.get_params(ctx) if not isinstance(p, TyperArgument)
+                   if (r := p.get_help_record(ctx)) is not None]
+        if options:
+            with formatter.section("Options"):
+                formatter.write_dl(options)
+
+
+# Plain click help (no rich panels): nothing in a help text is read as markup, long option
+# texts wrap instead of being cut at 80 columns, and `-h` is the short form of `--help`.
+_CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 app = typer.Typer(
     name="reconciler",
@@ -60,9 +100,20 @@ app = typer.Typer(
     "their federated credentials and role assignments.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    rich_markup_mode=None,
+    context_settings=_CONTEXT,
 )
-app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(sandbox_app, name="sandbox", context_settings=_CONTEXT)
+
+
+def _seed_from_manifests(paths: Sequence[str]) -> dict[str, list[tuple[str, ...]]]:
+    """`sandbox serve --seed PATH`: what the manifests reference, as `--sandbox` seeds it."""
+    desired, warnings = load_manifests(list(paths), RoleCatalog())
+    _print_diagnostics(warnings)
+    return seed_of(desired)
+
+
+sandbox_cli.seed_from_manifests = _seed_from_manifests
 
 
 def _version(value: bool) -> None:
@@ -84,11 +135,23 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
+    no_color: Annotated[
+        bool, typer.Option("--no-color", help="No ANSI colour (also with NO_COLOR set); accepted anywhere.")
+    ] = False,
 ) -> None:
     """Declarative, stateless reconciler for Azure user-assigned managed identities, their
     federated credentials and role assignments."""
+    if no_color:
+        err.no_color = True
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Everything printed is verbatim: no markup, no emoji codes (`a.yaml:100:13:` must never become
+# `a.yaml💯13:`), no highlighting. rich honours NO_COLOR itself; --no-color sets `no_color`.
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False, markup=False)
+
+
+def _stdout_color() -> bool:
+    """ANSI colour in the text plan: only on a terminal, never with NO_COLOR or --no-color."""
+    return sys.stdout.isatty() and not err.no_color and not os.environ.get("NO_COLOR")
 
 
 class Format(StrEnum):
@@ -100,16 +163,28 @@ class Format(StrEnum):
 # Strings, not Paths: Path("") is ".", which would turn an empty argument into "the current
 # directory" instead of the error it is.
 Paths = Annotated[
-    list[str], typer.Argument(help="Manifest files or folders (searched recursively for *.yaml, *.yml).")
+    list[str],
+    typer.Argument(metavar="PATH", help="Manifest files or folders (searched recursively for *.yaml, *.yml)."),
+]
+Sandbox = Annotated[
+    bool,
+    typer.Option("--sandbox", help=f"Run against the embedded ARM sandbox (state in {DEFAULT_SANDBOX_DB}; "
+                 "--sandbox=FILE or --sandbox-db FILE picks another file)."),
 ]
 SandboxDb = Annotated[
     str | None,
-    typer.Option("--sandbox-db", hidden=True, help="State file of the embedded sandbox (use --sandbox [DB])."),
+    typer.Option("--sandbox-db", metavar="PATH", help="State file of the embedded sandbox; implies --sandbox."),
 ]
 ArmEndpoint = Annotated[
-    str | None, typer.Option("--arm-endpoint", help="ARM endpoint URL, e.g. a `reconciler sandbox serve` URL.")
+    str | None, typer.Option("--arm-endpoint", metavar="URL",
+                             help="ARM endpoint URL, e.g. a `reconciler sandbox serve` URL.")
 ]
-CaCert = Annotated[str | None, typer.Option("--ca-cert", help="PEM bundle to trust for --arm-endpoint.")]
+CaCert = Annotated[str | None, typer.Option("--ca-cert", metavar="PATH",
+                                            help="PEM bundle to trust for --arm-endpoint.")]
+
+
+def _sandbox_db(sandbox: bool, sandbox_db: str | None) -> str | None:
+    return sandbox_db or (DEFAULT_SANDBOX_DB if sandbox else None)
 
 
 def _print_diagnostics(diagnostics: Sequence[Diagnostic]) -> None:
@@ -118,14 +193,22 @@ def _print_diagnostics(diagnostics: Sequence[Diagnostic]) -> None:
         err.print(str(d), style=style, markup=False, highlight=False)
 
 
+def _check_cloud(value: str) -> str:
+    """Checked on every target, the embedded sandbox included, so a typo is never ignored."""
+    if value not in CLOUDS:
+        raise typer.BadParameter(f"'{value}' is not one of {', '.join(repr(c) for c in CLOUDS)}.")
+    return value
+
+
 Cloud = Annotated[
-    str, typer.Option("--cloud", help="AzureCloud, AzureUSGovernment or AzureChinaCloud: sets the ARM endpoint, "
-                      "the authority and the token scope together.")
+    str, typer.Option("--cloud", metavar="[AzureCloud|AzureUSGovernment|AzureChinaCloud]", callback=_check_cloud,
+                      help="Sets the ARM endpoint, the authority and the token scope together.")
 ]
-Tenant = Annotated[str | None, typer.Option("--tenant", help="Entra ID tenant to authenticate in.")]
+Tenant = Annotated[str | None, typer.Option("--tenant", metavar="TEXT", help="Entra ID tenant to authenticate in.")]
 Subscriptions = Annotated[
     list[str] | None,
-    typer.Option("--subscription", help="Restrict the run to this subscription (repeatable), e.g. one per CI job."),
+    typer.Option("--subscription", metavar="ID",
+                 help="Restrict the run to this subscription (repeatable), e.g. one per CI job."),
 ]
 
 
@@ -179,7 +262,7 @@ def _echo(text: str) -> None:
     sys.stdout.flush()
 
 
-@app.command()
+@app.command(cls=_Command)
 def validate(
     paths: Paths,
     list_roles: Annotated[
@@ -190,7 +273,7 @@ def validate(
     """Check manifests offline: syntax, schema, names, roles, references, duplicates."""
     catalog = RoleCatalog()
     desired, warnings = load_manifests(paths, catalog)
-    _print_diagnostics(warnings)
+    _print_diagnostics([*warnings, *privileged_grant_diagnostics(desired)])
     if list_roles:
         roles = sorted({(ra.role_definition_id, ra.role_name) for ra in desired.role_assignments})
         _echo("".join(f"{guid}\t{name}\n" for guid, name in roles))
@@ -210,12 +293,15 @@ PruneOrphans = Annotated[
 ]
 
 
-@app.command()
+@app.command(cls=_Command)
 def plan(
     paths: Paths,
-    format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.text,
+    format: Annotated[
+        Format, typer.Option("--format", metavar="[text|markdown|json]", help="Output format.")
+    ] = Format.text,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Save the plan (JSON with fingerprints) for `apply PLANFILE`.")
+        Path | None,
+        typer.Option("--out", metavar="PATH", help="Save the plan (JSON with fingerprints) for `apply PLANFILE`."),
     ] = None,
     detailed_exitcode: Annotated[
         bool, typer.Option("--detailed-exitcode", help="Exit 2 when there are changes, 0 when in sync.")
@@ -226,6 +312,7 @@ def plan(
         bool, typer.Option("-v", "--verbose", help="Show in-sync and foreign resources, and ARM call counts.")
     ] = False,
     full_plan_hint: FullPlanHint = None,
+    sandbox: Sandbox = False,
     sandbox_db: SandboxDb = None,
     arm_endpoint: ArmEndpoint = None,
     ca_cert: CaCert = None,
@@ -235,7 +322,7 @@ def plan(
 ) -> None:
     """Show what apply would create, change or delete."""
     options = PlanOptions(prune_unmanaged=prune_unmanaged, prune_orphans=prune_orphans, include_foreign=verbose)
-    target = TargetOptions(sandbox_db, arm_endpoint, ca_cert, cloud, tenant)
+    target = TargetOptions(_sandbox_db(sandbox, sandbox_db), arm_endpoint, ca_cert, cloud, tenant)
     # A saved plan records its paths relative to the working directory: check before any I/O.
     saved_paths_ = recorded_paths(paths) if out else [str(p) for p in paths]
     key = plan_key() if out else None
@@ -272,7 +359,7 @@ def _saved_hint(out: Path, target: TargetOptions, mass_delete: bool, signed: boo
 
 FullPlanHint = Annotated[
     str | None,
-    typer.Option("--full-plan-hint", envvar="RECONCILER_FULL_PLAN_HINT",
+    typer.Option("--full-plan-hint", metavar="TEXT", envvar="RECONCILER_FULL_PLAN_HINT",
                  help="Markdown: where readers find the full plan when the comment must be abridged."),
 ]
 
@@ -283,20 +370,23 @@ def _show(the_plan: Plan, format: Format, verbose: bool = False, full_plan_hint:
     elif format is Format.markdown:
         _echo(render_markdown(the_plan, full_plan_hint=full_plan_hint))
     else:
-        _echo(render_text(the_plan, color=sys.stdout.isatty(), verbose=verbose))
+        _echo(render_text(the_plan, color=_stdout_color(), verbose=verbose))
 
 
-@app.command()
+@app.command(cls=_Command)
 def show(
     plan_files: Annotated[
-        list[Path], typer.Argument(help="A plan saved with `plan --out`, or the plans of several shards "
-                                   "(files, or folders of *.json plans).")
+        list[Path], typer.Argument(metavar="PLANFILE...", help="A plan saved with `plan --out`, or the plans of "
+                                   "several shards (files, or folders of *.json plans).")
     ],
-    format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.text,
+    format: Annotated[
+        Format, typer.Option("--format", metavar="[text|markdown|json]", help="Output format.")
+    ] = Format.text,
     full_plan_hint: FullPlanHint = None,
     matrix_file: Annotated[
-        Path | None, typer.Option("--matrix", help="The `reconciler matrix` output the shards were planned from: "
-                                  "a shard without a plan makes the review incomplete and the exit code 1.")
+        Path | None, typer.Option("--matrix", metavar="PATH",
+                                  help="The `reconciler matrix` output the shards were planned from: a shard "
+                                  "without a plan makes the review incomplete and the exit code 1.")
     ] = None,
 ) -> None:
     """Render a saved plan as text, Markdown (for a PR comment) or JSON.
@@ -332,7 +422,7 @@ def _show_review(plan_files: list[Path], format: Format, full_plan_hint: str | N
     elif format is Format.markdown:
         _echo(review.review_markdown(shards, full_plan_hint))
     else:
-        _echo(review.review_text(shards, color=sys.stdout.isatty()))
+        _echo(review.review_text(shards, color=_stdout_color()))
     errors = review.failures(shards, review.combined_plan(shards)[1])
     if errors:
         raise ReconcilerError(f"the review is incomplete: {len(errors)} shard problem(s), listed above")
@@ -373,16 +463,19 @@ def _given(ctx: typer.Context, names: Sequence[str]) -> frozenset[str]:
     return frozenset(n for n, src in sources.items() if src is not None and src.name != "DEFAULT")
 
 
-@app.command()
+@app.command(cls=_Command)
 def apply(
     ctx: typer.Context,
     paths: Annotated[
-        list[str], typer.Argument(help="Manifest files or folders, or one plan file saved with `plan --out`.")
+        list[str],
+        typer.Argument(metavar="PATH", help="Manifest files or folders, or one plan file saved with `plan --out`."),
     ],
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Apply without asking.")] = False,
-    parallelism: Annotated[int, typer.Option("--parallelism", min=1, max=64, help="Concurrent ARM writes.")] = 8,
+    parallelism: Annotated[
+        int, typer.Option("--parallelism", metavar="INTEGER", min=1, max=64, help="Concurrent ARM writes.")
+    ] = 8,
     max_deletes: Annotated[
-        int, typer.Option("--max-deletes", min=0, help="Refuse plans that destroy more than this.")
+        int, typer.Option("--max-deletes", metavar="INTEGER", min=0, help="Refuse plans that destroy more than this.")
     ] = DEFAULT_MAX_DELETES,
     allow_mass_delete: Annotated[
         bool, typer.Option("--allow-mass-delete", help="Apply even past --max-deletes or deleting all of an owner.")
@@ -390,9 +483,10 @@ def apply(
     prune_unmanaged: PruneUnmanaged = False,
     prune_orphans: PruneOrphans = False,
     report_file: Annotated[
-        Path | None, typer.Option("--report", help="Write the step report as JSON to this file.")
+        Path | None, typer.Option("--report", metavar="PATH", help="Write the step report as JSON to this file.")
     ] = None,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Show ARM call counts.")] = False,
+    sandbox: Sandbox = False,
     sandbox_db: SandboxDb = None,
     arm_endpoint: ArmEndpoint = None,
     ca_cert: CaCert = None,
@@ -405,13 +499,16 @@ def apply(
     Given a plan file, apply to the target it records, and only if a fresh plan makes exactly
     its changes (the fresh plan is what runs); refuse otherwise, saying what differs."""
     saved = read_plan(Path(paths[0]), key=plan_key()) if _is_plan_file(paths) else None
-    target = TargetOptions(sandbox_db, arm_endpoint, ca_cert, cloud, tenant)
+    target = TargetOptions(_sandbox_db(sandbox, sandbox_db), arm_endpoint, ca_cert, cloud, tenant)
     if saved is not None:
         paths = saved_paths(saved)
         prune_unmanaged = bool(saved.inputs.get("prune_unmanaged", False))
         prune_orphans = bool(saved.inputs.get("prune_orphans", False))
         subscription = list(saved.inputs.get("subscriptions") or []) or None
-        target = saved_target(saved, target, _given(ctx, _TARGET_PARAMS))
+        given = _given(ctx, (*_TARGET_PARAMS, "sandbox"))
+        if "sandbox" in given:  # the bare flag names the default sandbox file
+            given = (given - {"sandbox"}) | {"sandbox_db"}
+        target = saved_target(saved, target, given)
     options = PlanOptions(prune_unmanaged=prune_unmanaged, prune_orphans=prune_orphans)
     with _session(paths, target, subscription) as (desired, gateway, catalog):
         fresh = _make_plan(desired, gateway, catalog, options)
@@ -421,7 +518,7 @@ def apply(
             err.print(f"The saved plan is current: applying its {len(fresh.actionable)} change(s) to "
                       f"{target.describe()}.", markup=False)
         else:
-            _echo(render_text(the_plan, color=sys.stdout.isatty()))
+            _echo(render_text(the_plan, color=_stdout_color()))
         if not the_plan.has_changes:
             if saved is not None:
                 _echo("No changes. Azure matches the manifests.\n")
@@ -468,15 +565,18 @@ def apply(
         _echo("Verified: a fresh plan shows no changes.\n")
 
 
-@app.command()
+@app.command(cls=_Command)
 def drift(
     paths: Paths,
-    format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.text,
+    format: Annotated[
+        Format, typer.Option("--format", metavar="[text|markdown|json]", help="Output format.")
+    ] = Format.text,
     fail_on: Annotated[
-        str, typer.Option("--fail-on", help="Drift classes that make the exit code 2: "
+        str, typer.Option("--fail-on", metavar="CLASSES", help="Drift classes that make the exit code 2: "
                           "comma-separated missing,changed,unmanaged,orphaned, or all / none.")
     ] = "all",
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Show ARM call counts.")] = False,
+    sandbox: Sandbox = False,
     sandbox_db: SandboxDb = None,
     arm_endpoint: ArmEndpoint = None,
     ca_cert: CaCert = None,
@@ -491,7 +591,7 @@ def drift(
         classes = drift_report.parse_classes(fail_on)
     except ValueError as e:
         raise ReconcilerError(f"--fail-on: {e}") from None
-    target = TargetOptions(sandbox_db, arm_endpoint, ca_cert, cloud, tenant)
+    target = TargetOptions(_sandbox_db(sandbox, sandbox_db), arm_endpoint, ca_cert, cloud, tenant)
     with _session(paths, target, subscription) as (desired, gateway, catalog):
         the_plan = _make_plan(desired, gateway, catalog)
         if format is Format.json:
@@ -512,12 +612,15 @@ class MatrixFormat(StrEnum):
     json = "json"
 
 
-@app.command()
+@app.command(cls=_Command)
 def matrix(
     paths: Paths,
-    max_jobs: Annotated[int, typer.Option("--max-jobs", min=1, help="At most this many shards (CI jobs).")] = 4,
-    format: Annotated[MatrixFormat, typer.Option("--format", help="github (strategy.matrix), azure-pipelines "
-                                                 "(strategy: matrix) or json (with each subscription's cost).")]
+    max_jobs: Annotated[
+        int, typer.Option("--max-jobs", metavar="INTEGER", min=1, help="At most this many shards (CI jobs).")
+    ] = 4,
+    format: Annotated[MatrixFormat, typer.Option(
+        "--format", metavar="[github|azure-pipelines|json]",
+        help="github (strategy.matrix), azure-pipelines (strategy: matrix) or json (with each subscription's cost).")]
     = MatrixFormat.github,
 ) -> None:
     """Split the manifests' subscriptions into at most --max-jobs shards for a CI job matrix,
@@ -551,11 +654,13 @@ class OutputFormat(StrEnum):
     table = "table"
 
 
-@app.command()
+@app.command(cls=_Command)
 def output(
     paths: Paths,
-    format: Annotated[OutputFormat, typer.Option("--format", help="json, env (NAME_CLIENT_ID=… lines) or table.")]
+    format: Annotated[OutputFormat, typer.Option(
+        "--format", metavar="[json|env|table]", help="json, env (NAME_CLIENT_ID=… lines) or table.")]
     = OutputFormat.json,
+    sandbox: Sandbox = False,
     sandbox_db: SandboxDb = None,
     arm_endpoint: ArmEndpoint = None,
     ca_cert: CaCert = None,
@@ -569,7 +674,7 @@ def output(
     Exit 1, printing nothing, when a declared identity does not exist yet: run apply first."""
     from reconciler import outputs
 
-    target = TargetOptions(sandbox_db, arm_endpoint, ca_cert, cloud, tenant)
+    target = TargetOptions(_sandbox_db(sandbox, sandbox_db), arm_endpoint, ca_cert, cloud, tenant)
     with _session(paths, target, subscription) as (desired, gateway, _catalog):
         live = gateway.read_live(desired.subscriptions, desired.owners, [i.key for i in desired.identities])
     found, missing = outputs.identity_outputs(desired, live)
@@ -584,9 +689,14 @@ def output(
     _echo(render(found))
 
 
+_DB_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+
+
 def _rewrite_sandbox_flag(argv: list[str]) -> list[str]:
-    """`--sandbox [DB]` takes an optional value, which click cannot express: rewrite it to the
-    hidden `--sandbox-db DB`. A following word is the DB only if it looks like one."""
+    """`--sandbox` is a flag; the state file is named by `--sandbox-db PATH` or `--sandbox=PATH`.
+    For compatibility `--sandbox FILE.db` (a word ending in .db, .sqlite or .sqlite3 that is no
+    directory) still names the file; any other word after `--sandbox` is a manifest path, and
+    one that does not exist is refused here, before it could be taken for either."""
     out: list[str] = []
     i = 0
     while i < len(argv):
@@ -595,28 +705,46 @@ def _rewrite_sandbox_flag(argv: list[str]) -> list[str]:
             out.extend(argv[i:])
             break
         if arg.startswith("--sandbox="):
-            out += ["--sandbox-db", arg.split("=", 1)[1] or DEFAULT_SANDBOX_DB]
+            value = arg.split("=", 1)[1]
+            out += ["--sandbox-db", value] if value else ["--sandbox"]
         elif arg == "--sandbox":
             nxt = argv[i + 1] if i + 1 < len(argv) else None
-            if nxt is not None and not nxt.startswith("-") and nxt.endswith((".db", ".sqlite", ".sqlite3")):
+            if nxt is not None and nxt.endswith(_DB_SUFFIXES) and not Path(nxt).is_dir():
                 out += ["--sandbox-db", nxt]
                 i += 1
+            elif nxt is not None and nxt and not nxt.startswith("-") and not Path(nxt).exists():
+                raise ReconcilerError(
+                    f"'{nxt}' after --sandbox is no manifest file or folder; --sandbox takes no value: "
+                    f"name the sandbox's state file with --sandbox-db {nxt} or --sandbox={nxt}"
+                )
             else:
-                out += ["--sandbox-db", DEFAULT_SANDBOX_DB]
+                out.append("--sandbox")
         else:
             out.append(arg)
         i += 1
     return out
 
 
+def _hoist_no_color(argv: list[str]) -> list[str]:
+    """`--no-color` is accepted anywhere before `--`; it is the root command's option."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    if "--no-color" not in argv[:end]:
+        return argv
+    return ["--no-color", *(a for a in argv[:end] if a != "--no-color"), *argv[end:]]
+
+
+_USAGE_NOISE = re.compile(r"Value error, ")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The single error boundary: every exception becomes a message and an exit code."""
-    args = _rewrite_sandbox_flag(list(sys.argv[1:] if argv is None else argv))
     if not os.environ.get("RECONCILER_DEBUG"):
         # The SDK logs warnings (credential probes, retries) that our messages already say
         # better; they never contain tokens, but they do drown the one line that matters.
         logging.getLogger("azure").setLevel(logging.CRITICAL)
+    err.no_color = os.environ.get("NO_COLOR", "") != ""  # as rich decides it; --no-color may set it
     try:
+        args = _hoist_no_color(_rewrite_sandbox_flag(list(sys.argv[1:] if argv is None else argv)))
         result = app(args=args, prog_name="reconciler", standalone_mode=False)
         return result if isinstance(result, int) else EXIT_OK
     except ManifestError as e:
@@ -638,6 +766,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Usage errors (click's, vendored or not, expose `show` and `exit_code`): click would
         # exit 2, which here means "changes present", so they become 1 like every error.
         if hasattr(e, "show") and hasattr(e, "exit_code"):
+            message = getattr(e, "message", None)
+            if isinstance(message, str):  # "Value error, " is pydantic's wording, not ours
+                e.message = _USAGE_NOISE.sub("", message)  # type: ignore[attr-defined]
             e.show(file=sys.stderr)
             return EXIT_ERROR
         err.print(f"Internal error (a bug in reconciler, please report it): {type(e).__name__}: {e}",

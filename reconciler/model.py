@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from reconciler.errors import SourceLocation
+from reconciler.resource_id import IDENTITY_TYPE, ResourceId, scope_key
 
 # Tags that prove ownership of an identity. Role assignments cannot carry tags, so their
 # ownership is proven by their deterministic name instead (see `assignment_name`).
@@ -32,15 +33,19 @@ VM_SAFE_NAME_LENGTH = 24
 # existing assignment would look foreign.
 ASSIGNMENT_NAMESPACE = uuid.UUID("5b1f3b5e-2f7c-4f3e-9a51-6d1c0a6e7d42")
 
-IDENTITY_PROVIDER = "Microsoft.ManagedIdentity/userAssignedIdentities"
+IDENTITY_PROVIDER = IDENTITY_TYPE
 PRINCIPAL_TYPES = ("User", "Group", "ServicePrincipal", "ForeignGroup", "Device")
 
 
 def norm_scope(scope: str) -> str:
     """Case-insensitive comparison form of an ARM id or scope: lower case, one leading
     slash, no trailing or doubled slashes. `/` stays `/`."""
-    parts = [p for p in scope.strip().split("/") if p]
-    return "/" + "/".join(parts).lower()
+    return scope_key(scope)
+
+
+def norm_location(location: str) -> str:
+    """ARM treats "West Europe" and "westeurope" as the same region."""
+    return location.replace(" ", "").lower()
 
 
 def role_guid(role_definition_id: str) -> str:
@@ -51,15 +56,12 @@ def role_guid(role_definition_id: str) -> str:
 
 def scope_subscription(scope: str) -> str | None:
     """The subscription id (lower case) a scope lies in, or None (tenant root, management groups)."""
-    parts = norm_scope(scope).split("/")
-    return parts[2] if len(parts) > 2 and parts[1] == "subscriptions" else None
+    rid = ResourceId.try_parse(scope)
+    return rid.subscription.lower() if rid is not None and rid.subscription is not None else None
 
 
 def identity_id(subscription: str, resource_group: str, name: str) -> str:
-    return (
-        f"/subscriptions/{subscription}/resourceGroups/{resource_group}"
-        f"/providers/{IDENTITY_PROVIDER}/{name}"
-    )
+    return str(ResourceId.identity(subscription, resource_group, name))
 
 
 def ownership_tags(owner: str) -> dict[str, str]:
@@ -154,6 +156,8 @@ class DesiredRoleAssignment:
     condition: str | None = None
     condition_version: str | None = None
     source: SourceLocation | None = None
+    # `acknowledgePrivileged: true`: an intended grant of a role that can grant any access.
+    privileged_acknowledged: bool = False
 
 
 @dataclass(frozen=True)

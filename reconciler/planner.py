@@ -31,10 +31,11 @@ from reconciler.model import (
     LiveRoleAssignment,
     LiveState,
     assignment_name,
+    norm_location,
     norm_scope,
 )
 from reconciler.plan import Action, Change, DriftClass, Plan, ResourceType
-from reconciler.roles import PRIVILEGED_ROLE_GUIDS
+from reconciler.roles import privileged_grant_warning
 
 RoleNamer = Callable[[str], str]
 
@@ -46,11 +47,6 @@ class PlanOptions:
     prune_unmanaged: bool = False  # delete grants to our identities made outside the manifests
     prune_orphans: bool = False  # delete our grants whose principal no longer exists
     include_foreign: bool = False  # list other owners' identities as context (never changed)
-
-
-def norm_location(location: str) -> str:
-    """ARM treats "West Europe" and "westeurope" as the same region."""
-    return location.replace(" ", "").lower()
 
 
 def norm_text(value: str | None) -> str:
@@ -491,10 +487,6 @@ class _Planner:
     def _plan_desired_assignment(self, want: DesiredRoleAssignment,
                                  live_by_key: dict[tuple[str, str, str], LiveRoleAssignment],
                                  identity_ids: dict[str, IdentityKey], matched: set[str]) -> None:
-        if want.role_definition_id in PRIVILEGED_ROLE_GUIDS and len(norm_scope(want.scope).split("/")) == 3:
-            self.warnings.append(
-                f"'{want.role_name}' at subscription scope {want.scope} lets its holder grant any access"
-            )
         ident = want.principal.identity
         principal = self._principal_view(ident, want.principal.object_id)
         address = addresses.role_assignment(want.scope, want.role_definition_id,
@@ -534,6 +526,11 @@ class _Planner:
                 unknown = ("principalId", "name")
             else:
                 after["name"] = assignment_name(want.owner, want.scope, want.role_definition_id, principal_id)
+            # Said when such a grant is added, not on every plan that merely keeps it.
+            privileged = None if want.privileged_acknowledged else privileged_grant_warning(
+                want.role_definition_id, want.role_name, want.scope)
+            if privileged:
+                self.warnings.append(privileged)
             self.changes.append(Change(
                 address=address, type=ResourceType.ROLE_ASSIGNMENT, action=Action.CREATE,
                 reason="re-created with its identity" if consequence else "declared, not in Azure",

@@ -14,15 +14,23 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
-GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-ROLE_ID_RE = re.compile(
-    r"^(/subscriptions/[^/]+)?/providers/Microsoft\.Authorization/roleDefinitions/"
-    r"(?P<guid>[0-9a-fA-F-]{36})$",
-    re.IGNORECASE,
-)
+from reconciler.resource_id import ROLE_DEFINITION_TYPE, ResourceId
 
-# Roles that let the holder grant any access: granting them at subscription scope is
-# worth a warning in every plan.
+GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def role_definition_guid(text: str) -> str | None:
+    """The lower-case GUID of a role definition id, tenant-level
+    (`/providers/Microsoft.Authorization/roleDefinitions/{guid}`) or subscription-qualified,
+    in any casing; None for anything else."""
+    rid = ResourceId.try_parse(text) if text.strip().startswith("/") else None
+    if rid is None or not rid.is_type(ROLE_DEFINITION_TYPE) or rid.resource_group is not None \
+            or len(rid.providers) != 1 or rid.name is None or not GUID_RE.match(rid.name):
+        return None
+    return rid.name.lower()
+
+# Roles that let the holder grant any access: adding such a grant, at any scope, is worth a
+# warning (unless the manifest acknowledges it with `acknowledgePrivileged: true`).
 PRIVILEGED_ROLE_GUIDS = frozenset(
     {
         "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",  # Owner
@@ -30,6 +38,21 @@ PRIVILEGED_ROLE_GUIDS = frozenset(
         "f58310d9-a9f6-439a-9e8d-f62e7b41a168",  # Role Based Access Control Administrator
     }
 )
+
+
+_LEVEL_WORDS = {
+    "tenant": "tenant root scope", "managementGroup": "management group scope",
+    "subscription": "subscription scope", "resourceGroup": "resource group scope", "resource": "resource scope",
+}
+
+
+def privileged_grant_warning(role_guid: str, role_name: str, scope: str) -> str | None:
+    """The warning a grant of a role that can grant any access deserves, or None."""
+    if role_guid.lower() not in PRIVILEGED_ROLE_GUIDS:
+        return None
+    rid = ResourceId.try_parse(scope)
+    where = _LEVEL_WORDS[rid.level] if rid is not None else "scope"
+    return f"'{role_name}' at {where} {scope} lets its holder grant any access"
 
 
 @dataclass(frozen=True)
@@ -75,8 +98,7 @@ class RoleCatalog:
     def resolve(self, text: str, subscription: str) -> Role | None:
         by_name, by_guid = _builtin()
         value = text.strip()
-        match = ROLE_ID_RE.match(value)
-        guid = match.group("guid").lower() if match else (value.lower() if GUID_RE.match(value) else None)
+        guid = role_definition_guid(value) or (value.lower() if GUID_RE.match(value) else None)
         if guid is not None and guid in by_guid:
             return by_guid[guid]
         if guid is None and value.lower() in by_name:

@@ -1,7 +1,8 @@
 """Turn the target options of a command into a gateway to ARM.
 
-    --sandbox [DB]         the embedded sandbox: a local HTTPS ARM started in this process on
-                           the state file DB, seeded with what the manifests reference
+    --sandbox              the embedded sandbox: a local HTTPS ARM started in this process on
+    --sandbox-db PATH      the state file (default .reconciler/sandbox.db), seeded with what
+                           the manifests reference
     --arm-endpoint URL     any ARM-compatible endpoint (`reconciler sandbox serve`, Azure Stack);
                            bearer token from RECONCILER_ACCESS_TOKEN, else DefaultAzureCredential
     (neither)              real Azure through DefaultAzureCredential
@@ -23,6 +24,7 @@ from reconciler.azure.client import ArmTarget, StaticTokenCredential
 from reconciler.azure.gateway import AzureGateway
 from reconciler.errors import ReconcilerError
 from reconciler.model import DesiredState
+from reconciler.resource_id import ResourceId
 
 DEFAULT_SANDBOX_DB = ".reconciler/sandbox.db"
 TOKEN_ENV = "RECONCILER_ACCESS_TOKEN"
@@ -92,11 +94,11 @@ def seed_of(desired: DesiredState) -> dict[str, list[tuple[str, ...]]]:
         groups.setdefault((sub.lower(), rg.lower()), location)
     rg_names = {(i.subscription.lower(), i.resource_group.lower()): i.resource_group for i in desired.identities}
     for ra in desired.role_assignments:
-        parts = [p for p in ra.scope.split("/") if p]
-        if len(parts) >= 4 and parts[0].lower() == "subscriptions" and parts[2].lower() == "resourcegroups":
-            key = (parts[1].lower(), parts[3].lower())
+        scope = ResourceId.try_parse(ra.scope)
+        if scope is not None and scope.subscription is not None and scope.resource_group is not None:
+            key = (scope.subscription.lower(), scope.resource_group.lower())
             groups.setdefault(key, default_location)
-            rg_names.setdefault(key, parts[3])
+            rg_names.setdefault(key, scope.resource_group)
     return {
         "subscriptions": [(s,) for s in sorted(desired.subscriptions)],
         "resource_groups": [(sub, rg_names[(sub, rg)], loc) for (sub, rg), loc in sorted(groups.items())],

@@ -43,6 +43,8 @@ from azure.core.pipeline import PipelineRequest, PipelineResponse
 from azure.core.pipeline.policies import HTTPPolicy
 
 from reconciler.azure.retry import MAX_WAIT_KEY, DeadlineExceededError, parse_retry_after
+from reconciler.model import norm_location
+from reconciler.resource_id import IDENTITY_TYPE, ResourceId
 
 Clock = Callable[[], float]
 Sleeper = Callable[[float], None]
@@ -58,11 +60,6 @@ def operation_kind(method: str) -> str:
     if upper in ("GET", "HEAD", "OPTIONS"):
         return READS
     return DELETES if upper == "DELETE" else WRITES
-
-
-def normalize_region(location: str) -> str:
-    """ "East US" and "eastus" are one region."""
-    return location.replace(" ", "").lower()
 
 
 @dataclass(frozen=True)
@@ -184,7 +181,7 @@ class RateBudget:
         return bucket
 
     def _window(self, subscription: str, region: str) -> _Window:
-        key = (subscription.lower(), normalize_region(region))
+        key = (subscription.lower(), norm_location(region))
         window = self._windows.get(key)
         if window is None:
             window = self._windows[key] = _Window(self.config.identity_creates_per_window,
@@ -290,14 +287,13 @@ class RequestCost:
 
 
 def request_cost(method: str, url: str, body: Any = None) -> RequestCost:
-    segments = [s for s in urlparse(url).path.split("/") if s]
-    lowered = [s.lower() for s in segments]
-    subscription = segments[1] if len(segments) >= 2 and lowered[0] == "subscriptions" else TENANT
+    parsed = ResourceId.of_request_path(urlparse(url).path)
+    rid, collection = parsed if parsed is not None else (ResourceId(), None)
+    subscription = rid.subscription or TENANT
     kind = operation_kind(method)
     region = None
-    if (method.upper() == "PUT" and len(lowered) == 8 and lowered[0] == "subscriptions"
-            and lowered[2] == "resourcegroups" and lowered[4:7] == ["providers", "microsoft.managedidentity",
-                                                                   "userassignedidentities"]):
+    if (method.upper() == "PUT" and collection is None and rid.is_type(IDENTITY_TYPE)
+            and rid.resource_group is not None and len(rid.providers) == 1):
         region = _location(body)
     return RequestCost(subscription, kind, region)
 
@@ -311,7 +307,7 @@ def _location(body: Any) -> str | None:
         location = json.loads(body).get("location")
     except (ValueError, AttributeError):
         return None
-    return normalize_region(location) if isinstance(location, str) and location else None
+    return norm_location(location) if isinstance(location, str) and location else None
 
 
 def remaining_header(subscription: str, kind: str) -> str:

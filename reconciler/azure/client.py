@@ -32,6 +32,7 @@ from azure.mgmt.resource.resources import ResourceManagementClient
 
 from reconciler.azure.budget import BudgetPolicy, BudgetStats, RateBudget
 from reconciler.azure.retry import ArmRetryPolicy, Backoff, RetryStats
+from reconciler.resource_id import RESOURCE_GROUPS, SUBSCRIPTIONS, ResourceId
 
 PUBLIC_ARM = "https://management.azure.com"
 
@@ -51,19 +52,17 @@ class StaticTokenCredential:
 
 def request_kind(method: str, path: str) -> str:
     """A short name for an ARM request, e.g. `GET userAssignedIdentities (list)`."""
-    segments = [s for s in path.split("/") if s]
-    lowered = [s.lower() for s in segments]
-    kind = "resourceGroups" if "resourcegroups" in lowered else "subscriptions"
-    named = True
-    if "providers" in lowered:
-        last = len(lowered) - 1 - lowered[::-1].index("providers")
-        rest = segments[last + 2:]  # after providers/{namespace}
-        if rest:
-            kind = rest[-1] if len(rest) % 2 == 1 else rest[-2]
-            named = len(rest) % 2 == 0
-    elif lowered and lowered[-1] == "resourcegroups":
-        named = False
-    return f"{method} {kind}" + ("" if named else " (list)")
+    parsed = ResourceId.of_request_path(path)
+    if parsed is None:
+        return f"{method} other"
+    rid, collection = parsed
+    if collection is not None:
+        return f"{method} {collection} (list)"
+    if rid.providers:
+        kind = rid.providers[-1].levels[-1][0]
+    else:
+        kind = RESOURCE_GROUPS if rid.resource_group is not None else SUBSCRIPTIONS
+    return f"{method} {kind}"
 
 
 @dataclass

@@ -38,6 +38,7 @@ from reconciler.model import (
     role_guid,
     scope_subscription,
 )
+from reconciler.resource_id import ResourceId
 from reconciler.roles import GUID_RE, Role
 
 T = TypeVar("T")
@@ -93,9 +94,10 @@ def _call(fn: Callable[[], T], address: str | None = None) -> T:
 
 
 def _split_identity_id(resource_id: str) -> tuple[str, str]:
-    parts = resource_id.split("/")
-    lowered = [p.lower() for p in parts]
-    return parts[lowered.index("subscriptions") + 1], parts[lowered.index("resourcegroups") + 1]
+    rid = ResourceId.parse(resource_id)
+    if rid.subscription is None or rid.resource_group is None:
+        raise ValueError(f"{resource_id} is not inside a resource group")
+    return rid.subscription, rid.resource_group
 
 
 def _modified(system_data: Any) -> Modified | None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -42,7 +41,8 @@ from reconciler.model import (
     norm_scope,
     role_guid,
 )
-from reconciler.roles import GUID_RE, ROLE_ID_RE, RoleCatalog
+from reconciler.resource_id import ResourceId
+from reconciler.roles import GUID_RE, RoleCatalog, role_definition_guid
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 # Azure allows 50 tags per resource; reconciler writes the reserved ones itself.
@@ -50,7 +50,6 @@ MAX_USER_TAGS = 50 - len(RESERVED_TAGS)
 DEFAULT_CONDITION_VERSION = "2.0"
 
 _TOP_LEVEL = frozenset({"apiVersion", "kind", "metadata", "spec"})
-_SCOPE_SUBSCRIPTION = re.compile(r"^/subscriptions/([^/]+)", re.IGNORECASE)
 
 
 def load_manifests(
@@ -514,15 +513,18 @@ class _StateBuilder:
         raw_scope = item.get("scope")
         if ctx.ok((*path, "scope")):
             if isinstance(raw_scope, str):
-                scope = raw_scope
+                # The schema has checked its shape (any keyword casing, an optional trailing
+                # slash); the scope is kept as written, less that slash, for messages and ARM.
+                scope = raw_scope.rstrip("/") if ResourceId.try_parse(raw_scope) is not None else raw_scope
             elif isinstance(raw_scope, dict):
                 entry = self._reference(ctx, raw_scope, (*path, "scope"))
                 scope = entry.resource_id if entry else None
         role_text = item.get("role")
         role: tuple[str, str] | None = None
         if isinstance(role_text, str) and ctx.ok((*path, "role")):
-            match = _SCOPE_SUBSCRIPTION.match(scope or "")
-            subscription = match.group(1).lower() if match else ctx.subscription
+            in_scope = ResourceId.try_parse(scope or "")
+            subscription = (in_scope.subscription.lower() if in_scope is not None and in_scope.subscription
+                            else ctx.subscription)
             if subscription is None and not self.catalog.online:
                 subscription = ""  # offline resolution never looks at the subscription
             if subscription is not None:
@@ -556,6 +558,7 @@ class _StateBuilder:
                     item.get("conditionVersion", DEFAULT_CONDITION_VERSION) if condition else None
                 ),
                 source=where,
+                privileged_acknowledged=item.get("acknowledgePrivileged") is True,
             )
         )
 
@@ -565,7 +568,7 @@ class _StateBuilder:
         if found is not None:
             return found.guid.lower(), found.name
         value = text.strip()
-        exact_id = GUID_RE.match(value) or ROLE_ID_RE.match(value)
+        exact_id = GUID_RE.match(value) or role_definition_guid(value)
         if exact_id and not self.catalog.online:
             # Offline only built-ins are known; a GUID is already exact, so accept it and let
             # plan (online) check that the custom role exists.

@@ -94,9 +94,9 @@ _TYPE_WORDS = {
 }
 
 
-def _show(value: object, limit: int = 60) -> str:
+def _show(value: object, limit: int | None = 60) -> str:
     text = json.dumps(value, ensure_ascii=False, default=str) if not isinstance(value, str) else repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _resolve(subschema: object) -> Mapping[str, Any]:
@@ -195,7 +195,8 @@ class _Mapper:
         elif kind == "pattern":
             self.add(
                 path,
-                f"{where} {_show(value)} is not a valid {_title(sub, 'value')}",
+                # Whole: the mistake in a long ARM scope is often at its end.
+                f"{where} {_show(value, limit=None)} is not a valid {_title(sub, 'value')}",
                 _description(sub),
             )
         elif kind in ("minLength", "maxLength") and isinstance(value, str):

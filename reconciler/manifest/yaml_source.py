@@ -135,7 +135,9 @@ def decode(data: bytes, file: str) -> tuple[str | None, Diagnostic | None]:
                     "save the file as UTF-8",
                 )
     if b"\0" in data:
-        line, col = _line_col(data.decode("latin-1"), data.index(b"\0"))
+        # Count characters of the UTF-8 text before it: as Latin-1, the byte 0x85 inside 'Å'
+        # would be a YAML line break (NEL) and put the NUL on a line the file does not have.
+        line, col = _line_col(*_prefix(data[: data.index(b"\0")]))
         return None, Diagnostic(
             SourceLocation(file, line, col),
             "file is binary (contains a NUL byte), not a YAML manifest",

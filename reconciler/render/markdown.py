@@ -42,6 +42,7 @@ from itertools import zip_longest
 from reconciler.plan import Action, Change, DriftClass, Plan, ResourceType
 from reconciler.render.describe import VERB, field_lines, title
 from reconciler.render.text import summary_line
+from reconciler.resource_id import IDENTITY_TYPE, MANAGEMENT_GROUPS, ResourceId, scope_key
 
 # Below this there is no room for the heading, the tables and the abridged note together.
 MIN_MAX_CHARS = 2_000
@@ -94,6 +95,10 @@ _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~$])")
 # GitHub turns `@name` into a notification and `#12` into an issue link after Markdown is
 # rendered, so a backslash does not stop them; an empty HTML comment splits the text node.
 _REFERENCE = re.compile(r"([@#])(?=[A-Za-z0-9])")
+# GitHub turns `:name:` into an emoji the same way (`a.yaml:100:13` would show 💯): split the
+# text node after a colon that would open one. Shortcodes start with a letter, or are one of
+# the few numeric ones, so times such as 22:40:00 stay as they are.
+_EMOJI_CODE = re.compile(r":(?=(?:[A-Za-z][A-Za-z0-9_+-]*|100|1234|\+1|-1|8ball):)")
 
 
 def _one_line(text: str) -> str:
@@ -105,6 +110,7 @@ def md_text(text: str) -> str:
     """Escape a value for Markdown inline text (paragraphs, list items, table cells)."""
     escaped = html.escape(_one_line(text), quote=False)
     escaped = _MD_SPECIAL.sub(r"\\\1", escaped)
+    escaped = _EMOJI_CODE.sub(":<!-- -->", escaped)
     return _REFERENCE.sub(r"\1<!-- -->", escaped)
 
 
@@ -159,20 +165,17 @@ class _Group:
         return Counter(c.action for c in self.changes)
 
 
-_IDENTITY_SCOPE = re.compile(
-    r"^/subscriptions/([^/]+)/resourcegroups/([^/]+)/providers/microsoft\.managedidentity/"
-    r"userassignedidentities/([^/]+)$"
-)
-
-
 def _norm(scope: str) -> str:
-    return "/" + "/".join(p for p in scope.split("/") if p).lower()
+    return scope_key(scope)
 
 
 def _identity_at(scope: str) -> str | None:
     """The identity address of a scope that is an identity's resource id, else None."""
-    match = _IDENTITY_SCOPE.match(_norm(scope))
-    return f"identity/{match[1]}/{match[2]}/{match[3]}" if match else None
+    rid = ResourceId.try_parse(scope)
+    if (rid is None or not rid.is_type(IDENTITY_TYPE) or len(rid.providers) != 1
+            or rid.subscription is None or rid.resource_group is None or rid.name is None):
+        return None
+    return f"identity/{rid.subscription}/{rid.resource_group}/{rid.name}".lower()
 
 
 def _identity_name(address: str, changes: dict[str, Change]) -> str:
@@ -373,16 +376,18 @@ _GROUP_TABLE_HEAD = [
 
 
 def _scope_label(scope: str) -> list[str]:
-    parts = [p for p in scope.split("/") if p]
-    low = [p.lower() for p in parts]
-    if len(parts) == 2 and low[0] == "subscriptions":
-        return ["subscription", parts[1]]
-    if len(parts) == 4 and low[0] == "subscriptions" and low[2] == "resourcegroups":
-        return [f"resource group {parts[3]}"]
-    if len(parts) >= 8 and low[0] == "subscriptions" and low[4] == "providers":
-        return [f"{parts[-2]}/{parts[-1]}", f"in {parts[3]}"]
-    if len(parts) == 4 and low[:3] == ["providers", "microsoft.management", "managementgroups"]:
-        return [f"management group {parts[3]}"]
+    rid = ResourceId.try_parse(scope)
+    if rid is None:
+        return [scope or "/"]
+    if rid.level == "subscription" and rid.subscription is not None:
+        return ["subscription", rid.subscription]
+    if rid.level == "resourceGroup":
+        return [f"resource group {rid.resource_group}"]
+    if rid.level == "resource" and rid.resource_group is not None:
+        inner_type, inner_name = rid.providers[-1].levels[-1]
+        return [f"{inner_type}/{inner_name}", f"in {rid.resource_group}"]
+    if rid.level == "managementGroup" and rid.type is not None and rid.is_type(MANAGEMENT_GROUPS):
+        return [f"management group {rid.name}"]
     return [scope or "/"]
 
 

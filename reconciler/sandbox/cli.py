@@ -12,6 +12,7 @@ import logging
 import os
 import shlex
 import signal
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,34 +32,51 @@ sandbox_app = typer.Typer(
     help="A local HTTPS look-alike of Azure Resource Manager (identities, FICs, role assignments).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: nothing read as markup, nothing cut at 80 columns
 )
 
-Db = Annotated[str, typer.Option("--db", help="SQLite state file; certificates are cached beside it.")]
+Db = Annotated[str, typer.Option("--db", metavar="PATH", help="SQLite state file; certificates are cached beside it.")]
 _DEFAULTS = SandboxConfig()
+
+# What `serve --seed PATH` seeds: {"subscriptions": [(id,)], "resource_groups": [(sub, name,
+# location)], "principals": [(object id, type, display name)]} for the manifests at the paths.
+# Reading manifests is the reconciler's job, so its CLI installs this; the sandbox itself only
+# takes the data and still imports nothing from the core.
+Seeder = Callable[[Sequence[str]], dict[str, list[tuple[str, ...]]]]
+seed_from_manifests: Seeder | None = None
 
 
 @sandbox_app.command()
 def serve(
     db: Db = DEFAULT_DB,
-    host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on; 0 picks a free one.")] = 8443,
+    host: Annotated[str, typer.Option(
+        metavar="HOST", help="Address to listen on (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(metavar="INTEGER", help="Port to listen on; 0 picks a free one.")] = 8443,
     subscription: Annotated[list[str] | None, typer.Option(
-        "--subscription", help="Seed this subscription (the admin becomes its Owner); repeatable.")] = None,
+        "--subscription", metavar="ID",
+        help="Seed this subscription (the admin becomes its Owner); repeatable.")] = None,
+    seed: Annotated[list[str] | None, typer.Option(
+        "--seed", metavar="PATH",
+        help="Seed what these manifests reference (subscriptions, resource groups, principals), "
+             "as plan --sandbox does; repeatable.")] = None,
     throttling: Annotated[bool, typer.Option(help="ARM token-bucket throttling.")] = _DEFAULTS.throttling,
-    throttle_scale: Annotated[float, typer.Option(
+    throttle_scale: Annotated[float, typer.Option(metavar="FLOAT",
         help="Multiply every bucket size and refill rate (0.1 = ten times stricter).")] = _DEFAULTS.throttle_scale,
-    latency_ms: Annotated[float, typer.Option(help="Added latency for every request, in ms.")] = 0.0,
-    fault_rate: Annotated[float, typer.Option(help="Probability of an injected fault per request.")] = 0.0,
-    fault_seed: Annotated[int, typer.Option(help="Seed of the fault generator.")] = _DEFAULTS.fault_seed,
-    fault_kinds: Annotated[str, typer.Option(help="Comma-separated: 500,503,drop,slow.")] = ",".join(
+    latency_ms: Annotated[float, typer.Option(metavar="FLOAT", help="Added latency for every request, in ms.")] = 0.0,
+    fault_rate: Annotated[float, typer.Option(
+        metavar="FLOAT", help="Probability of an injected fault per request.")] = 0.0,
+    fault_seed: Annotated[int, typer.Option(
+        metavar="INTEGER", help="Seed of the fault generator.")] = _DEFAULTS.fault_seed,
+    fault_kinds: Annotated[str, typer.Option(metavar="TEXT", help="Comma-separated: 500,503,drop,slow.")] = ",".join(
         _DEFAULTS.fault_kinds),
-    replication_delay: Annotated[float, typer.Option(
+    replication_delay: Annotated[float, typer.Option(metavar="FLOAT",
         help="Seconds before a new identity's principal is visible to role assignments.")] = (
         _DEFAULTS.replication_delay_seconds),
-    fic_write_window: Annotated[float, typer.Option(
+    fic_write_window: Annotated[float, typer.Option(metavar="FLOAT",
         help="Seconds one FIC write keeps its identity busy (overlapping writes get 409).")] = (
         _DEFAULTS.fic_write_window_seconds),
-    page_size: Annotated[int, typer.Option(help="Items per list page before a nextLink.")] = _DEFAULTS.page_size,
+    page_size: Annotated[int, typer.Option(
+        metavar="INTEGER", help="Items per list page before a nextLink.")] = _DEFAULTS.page_size,
     insecure_unsigned_tokens: Annotated[bool, typer.Option(
         help="Also accept unsigned (alg: none) tokens: anyone who can reach the port can then act as any "
              "principal, the admin included.")] = False,
@@ -79,6 +97,13 @@ def serve(
                            insecure_unsigned_tokens=insecure_unsigned_tokens)
     if subscription:
         server.seed(subscriptions=subscription)
+    if seed:
+        if seed_from_manifests is None:
+            raise typer.BadParameter("--seed needs the reconciler command line, which reads manifests")
+        data = seed_from_manifests(seed)
+        server.seed(subscriptions=[s for (s,) in data["subscriptions"]],
+                    resource_groups=[(s, r, loc) for s, r, loc in data["resource_groups"]],
+                    principals=[(o, t, n) for o, t, n in data["principals"]])
     server.start()
     info = record_serve_info(db, server)
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as cleanly as Ctrl-C
@@ -124,9 +149,9 @@ def record_serve_info(db: str, server: SandboxServer) -> Path:
 @sandbox_app.command()
 def token(
     db: Db = DEFAULT_DB,
-    principal: Annotated[str | None, typer.Option(
+    principal: Annotated[str | None, typer.Option(metavar="TEXT",
         help="Display name or object id of a known principal; the sandbox admin by default.")] = None,
-    resource: Annotated[str, typer.Option(
+    resource: Annotated[str, typer.Option(metavar="URL",
         help="Resource the token is for: ARM, or https://graph.microsoft.com for the sandbox's Graph API.")] = (
         AUDIENCES[0]),
 ) -> None:
@@ -151,7 +176,7 @@ def token(
 @sandbox_app.command()
 def env(
     db: Db = DEFAULT_DB,
-    shell: Annotated[str, typer.Option(help="bash (also zsh, sh) or pwsh.")] = "bash",
+    shell: Annotated[str, typer.Option(metavar="SHELL", help="bash (also zsh, sh) or pwsh.")] = "bash",
 ) -> None:
     """Print what a shell needs to point `az` and the Azure SDKs at the running `sandbox serve --db DB`.
 

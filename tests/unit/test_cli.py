@@ -36,12 +36,13 @@ def test_unreadable_plan_file_is_a_clear_error(tmp_path: Path, capsys: pytest.Ca
 
 
 @pytest.mark.parametrize(("argv", "expected"), [
-    (["plan", "m", "--sandbox"], ["plan", "m", "--sandbox-db", ".reconciler/sandbox.db"]),
-    (["plan", "--sandbox", "m"], ["plan", "--sandbox-db", ".reconciler/sandbox.db", "m"]),
+    (["plan", "m", "--sandbox"], ["plan", "m", "--sandbox"]),
+    (["plan", "--sandbox", str(REPO / "manifests")], ["plan", "--sandbox", str(REPO / "manifests")]),
     (["plan", "m", "--sandbox", "s.db"], ["plan", "m", "--sandbox-db", "s.db"]),
-    (["plan", "m", "--sandbox=x/s.db"], ["plan", "m", "--sandbox-db", "x/s.db"]),
+    (["plan", "m", "--sandbox=x/s"], ["plan", "m", "--sandbox-db", "x/s"]),
+    (["plan", "m", "--sandbox="], ["plan", "m", "--sandbox"]),
 ])
-def test_sandbox_flag_takes_an_optional_db(argv: list[str], expected: list[str]) -> None:
+def test_sandbox_flag_and_its_file(argv: list[str], expected: list[str]) -> None:
     assert _rewrite_sandbox_flag(argv) == expected
 
 

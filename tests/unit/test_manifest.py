@@ -697,3 +697,10 @@ def test_schema_identity_pattern_matches_the_arm_name_rule() -> None:
     assert fic == "^[a-zA-Z0-9][a-zA-Z0-9_-]{2,119}$"
     fics = schema()["$defs"]["identity"]["properties"]["federatedCredentials"]["maxItems"]
     assert fics == MAX_FICS_PER_IDENTITY
+
+
+def test_nul_byte_position_counts_utf8_characters(tmp_path: Path) -> None:
+    (tmp_path / "m.yaml").write_bytes("a: Å\0".encode())
+    with pytest.raises(ManifestError) as caught:
+        load_manifests([str(tmp_path / "m.yaml")], RoleCatalog())
+    assert [(d.location.line, d.location.col) for d in caught.value.diagnostics if d.location] == [(1, 5)]

@@ -245,6 +245,23 @@ def test_privileged_grant_at_subscription_scope_warns() -> None:
     assert any("Owner" in w and "grant any access" in w for w in plan.warnings)
 
 
+def test_privileged_grant_warns_when_added_at_any_scope_not_when_kept_or_acknowledged() -> None:
+    a, li = ident(), live_ident()
+    owner_here = grant(a, scope=DATA_SCOPE, role=OWNER_ROLE, role_name="Owner")
+    added = make_plan(state(a, ras=(owner_here,)), live(li))
+    assert list(added.warnings) == [f"'Owner' at resource group scope {DATA_SCOPE} lets its holder grant any access"]
+    kept = live_grant(li.principal_id, assignment_name("payments", DATA_SCOPE, OWNER_ROLE, li.principal_id),
+                      role=OWNER_ROLE)
+    assert make_plan(state(a, ras=(owner_here,)), live(li, ras=(kept,))).warnings == ()
+    at_sub = grant(a, scope=f"/subscriptions/{SUB}", role=OWNER_ROLE, role_name="Owner")
+    kept_at_sub = live_grant(li.principal_id, assignment_name("payments", f"/subscriptions/{SUB}", OWNER_ROLE,
+                                                              li.principal_id), scope=f"/subscriptions/{SUB}",
+                             role=OWNER_ROLE)
+    assert make_plan(state(a, ras=(at_sub,)), live(li, ras=(kept_at_sub,))).warnings == ()
+    acknowledged = grant(a, scope=DATA_SCOPE, role=OWNER_ROLE, role_name="Owner", privileged_acknowledged=True)
+    assert make_plan(state(a, ras=(acknowledged,)), live(li)).warnings == ()
+
+
 def test_plan_json_round_trips() -> None:
     a = ident()
     plan = make_plan(state(a, ras=(grant(a),)), live())

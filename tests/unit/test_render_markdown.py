@@ -309,6 +309,8 @@ def test_no_changes_with_reported_drift_does_not_claim_azure_matches() -> None:
 def test_md_text_and_md_code_neutralise_markup() -> None:
     assert md_text("a*b_c|d<e>&`f`") == r"a\*b\_c\|d&lt;e&gt;&amp;\`f\`"
     assert md_text("@octo-org and #12") == "@<!-- -->octo-org and #<!-- -->12"
+    # GitHub would show :100: and :smile: as emoji; a time is no shortcode and stays whole
+    assert md_text("a.yaml:100:13: a :smile: at 22:40:00") == "a.yaml:<!-- -->100:13: a :<!-- -->smile: at 22:40:00"
     assert md_text("two\nlines") == "two lines"
     assert md_code("a``b") == "```a``b```"
     assert md_code("`x`") == "`` `x` ``"
