@@ -112,6 +112,20 @@ Subscriptions = Annotated[
 ]
 
 
+def _check_selected_subscriptions(selected: list[str], desired: DesiredState) -> None:
+    """A --subscription no manifest declares would plan nothing and say "No changes": a typo
+    in a CI matrix would hide drift for ever, so it is an error."""
+    declared = desired.declared_subscriptions | desired.subscriptions
+    unknown = [s for s in selected if s.strip().lower() not in declared]
+    if unknown:
+        raise ReconcilerError(
+            f"--subscription {', '.join(unknown)}: no manifest declares "
+            f"{'this subscription' if len(unknown) == 1 else 'these subscriptions'}; the manifests declare "
+            + (", ".join(sorted(declared)) or "none")
+            + ". Check the value (a typo in a CI matrix looks like this)"
+        )
+
+
 @contextmanager
 def _session(
     paths: list[str], target: TargetOptions, subscriptions: list[str] | None = None
@@ -124,6 +138,7 @@ def _session(
         desired, warnings = load_manifests(paths, catalog)
         _print_diagnostics(warnings)
         if subscriptions:
+            _check_selected_subscriptions(subscriptions, desired)
             desired, skipped = desired.restricted(frozenset(s.lower() for s in subscriptions))
             if skipped:
                 err.print(f"Note: {skipped} role assignment(s) span subscriptions outside --subscription; "

@@ -164,6 +164,8 @@ class DesiredState:
     # Every owner that appears in the manifests: only resources of these owners are deleted.
     owners: frozenset[str] = frozenset()
     files: tuple[str, ...] = ()
+    # `spec.subscription` of every IdentitySet (lower case), even one that declares nothing.
+    declared_subscriptions: frozenset[str] = frozenset()
 
     def restricted(self, subscriptions: frozenset[str]) -> tuple[DesiredState, int]:
         """Only what lives in `subscriptions` (lower case), for splitting a large estate
@@ -180,7 +182,8 @@ class DesiredState:
                 ras.append(ra)
             elif scope_sub in subscriptions or (ident is not None and ident in kept):
                 skipped += 1
-        return DesiredState(ids, fics, tuple(ras), self.owners, self.files), skipped
+        return DesiredState(ids, fics, tuple(ras), self.owners, self.files,
+                            self.declared_subscriptions & subscriptions), skipped
 
     @property
     def subscriptions(self) -> frozenset[str]:
