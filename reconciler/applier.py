@@ -226,9 +226,8 @@ class _Run:
                     raise
                 if not created_now:
                     # Not created by this run: replication delay cannot explain it.
-                    where = f" (declared at {change.source})" if change.source else ""
                     raise ArmError(e.code, e.arm_message, status=e.status, address=change.address,
-                                   hint=f"principal {principal_id}{where} does not exist in the directory; "
+                                   hint=f"principal {principal_id} does not exist in the directory; "
                                    "check the objectId") from None
                 if attempt >= len(self.principal_backoff):
                     raise

@@ -38,5 +38,5 @@ def test_subscription_of_an_empty_identity_set_is_declared(
     (manifests / "retired.yaml").write_text(
         "apiVersion: reconciler/v1\nkind: IdentitySet\nmetadata: {owner: retired}\n"
         f"spec:\n  subscription: {other}\n  identities: []\n")
-    code, out, err = run(capsys, "plan", str(manifests), "--subscription", other, *cli_env)
+    _, _, err = run(capsys, "plan", str(manifests), "--subscription", other, *cli_env)
     assert "no manifest declares" not in err, err
