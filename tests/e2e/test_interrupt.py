@@ -14,7 +14,7 @@ import ssl
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +39,7 @@ class Served:
     def configure(self, **settings: float) -> None:
         self._call("PATCH", "/_sandbox/config", settings)
 
-    def _call(self, method: str, path: str, body: dict[str, object]) -> None:
+    def _call(self, method: str, path: str, body: Mapping[str, object]) -> None:
         req = urllib.request.Request(f"{self.url}{path}", method=method, data=json.dumps(body).encode(),
                                      headers={"Authorization": f"Bearer {self.token}",
                                               "Content-Type": "application/json"})
