@@ -7,7 +7,8 @@ import json
 from typing import Any
 
 from reconciler.plan import Change, DriftClass, Plan
-from reconciler.render.describe import title
+from reconciler.render.describe import field_lines, title
+from reconciler.render.markdown import md_code
 from reconciler.render.markdown import md_text as md
 
 # Classes that describe drift of our own resources; FOREIGN is context, never drift.
@@ -56,6 +57,15 @@ def _who(change: Change) -> str:
     return f"last modified by {who}" + (f" at {m['at']}" if m.get("at") else "")
 
 
+def _differences(change: Change) -> list[tuple[str, str, str]]:
+    """The fields (tag by tag) where Azure differs from the manifests, as plan shows them;
+    only for changed resources (a missing one differs in everything)."""
+    return field_lines(change) if change.drift is DriftClass.CHANGED else []
+
+
+_LEGEND = "field = value in Azure -> value in the manifests"
+
+
 def render_text(plan: Plan) -> str:
     grouped = group(plan)
     total = sum(len(v) for v in grouped.values())
@@ -69,13 +79,13 @@ def render_text(plan: Plan) -> str:
         out.append(f"{cls.value} ({len(changes)}): {_MEANING[cls]}")
         for c in changes:
             line = f"  - {title(c)}: {c.reason}"
-            fields = c.changed_fields()
-            if fields:
-                line += f" [{', '.join(fields)}]"
             who = _who(c)
             if who:
                 line += f"; {who}"
             out.append(line)
+            out += [f"      {marker} {name} = {text}" for marker, name, text in _differences(c)]
+        if cls is DriftClass.CHANGED:
+            out.append(f"    ({_LEGEND}; + only in the manifests, - only in Azure)")
     out.append("")
     out.append("Run `reconciler plan` to see the fix; `reconciler apply` restores the manifests' state.")
     return "\n".join(out) + "\n"
@@ -95,6 +105,9 @@ def render_markdown(plan: Plan) -> str:
         for c in changes:
             who = _who(c)
             out.append(f"- **{md(title(c))}**: {md(c.reason)}" + (f" — {md(who)}" if who else ""))
+            out += [f"  - {md_code(f'{marker} {name} = {text}')}" for marker, name, text in _differences(c)]
+        if cls is DriftClass.CHANGED:
+            out += ["", f"<sub>{md(_LEGEND)}; + only in the manifests, - only in Azure</sub>"]
     out += ["", "Run `reconciler plan` to review the fix; `reconciler apply` restores the manifests' state."]
     return "\n".join(out) + "\n"
 

@@ -216,11 +216,23 @@ class _Planner:
                 mods[li.id.lower()] = li.modified.to_json()
         for fics in self.live.federated_credentials.values():
             mods.update({f.id.lower(): f.modified.to_json() for f in fics if f.modified})
-        mods.update({ra.id.lower(): ra.modified.to_json() for ra in self.live.role_assignments if ra.modified})
+        mods.update({ra.id.lower(): self._actor(ra.modified.to_json())
+                     for ra in self.live.role_assignments if ra.modified})
         self.changes = [
             replace(c, modified=mods.get(str(c.before.get("id") or "").lower())) if c.before is not None else c
             for c in self.changes
         ]
+
+    def _actor(self, modified: dict[str, str | None]) -> dict[str, str | None]:
+        """Role assignments name their last writer by object id only (identities' systemData
+        names it): name it when it is one of the live identities, e.g. a pipeline's own."""
+        by = (modified.get("by") or "").lower()
+        ident = self.principal_owner.get(by)
+        if ident is None:
+            return modified
+        live = self.live.identities[ident]
+        return {**modified, "by": f"identity {live.resource_group}/{live.name} (principal {by})",
+                "byType": "ManagedIdentity"}
 
     def _order_deletes_first(self) -> None:
         """An identity is deleted (or replaced) only after the assignments granted to it are
