@@ -8,6 +8,7 @@ Exit codes follow Terraform's convention, which CI users know:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -39,6 +40,7 @@ from reconciler.roles import RoleCatalog
 from reconciler.safety import DEFAULT_MAX_DELETES, mass_delete_problems
 from reconciler.sandbox.cli import sandbox_app
 from reconciler.savedplan import check_fresh, read_plan, with_fingerprints
+from reconciler.sourceid import source_id
 from reconciler.target import DEFAULT_SANDBOX_DB, TargetOptions, open_gateway
 
 EXIT_OK = 0
@@ -139,6 +141,7 @@ def _session(
     def load(catalog: RoleCatalog) -> DesiredState:
         desired, warnings = load_manifests(paths, catalog)
         _print_diagnostics(warnings)
+        desired = dataclasses.replace(desired, source_id=source_id(paths))
         if subscriptions:
             _check_selected_subscriptions(subscriptions, desired)
             desired, skipped = desired.restricted(frozenset(s.lower() for s in subscriptions))

@@ -10,6 +10,7 @@ from reconciler.plan import Change, DriftClass, Plan
 from reconciler.render.describe import field_lines, title
 from reconciler.render.markdown import md_code
 from reconciler.render.markdown import md_text as md
+from reconciler.render.text import abandoned_lines
 
 # Classes that describe drift of our own resources; FOREIGN is context, never drift.
 DRIFT_CLASSES = (DriftClass.MISSING, DriftClass.CHANGED, DriftClass.UNMANAGED, DriftClass.ORPHANED)
@@ -44,7 +45,9 @@ def parse_classes(text: str) -> frozenset[DriftClass]:
 
 
 def has_drift(plan: Plan, classes: frozenset[DriftClass]) -> bool:
-    return any(group(plan)[c] for c in classes)
+    # An owner whose manifests are all gone left unmanaged identities behind.
+    abandoned = DriftClass.UNMANAGED in classes and bool(plan.abandoned)
+    return abandoned or any(group(plan)[c] for c in classes)
 
 
 def _who(change: Change) -> str:
@@ -69,9 +72,12 @@ _LEGEND = "field = value in Azure -> value in the manifests"
 def render_text(plan: Plan) -> str:
     grouped = group(plan)
     total = sum(len(v) for v in grouped.values())
-    if not total:
+    notes = abandoned_lines(plan)
+    if not total and not notes:
         return "No drift: Azure matches the manifests.\n"
-    out = [f"Drift: {total} finding(s)."]
+    out = [f"Drift: {total} finding(s)." if total else "No drift of declared resources."]
+    if notes:
+        out += ["", *notes]
     for cls, changes in grouped.items():
         if not changes:
             continue
@@ -94,9 +100,15 @@ def render_text(plan: Plan) -> str:
 def render_markdown(plan: Plan) -> str:
     grouped = group(plan)
     total = sum(len(v) for v in grouped.values())
-    if not total:
+    if not total and not plan.abandoned:
         return "## ✅ No drift\n\nAzure matches the manifests.\n"
-    out = [f"## ⚠️ Drift: {total} finding(s)", "", "| class | count | meaning |", "|---|---:|---|"]
+    out = [f"## ⚠️ Drift: {total} finding(s)", ""]
+    for a in plan.abandoned:
+        out.append(f"- **{md(a.sentence())}**: {', '.join(md_code(n) for n in a.identities)}. "
+                   f"To delete them, {md(a.how_to_delete())}.")
+    if plan.abandoned:
+        out.append("")
+    out += ["| class | count | meaning |", "|---|---:|---|"]
     out += [f"| {cls.value} | {len(ch)} | {_MEANING[cls]} |" for cls, ch in grouped.items()]
     for cls, changes in grouped.items():
         if not changes:
@@ -116,7 +128,8 @@ def to_json(plan: Plan) -> dict[str, Any]:
     grouped = group(plan)
     return {
         "format_version": plan.format_version,
-        "in_sync": not any(grouped.values()),
+        "in_sync": not any(grouped.values()) and not plan.abandoned,
+        "abandoned_owners": [a.to_json() for a in plan.abandoned],
         "counts": {cls.value: len(ch) for cls, ch in grouped.items()},
         "drift": {cls.value: [c.to_json() for c in ch] for cls, ch in grouped.items()},
     }

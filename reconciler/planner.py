@@ -20,6 +20,7 @@ from reconciler.errors import PlanError
 from reconciler.model import (
     OWNER_TAG,
     PROTECTED_TAG,
+    SOURCE_TAG,
     VM_SAFE_NAME_LENGTH,
     DesiredFederatedCredential,
     DesiredIdentity,
@@ -33,7 +34,7 @@ from reconciler.model import (
     assignment_name,
     norm_scope,
 )
-from reconciler.plan import Action, Change, DriftClass, Plan, ResourceType
+from reconciler.plan import AbandonedOwner, Action, Change, DriftClass, Plan, ResourceType
 from reconciler.roles import PRIVILEGED_ROLE_GUIDS
 
 RoleNamer = Callable[[str], str]
@@ -171,7 +172,31 @@ class _Planner:
             changes=tuple(ordered),
             warnings=tuple(dict.fromkeys(self.warnings)),
             owners=tuple(sorted(self.desired.owners)),
+            abandoned=self._abandoned_owners(),
         )
+
+    def _abandoned_owners(self) -> tuple[AbandonedOwner, ...]:
+        """Owners whose identities carry this repository's source tag but that no manifest
+        declares: deleting every manifest of an owner must not look like "No changes". Other
+        repositories' owners carry another source (or none) and stay out of the plan."""
+        source = self.desired.source_id
+        if not source:
+            return ()
+        found: dict[str, list[LiveIdentity]] = {}
+        for li in self.live.identities.values():
+            if li.owner is not None and li.owner not in self.desired.owners and li.tags.get(SOURCE_TAG) == source:
+                found.setdefault(li.owner, []).append(li)
+        out = []
+        for owner, identities in sorted(found.items()):
+            principals = {li.principal_id.lower() for li in identities}
+            grants = {ra.id.lower() for ra in self.live.role_assignments
+                      if ra.principal_id in principals
+                      or ra.name.lower() == assignment_name(owner, ra.scope, ra.role_definition_id, ra.principal_id)}
+            out.append(AbandonedOwner(
+                owner, source, tuple(sorted(f"{li.resource_group}/{li.name}" for li in identities)), len(grants),
+                tuple(sorted({li.subscription.lower() for li in identities})),
+            ))
+        return tuple(out)
 
     def _pair_replacements(self) -> None:
         """A declared grant whose role, scope or principal was edited shows up as one of ours
@@ -273,9 +298,12 @@ class _Planner:
                     f"identity '{want.name}' has more than {VM_SAFE_NAME_LENGTH} characters: "
                     "it cannot be assigned to virtual machines or scale sets"
                 )
+            tags = want.desired_tags()
+            if self.desired.source_id:
+                tags[SOURCE_TAG] = self.desired.source_id
             after = identity_fields(
                 subscription=want.subscription, resource_group=want.resource_group, name=want.name,
-                location=want.location, tags=want.desired_tags(), resource_id=want.resource_id,
+                location=want.location, tags=tags, resource_id=want.resource_id,
             )
             if have is None:
                 self._add_identity(address, Action.CREATE, want, None, after, "declared, not in Azure",
@@ -305,7 +333,7 @@ class _Planner:
                                    DriftClass.CHANGED, unknown=("principalId", "clientId"))
                 continue
             after["principalId"], after["clientId"], after["id"] = have.principal_id, have.client_id, have.id
-            if norm_tags(dict(have.tags)) != norm_tags(want.desired_tags()):
+            if norm_tags(dict(have.tags)) != norm_tags(tags):
                 reason = "tags differ" if have.owner else "adopt existing identity: add ownership tags"
                 self._add_identity(address, Action.UPDATE, want, before, after, reason, DriftClass.CHANGED)
             else:

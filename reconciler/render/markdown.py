@@ -266,6 +266,18 @@ def _abridged_note(level: Level, hint: str | None) -> list[str]:
     ]
 
 
+def _abandoned(plan: Plan) -> list[str]:
+    """Owners whose manifests are all gone: never abridged (a few lines per owner)."""
+    if not plan.abandoned:
+        return []
+    out = ["> [!IMPORTANT]", "> **Identities in Azure with no manifest any more**"]
+    for a in plan.abandoned:
+        names = ", ".join(md_code(n) for n in a.identities[:5])
+        more = f" and {len(a.identities) - 5} more" if len(a.identities) > 5 else ""
+        out.append(f"> - {md_text(a.sentence())}: {names}{more}. To delete them, {md_text(a.how_to_delete())}.")
+    return [*out, ""]
+
+
 def _warning_items(plan: Plan, clip: int | None) -> list[str]:
     return [f"> - {md_text(_clip(w, clip) if clip else w)}" for w in plan.warnings]
 
@@ -498,7 +510,7 @@ def _render(plan: Plan, groups: list[_Group], level: Level, hint: str | None, ma
     """The whole comment at `level`, or None as soon as it cannot fit: a big plan is not
     rendered in full only to be thrown away."""
     def blocks() -> Iterator[list[str]]:
-        yield [*_heading(plan), *_summary_table(plan), *_abridged_note(level, hint)]
+        yield [*_heading(plan), *_summary_table(plan), *_abridged_note(level, hint), *_abandoned(plan)]
         yield _warnings(_warning_items(plan, None), len(plan.warnings))
         yield _destroys(plan, _destroy_items(plan, abridged=False))
         yield from _group_sections(plan, groups, level)
@@ -580,7 +592,7 @@ def _compact(change: Change, group: _Group) -> str:
 def _render_counts(plan: Plan, groups: list[_Group], max_chars: int, hint: str | None) -> str:
     """Security-relevant changes in full, one short line each under their identity or
     principal; everything else counted per group."""
-    head = [*_heading(plan), *_summary_table(plan), *_abridged_note(Level.COUNTS, hint)]
+    head = [*_heading(plan), *_summary_table(plan), *_abridged_note(Level.COUNTS, hint), *_abandoned(plan)]
     tail = _footer(hint)
     warnings = _warning_items(plan, _CLIP)
     destroys = _destroy_items(plan, abridged=True)
