@@ -353,6 +353,9 @@ def _run_steps(the_plan: Plan, gateway: ArmGateway, parallelism: int, report_fil
                                 stop=stop)
         if report_file:
             _write_report(report, report_file)
+        if report.ok and received:
+            raise Interrupted("apply interrupted after every step was done; the verifying plan was skipped",
+                              _SIGNAL_EXIT.get(signal.Signals(received[0]), 130), immediate=False)
         if report.ok:
             return report
         path = report_file or Path(".reconciler") / "last-apply-report.json"
