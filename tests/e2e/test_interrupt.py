@@ -13,6 +13,8 @@ import signal
 import ssl
 import subprocess
 import sys
+import threading
+import time
 import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -39,12 +41,21 @@ class Served:
     def configure(self, **settings: float) -> None:
         self._call("PATCH", "/_sandbox/config", settings)
 
-    def _call(self, method: str, path: str, body: Mapping[str, object]) -> None:
-        req = urllib.request.Request(f"{self.url}{path}", method=method, data=json.dumps(body).encode(),
+    def writes_arrived(self) -> int:
+        """Writes the sandbox has received (counted on arrival, before their latency)."""
+        count = self._call("GET", "/_sandbox/requests", None).get("write", 0)
+        assert isinstance(count, int)
+        return count
+
+    def _call(self, method: str, path: str, body: Mapping[str, object] | None) -> dict[str, object]:
+        req = urllib.request.Request(f"{self.url}{path}", method=method,
+                                     data=None if body is None else json.dumps(body).encode(),
                                      headers={"Authorization": f"Bearer {self.token}",
                                               "Content-Type": "application/json"})
         with urllib.request.urlopen(req, context=ssl.create_default_context(cafile=self.ca), timeout=30) as resp:
             assert resp.status in (200, 201), resp.status
+            data = json.load(resp)
+            return data if isinstance(data, dict) else {}
 
 
 def reconciler(*args: str) -> list[str]:
@@ -153,8 +164,15 @@ def test_second_signal_stops_at_once_and_still_writes_the_default_report(
     served: Served, manifests: Path, tmp_path: Path
 ) -> None:
     served.configure(latency_write_ms=4000)  # in-flight writes outlast the second signal
+    writes_before = served.writes_arrived()
     proc = start_apply(served, manifests, None, tmp_path)
     before = read_until(proc, " done ")
+    # The condition: a second write has reached ARM and waits out its latency, so a step is in
+    # flight when the signals come (the bounded poll is on that condition, not on a duration).
+    deadline = time.monotonic() + 60
+    while served.writes_arrived() < writes_before + 2:
+        assert time.monotonic() < deadline, "apply sent no second write"
+        threading.Event().wait(0.05)
     proc.send_signal(signal.SIGINT)
     before += read_until(proc, "Interrupted: waiting for ")
     proc.send_signal(signal.SIGINT)
