@@ -92,8 +92,9 @@ def render_text(plan: Plan) -> str:
             out += [f"      {marker} {name} = {text}" for marker, name, text in _differences(c)]
         if cls is DriftClass.CHANGED:
             out.append(f"    ({_LEGEND}; + only in the manifests, - only in Azure)")
-    out.append("")
-    out.append("Run `reconciler plan` to see the fix; `reconciler apply` restores the manifests' state.")
+    if total:
+        out.append("")
+        out.append("Run `reconciler plan` to see the fix; `reconciler apply` restores the manifests' state.")
     return "\n".join(out) + "\n"
 
 
@@ -102,7 +103,8 @@ def render_markdown(plan: Plan) -> str:
     total = sum(len(v) for v in grouped.values())
     if not total and not plan.abandoned:
         return "## ✅ No drift\n\nAzure matches the manifests.\n"
-    out = [f"## ⚠️ Drift: {total} finding(s)", ""]
+    heading = f"{total} finding(s)" if total else f"{len(plan.abandoned)} owner(s) with identities but no manifest"
+    out = [f"## ⚠️ Drift: {heading}", ""]
     for a in plan.abandoned:
         out.append(f"- **{md(a.sentence())}**: {', '.join(md_code(n) for n in a.identities)}. "
                    f"To delete them, {md(a.how_to_delete())}.")
@@ -120,7 +122,8 @@ def render_markdown(plan: Plan) -> str:
             out += [f"  - {md_code(f'{marker} {name} = {text}')}" for marker, name, text in _differences(c)]
         if cls is DriftClass.CHANGED:
             out += ["", f"<sub>{md(_LEGEND)}; + only in the manifests, - only in Azure</sub>"]
-    out += ["", "Run `reconciler plan` to review the fix; `reconciler apply` restores the manifests' state."]
+    if total:
+        out += ["", "Run `reconciler plan` to review the fix; `reconciler apply` restores the manifests' state."]
     return "\n".join(out) + "\n"
 
 
