@@ -22,6 +22,10 @@ from reconciler.model import assignment_name
 from reconciler.plan import Action, Change, Plan, ResourceType
 
 DONE, FAILED, SKIPPED = "done", "failed", "skipped"
+# An interrupted apply: steps never handed out, and steps still in flight when it stopped at
+# once (their outcome is unknown until the next plan reads Azure).
+NOT_STARTED, INTERRUPTED = "not-started", "interrupted"
+STATUSES = (DONE, FAILED, SKIPPED, NOT_STARTED, INTERRUPTED)
 CONCURRENT_FIC_WRITES = "ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity"
 
 
@@ -29,7 +33,7 @@ CONCURRENT_FIC_WRITES = "ConcurrentFederatedIdentityCredentialsWritesForSingleMa
 class StepResult:
     address: str
     action: Action
-    status: str  # done | failed | skipped
+    status: str  # one of STATUSES
     detail: str = ""
     error_code: str | None = None
     seconds: float = 0.0
@@ -48,16 +52,37 @@ class StepResult:
 @dataclass
 class ApplyReport:
     results: list[StepResult] = field(default_factory=list)
+    interrupted: bool = False  # a stop was requested (a signal) before every step ran
 
     @property
     def ok(self) -> bool:
         return all(r.status == DONE for r in self.results)
 
     def counts(self) -> dict[str, int]:
-        return {s: sum(1 for r in self.results if r.status == s) for s in (DONE, FAILED, SKIPPED)}
+        return {s: sum(1 for r in self.results if r.status == s) for s in STATUSES}
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "counts": self.counts(), "steps": [r.to_json() for r in self.results]}
+        return {"ok": self.ok, "interrupted": self.interrupted, "counts": self.counts(),
+                "steps": [r.to_json() for r in self.results]}
+
+
+class StopRequest:
+    """How the outside (the CLI's signal handlers) stops a run: `request()` hands out no new
+    step and waits up to `grace_seconds` for those in flight; `now()` stops waiting at once.
+    `announce(n)` is called once, from the applier's thread, with the number in flight."""
+
+    def __init__(self, grace_seconds: float = 60.0, announce: Callable[[int], None] | None = None) -> None:
+        self.grace_seconds = grace_seconds
+        self.announce = announce or (lambda in_flight: None)
+        self.requested = threading.Event()
+        self.immediate = threading.Event()
+
+    def request(self) -> None:
+        self.requested.set()
+
+    def now(self) -> None:
+        self.requested.set()
+        self.immediate.set()
 
 
 class Reporter(Protocol):
@@ -201,9 +226,8 @@ class _Run:
                     raise
                 if not created_now:
                     # Not created by this run: replication delay cannot explain it.
-                    where = f" (declared at {change.source})" if change.source else ""
                     raise ArmError(e.code, e.arm_message, status=e.status, address=change.address,
-                                   hint=f"principal {principal_id}{where} does not exist in the directory; "
+                                   hint=f"principal {principal_id} does not exist in the directory; "
                                    "check the objectId") from None
                 if attempt >= len(self.principal_backoff):
                     raise
@@ -261,10 +285,12 @@ class _ReadyQueue:
 
 
 def apply_plan(
-    plan: Plan, gateway: ArmGateway, *, parallelism: int = 8, reporter: Reporter | None = None
+    plan: Plan, gateway: ArmGateway, *, parallelism: int = 8, reporter: Reporter | None = None,
+    stop: StopRequest | None = None,
 ) -> ApplyReport:
     """Run every actionable change of `plan`. Never raises for a failed step: the report
-    carries each failure with ARM's code and message."""
+    carries each failure with ARM's code and message. When `stop` is requested, no new step
+    starts; the report says which were done, failed, in flight and not started."""
     reporter = reporter or NullReporter()
     run = _Run(plan, gateway)
     steps = {c.address: c for c in plan.actionable}
@@ -305,16 +331,29 @@ def apply_plan(
     for address in steps:
         if not waiting_on[address]:
             queue.push(address)
-    with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
-        running: dict[Future[StepResult], str] = {}
+    pool = ThreadPoolExecutor(max_workers=max(1, parallelism))
+    running: dict[Future[StepResult], str] = {}
+    deadline: float | None = None
+    try:
         while queue or running:
-            # Hand a worker a step only when one is free, so the choice of what runs next is
-            # made late, with everything that has become ready in the meantime.
-            while len(running) < parallelism and (next_step := queue.pop()) is not None:
-                running[pool.submit(timed, steps[next_step])] = next_step
+            if stop is not None and stop.requested.is_set():
+                if deadline is None:
+                    report.interrupted = True
+                    deadline = time.monotonic() + stop.grace_seconds
+                    stop.announce(len(running))
+                if not running or stop.immediate.is_set() or time.monotonic() >= deadline:
+                    break
+            else:
+                # Hand a worker a step only when one is free, so the choice of what runs next
+                # is made late, with everything that has become ready in the meantime.
+                while len(running) < parallelism and (next_step := queue.pop()) is not None:
+                    running[pool.submit(timed, steps[next_step])] = next_step
             if not running:
                 break  # nothing runnable: only possible if the plan's requires form a cycle
-            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            # With a stop possible, wake up now and then to look at it (signal handlers run
+            # in this thread, between waits).
+            done, _ = wait(list(running), timeout=0.2 if stop is not None else None,
+                           return_when=FIRST_COMPLETED)
             for fut in done:
                 address = running.pop(fut)
                 queue.finished(address)
@@ -329,9 +368,22 @@ def apply_plan(
                     waiting_on[dep].discard(address)
                     if not waiting_on[dep] and dep not in finished:
                         queue.push(dep)
+    finally:
+        # Steps still in flight here were abandoned by a stop: do not wait for their threads.
+        pool.shutdown(wait=not running, cancel_futures=True)
+    for address in running.values():
+        finished.add(address)
+        report.results.append(StepResult(
+            address, steps[address].action, INTERRUPTED,
+            "in flight when apply stopped: its outcome is unknown; apply again to finish"))
     for address in steps:
-        if address not in finished:  # never runnable (a cycle in requires): say so, never hang
-            finished.add(address)
+        if address in finished:
+            continue
+        finished.add(address)
+        if report.interrupted:
+            report.results.append(StepResult(address, steps[address].action, NOT_STARTED,
+                                             "not started: apply was interrupted"))
+        else:  # never runnable (a cycle in requires): say so, never hang
             report.results.append(StepResult(address, steps[address].action, SKIPPED,
                                              "skipped: its requirements could not be ordered"))
     order = {a: i for i, a in enumerate(steps)}

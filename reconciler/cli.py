@@ -8,12 +8,15 @@ Exit codes follow Terraform's convention, which CI users know:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import re
 import shlex
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -27,7 +30,7 @@ from typer import _click as click  # typer vendors click; its help classes live 
 from typer.core import TyperArgument, TyperCommand
 
 from reconciler import drift as drift_report
-from reconciler.applier import DONE, ApplyReport, apply_plan
+from reconciler.applier import FAILED, INTERRUPTED, NOT_STARTED, SKIPPED, ApplyReport, StopRequest, apply_plan
 from reconciler.errors import Diagnostic, ManifestError, ReconcilerError
 from reconciler.gateway import ArmGateway
 from reconciler.manifest.loader import load_manifests
@@ -53,6 +56,7 @@ from reconciler.savedplan import (
     saved_target,
     with_fingerprints,
 )
+from reconciler.sourceid import source_id
 from reconciler.target import CLOUDS, DEFAULT_SANDBOX_DB, TargetOptions, open_gateway, seed_of
 
 EXIT_OK = 0
@@ -212,6 +216,20 @@ Subscriptions = Annotated[
 ]
 
 
+def _check_selected_subscriptions(selected: list[str], desired: DesiredState) -> None:
+    """A --subscription no manifest declares would plan nothing and say "No changes": a typo
+    in a CI matrix would hide drift for ever, so it is an error."""
+    declared = desired.declared_subscriptions | desired.subscriptions
+    unknown = [s for s in selected if s.strip().lower() not in declared]
+    if unknown:
+        raise ReconcilerError(
+            f"--subscription {', '.join(unknown)}: no manifest declares "
+            f"{'this subscription' if len(unknown) == 1 else 'these subscriptions'}; the manifests declare "
+            + (", ".join(sorted(declared)) or "none")
+            + ". Check the value (a typo in a CI matrix looks like this)"
+        )
+
+
 @contextmanager
 def _session(
     paths: list[str], target: TargetOptions, subscriptions: list[str] | None = None
@@ -223,7 +241,9 @@ def _session(
     def load(catalog: RoleCatalog) -> DesiredState:
         desired, warnings = load_manifests(paths, catalog)
         _print_diagnostics(warnings)
+        desired = dataclasses.replace(desired, source_id=source_id(paths))
         if subscriptions:
+            _check_selected_subscriptions(subscriptions, desired)
             desired, skipped = desired.restricted(frozenset(s.lower() for s in subscriptions))
             if skipped:
                 err.print(f"Note: {skipped} role assignment(s) span subscriptions outside --subscription; "
@@ -448,6 +468,82 @@ def _write_report(report: ApplyReport, path: Path, verified: bool | None = None)
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
+# How long the first Ctrl-C / SIGTERM waits for steps in flight (their ARM calls retry
+# transient faults for up to 120 s, so this is a bound, not an expectation).
+INTERRUPT_GRACE_SECONDS = 60.0
+_SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+class Interrupted(ReconcilerError):
+    """Apply stopped on a signal; `immediate` when in-flight steps were abandoned."""
+
+    def __init__(self, message: str, exit_code: int, immediate: bool) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.immediate = immediate
+
+
+@contextmanager
+def _stop_on_signals(stop: StopRequest) -> Iterator[list[int]]:
+    """First SIGINT/SIGTERM: stop handing out steps; second: stop at once. Yields the
+    signals received. Handlers stay until the report is written, so it always is."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():  # signals reach only the main thread
+        yield received
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        received.append(signum)
+        (stop.request if len(received) == 1 else stop.now)()
+
+    previous = {s: signal.signal(s, handler) for s in _SIGNAL_EXIT}
+    try:
+        yield received
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _run_steps(the_plan: Plan, gateway: ArmGateway, parallelism: int, report_file: Path | None) -> ApplyReport:
+    """Apply the plan's steps with progress, write the report, and raise unless all were done."""
+
+    def announce(in_flight: int) -> None:
+        err.print(f"Interrupted: waiting for {in_flight} in-flight step(s) (at most "
+                  f"{INTERRUPT_GRACE_SECONDS:.0f} s; interrupt again to stop at once)…", style="yellow", markup=False)
+
+    stop = StopRequest(INTERRUPT_GRACE_SECONDS, announce)
+    with _stop_on_signals(stop) as received:
+        if err.is_terminal:
+            with BarReporter(the_plan, err, gateway.throttle_wait_seconds) as bar:
+                report = apply_plan(the_plan, gateway, parallelism=parallelism, reporter=bar, stop=stop)
+        else:
+            report = apply_plan(the_plan, gateway, parallelism=parallelism, reporter=LineReporter(the_plan, err),
+                                stop=stop)
+        if report_file:
+            _write_report(report, report_file)
+        if report.ok and received:
+            raise Interrupted("apply interrupted after every step was done; the verifying plan was skipped",
+                              _SIGNAL_EXIT.get(signal.Signals(received[0]), 130), immediate=False)
+        if report.ok:
+            return report
+        path = report_file or Path(".reconciler") / "last-apply-report.json"
+        _write_report(report, path)
+    c = report.counts()
+    summary = f"{c['done']} done, {c[FAILED]} failed, {c[SKIPPED]} skipped"
+    if report.interrupted:
+        summary += f", {c[INTERRUPTED]} in flight (outcome unknown), {c[NOT_STARTED]} not started"
+        raise Interrupted(
+            f"apply interrupted: {summary}; report written to {path}. "
+            "Run apply again to finish: done steps are not repeated.",
+            _SIGNAL_EXIT.get(signal.Signals(received[0]), 130) if received else 130,
+            immediate=c[INTERRUPTED] > 0,
+        )
+    raise ReconcilerError(
+        f"apply incomplete: {summary}; report written to {path}. "
+        "Fix the cause and run apply again: done steps are not repeated."
+    )
+
+
 def _is_plan_file(paths: list[str]) -> bool:
     return len(paths) == 1 and paths[0].endswith(".json") and Path(paths[0]).is_file()
 
@@ -532,25 +628,8 @@ def apply(
             )
         if saved is None:
             _confirm(auto_approve)
-        if err.is_terminal:
-            with BarReporter(the_plan, err, gateway.throttle_wait_seconds) as bar:
-                report = apply_plan(the_plan, gateway, parallelism=parallelism, reporter=bar)
-        else:
-            report = apply_plan(the_plan, gateway, parallelism=parallelism, reporter=LineReporter(the_plan, err))
-        counts = report.counts()
-        if report_file:
-            _write_report(report, report_file)
-        if not report.ok:
-            path = report_file or Path(".reconciler") / "last-apply-report.json"
-            _write_report(report, path)
-            for r in report.results:
-                if r.status != DONE:
-                    err.print(f"{r.status}: {r.address}: {r.detail}", style="red", markup=False)
-            raise ReconcilerError(
-                f"apply incomplete: {counts['done']} done, {counts['failed']} failed, {counts['skipped']} skipped; "
-                f"report written to {path}. Fix the cause and run apply again: done steps are not repeated."
-            )
-        _echo(f"Apply complete: {counts['done']} step(s) done.\n")
+        report = _run_steps(the_plan, gateway, parallelism, report_file)
+        _echo(f"Apply complete: {report.counts()['done']} step(s) done.\n")
         after = _make_plan(desired, gateway, catalog, options)
         if verbose:
             _print_calls(gateway, "plan + apply + verify")
@@ -751,6 +830,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         _print_diagnostics(e.diagnostics)
         err.print(f"Error: {e}", style="bold red", markup=False)
         return EXIT_ERROR
+    except Interrupted as e:
+        err.print(f"Error: {e}", style="bold red", markup=False)
+        if e.immediate:
+            # Worker threads still wait on ARM calls that were abandoned; the interpreter
+            # would join them on exit. The report is written: leave now.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(e.exit_code)
+        return e.exit_code
     except ReconcilerError as e:
         err.print(f"Error: {e}", style="bold red", markup=False)
         return EXIT_ERROR

@@ -22,7 +22,10 @@ OWNER_TAG = "reconciler-owner"
 # Set on identities declared with `protect: true`, so that a plan that would delete one even
 # after its manifest entry is gone can see that it was protected.
 PROTECTED_TAG = "reconciler-protected"
-RESERVED_TAGS = frozenset({MANAGED_BY_TAG, OWNER_TAG, PROTECTED_TAG})
+# Which repository (manifest source) created an identity, so that an owner whose manifests
+# were all deleted is told apart from another repository's owner (see `sourceid`).
+SOURCE_TAG = "reconciler-source"
+RESERVED_TAGS = frozenset({MANAGED_BY_TAG, OWNER_TAG, PROTECTED_TAG, SOURCE_TAG})
 
 DEFAULT_AUDIENCES: tuple[str, ...] = ("api://AzureADTokenExchange",)
 MAX_FICS_PER_IDENTITY = 20
@@ -168,6 +171,10 @@ class DesiredState:
     # Every owner that appears in the manifests: only resources of these owners are deleted.
     owners: frozenset[str] = frozenset()
     files: tuple[str, ...] = ()
+    # `spec.subscription` of every IdentitySet (lower case), even one that declares nothing.
+    declared_subscriptions: frozenset[str] = frozenset()
+    # This repository's source id, recorded on identities as SOURCE_TAG (None: not recorded).
+    source_id: str | None = None
 
     def restricted(self, subscriptions: frozenset[str]) -> tuple[DesiredState, int]:
         """Only what lives in `subscriptions` (lower case), for splitting a large estate
@@ -184,12 +191,13 @@ class DesiredState:
                 ras.append(ra)
             elif scope_sub in subscriptions or (ident is not None and ident in kept):
                 skipped += 1
-        return DesiredState(ids, fics, tuple(ras), self.owners, self.files), skipped
+        return DesiredState(ids, fics, tuple(ras), self.owners, self.files,
+                            self.declared_subscriptions & subscriptions, self.source_id), skipped
 
     @property
     def subscriptions(self) -> frozenset[str]:
         """Subscriptions whose live state the plan needs (identities' and scopes')."""
-        subs = {i.subscription.lower() for i in self.identities}
+        subs = {i.subscription.lower() for i in self.identities} | self.declared_subscriptions
         subs |= {s for s in (scope_subscription(ra.scope) for ra in self.role_assignments) if s}
         return frozenset(subs)
 

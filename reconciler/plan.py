@@ -127,10 +127,44 @@ _DISPLAY_ONLY = frozenset({"id", "name", "principalId", "clientId", "tenantId", 
 
 
 @dataclass(frozen=True)
+class AbandonedOwner:
+    """An owner whose identities this repository created (their source tag says so) but that
+    no manifest declares any more: nothing is planned for them, and the plan says so."""
+
+    owner: str
+    source: str
+    identities: tuple[str, ...]  # "resourceGroup/name"
+    role_assignments: int  # granted to those identities, or named with the owner's scheme
+    subscriptions: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"owner": self.owner, "source": self.source, "identities": list(self.identities),
+                "role_assignments": self.role_assignments, "subscriptions": list(self.subscriptions),
+                "how_to_delete": self.how_to_delete()}
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> AbandonedOwner:
+        return AbandonedOwner(data["owner"], data["source"], tuple(data["identities"]),
+                              int(data["role_assignments"]), tuple(data["subscriptions"]))
+
+    def how_to_delete(self) -> str:
+        return (f"add an IdentitySet with `metadata.owner: {self.owner}` and `identities: []` (one per subscription) "
+                "and apply it with --allow-mass-delete; to keep them, restore the owner's manifest")
+
+    def sentence(self) -> str:
+        n, g = len(self.identities), self.role_assignments
+        return (f"owner '{self.owner}' has {n} {'identity' if n == 1 else 'identities'} and {g} role "
+                f"{'assignment' if g == 1 else 'assignments'} in Azure created from this repository "
+                f"(tag reconciler-source={self.source}) but no manifest any more")
+
+
+@dataclass(frozen=True)
 class Plan:
     changes: tuple[Change, ...]
     warnings: tuple[str, ...] = ()
     owners: tuple[str, ...] = ()
+    # Owners this repository created identities for and whose manifests are all gone.
+    abandoned: tuple[AbandonedOwner, ...] = ()
     format_version: str = FORMAT_VERSION
     # Saved plans: sha256 of the manifests ("manifests") and of the live state of every
     # resource a change touches ("live:<address>"); apply refuses when either moved.
@@ -158,6 +192,7 @@ class Plan:
         return {
             "format_version": self.format_version,
             "owners": list(self.owners),
+            "abandoned_owners": [a.to_json() for a in self.abandoned],
             "summary": self.summary(),
             "warnings": list(self.warnings),
             "inputs": dict(self.inputs),
@@ -174,6 +209,7 @@ class Plan:
             changes=tuple(Change.from_json(c) for c in data["changes"]),
             warnings=tuple(data.get("warnings", ())),
             owners=tuple(data.get("owners", ())),
+            abandoned=tuple(AbandonedOwner.from_json(a) for a in data.get("abandoned_owners", ())),
             format_version=data["format_version"],
             fingerprints=dict(data.get("fingerprints", {})),
             inputs=dict(data.get("inputs", {})),

@@ -20,6 +20,7 @@ from reconciler.errors import PlanError
 from reconciler.model import (
     OWNER_TAG,
     PROTECTED_TAG,
+    SOURCE_TAG,
     VM_SAFE_NAME_LENGTH,
     DesiredFederatedCredential,
     DesiredIdentity,
@@ -34,7 +35,7 @@ from reconciler.model import (
     norm_location,
     norm_scope,
 )
-from reconciler.plan import Action, Change, DriftClass, Plan, ResourceType
+from reconciler.plan import AbandonedOwner, Action, Change, DriftClass, Plan, ResourceType
 from reconciler.roles import privileged_grant_warning
 
 RoleNamer = Callable[[str], str]
@@ -167,7 +168,31 @@ class _Planner:
             changes=tuple(ordered),
             warnings=tuple(dict.fromkeys(self.warnings)),
             owners=tuple(sorted(self.desired.owners)),
+            abandoned=self._abandoned_owners(),
         )
+
+    def _abandoned_owners(self) -> tuple[AbandonedOwner, ...]:
+        """Owners whose identities carry this repository's source tag but that no manifest
+        declares: deleting every manifest of an owner must not look like "No changes". Other
+        repositories' owners carry another source (or none) and stay out of the plan."""
+        source = self.desired.source_id
+        if not source:
+            return ()
+        found: dict[str, list[LiveIdentity]] = {}
+        for li in self.live.identities.values():
+            if li.owner is not None and li.owner not in self.desired.owners and li.tags.get(SOURCE_TAG) == source:
+                found.setdefault(li.owner, []).append(li)
+        out = []
+        for owner, identities in sorted(found.items()):
+            principals = {li.principal_id.lower() for li in identities}
+            grants = {ra.id.lower() for ra in self.live.role_assignments
+                      if ra.principal_id in principals
+                      or ra.name.lower() == assignment_name(owner, ra.scope, ra.role_definition_id, ra.principal_id)}
+            out.append(AbandonedOwner(
+                owner, source, tuple(sorted(f"{li.resource_group}/{li.name}" for li in identities)), len(grants),
+                tuple(sorted({li.subscription.lower() for li in identities})),
+            ))
+        return tuple(out)
 
     def _pair_replacements(self) -> None:
         """A declared grant whose role, scope or principal was edited shows up as one of ours
@@ -212,11 +237,23 @@ class _Planner:
                 mods[li.id.lower()] = li.modified.to_json()
         for fics in self.live.federated_credentials.values():
             mods.update({f.id.lower(): f.modified.to_json() for f in fics if f.modified})
-        mods.update({ra.id.lower(): ra.modified.to_json() for ra in self.live.role_assignments if ra.modified})
+        mods.update({ra.id.lower(): self._actor(ra.modified.to_json())
+                     for ra in self.live.role_assignments if ra.modified})
         self.changes = [
             replace(c, modified=mods.get(str(c.before.get("id") or "").lower())) if c.before is not None else c
             for c in self.changes
         ]
+
+    def _actor(self, modified: dict[str, str | None]) -> dict[str, str | None]:
+        """Role assignments name their last writer by object id only (identities' systemData
+        names it): name it when it is one of the live identities, e.g. a pipeline's own."""
+        by = (modified.get("by") or "").lower()
+        ident = self.principal_owner.get(by)
+        if ident is None:
+            return modified
+        live = self.live.identities[ident]
+        return {**modified, "by": f"identity {live.resource_group}/{live.name} (principal {by})",
+                "byType": "ManagedIdentity"}
 
     def _order_deletes_first(self) -> None:
         """An identity is deleted (or replaced) only after the assignments granted to it are
@@ -257,9 +294,12 @@ class _Planner:
                     f"identity '{want.name}' has more than {VM_SAFE_NAME_LENGTH} characters: "
                     "it cannot be assigned to virtual machines or scale sets"
                 )
+            tags = want.desired_tags()
+            if self.desired.source_id:
+                tags[SOURCE_TAG] = self.desired.source_id
             after = identity_fields(
                 subscription=want.subscription, resource_group=want.resource_group, name=want.name,
-                location=want.location, tags=want.desired_tags(), resource_id=want.resource_id,
+                location=want.location, tags=tags, resource_id=want.resource_id,
             )
             if have is None:
                 self._add_identity(address, Action.CREATE, want, None, after, "declared, not in Azure",
@@ -289,7 +329,7 @@ class _Planner:
                                    DriftClass.CHANGED, unknown=("principalId", "clientId"))
                 continue
             after["principalId"], after["clientId"], after["id"] = have.principal_id, have.client_id, have.id
-            if norm_tags(dict(have.tags)) != norm_tags(want.desired_tags()):
+            if norm_tags(dict(have.tags)) != norm_tags(tags):
                 reason = "tags differ" if have.owner else "adopt existing identity: add ownership tags"
                 self._add_identity(address, Action.UPDATE, want, before, after, reason, DriftClass.CHANGED)
             else:

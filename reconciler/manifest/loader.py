@@ -86,6 +86,7 @@ def load_manifests(
         role_assignments=tuple(builder.assignments),
         owners=frozenset(builder.owners),
         files=tuple(files),
+        declared_subscriptions=frozenset(builder.subscriptions),
     )
     return state, diagnostics
 
@@ -228,6 +229,7 @@ class _StateBuilder:
         self.credentials: list[DesiredFederatedCredential] = []
         self.assignments: list[DesiredRoleAssignment] = []
         self.owners: set[str] = set()
+        self.subscriptions: set[str] = set()
         self._identity_at: dict[IdentityKey, SourceLocation] = {}
         self._assignment_at: dict[tuple[str, str, object], SourceLocation] = {}
 
@@ -258,6 +260,7 @@ class _StateBuilder:
         subscription = _get(spec, "subscription")
         if isinstance(subscription, str) and ctx.ok(("spec", "subscription")):
             ctx.subscription = subscription.lower()
+            self.subscriptions.add(ctx.subscription)
         if ctx.ok(("spec", "defaults", "tags")):
             ctx.default_tags = self._check_tags(ctx, ("spec", "defaults", "tags"))
         identities = _list(_get(spec, "identities"))

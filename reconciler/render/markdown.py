@@ -20,9 +20,13 @@ is never cut: it is built whole at the richest level that fits `max_chars`, degr
 
     FULL        everything above
     NO_DIAGRAM  without the diagram
-    ONE_LINE    one line per change, no field diffs
-    COUNTS      counts per group only; the warning and destroy lists and the group table keep
-                as many entries as fit their share of the budget and say how many are left out
+    ONE_LINE    one line per change, no field diffs; a federated credential's line keeps its
+                issuer, subject and non-default audiences
+    COUNTS      security-relevant changes only, one line each: every deletion and replacement,
+                every federated credential (issuer, subject, audiences) and every role
+                assignment (principal, role, scope); everything else is counted per group.
+                Should even those not fit, the comment says exactly how many of each kind
+                are left out, and where the full plan is.
 
 Values come from manifests and from Azure (names, tags, descriptions, role names), so every
 one is escaped for the context it lands in: Markdown text, a code span, HTML, a code fence or
@@ -39,6 +43,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from itertools import zip_longest
 
+from reconciler.model import DEFAULT_AUDIENCES
 from reconciler.plan import Action, Change, DriftClass, Plan, ResourceType
 from reconciler.render.describe import VERB, field_lines, title
 from reconciler.render.text import summary_line
@@ -65,7 +70,8 @@ class Level(IntEnum):
 _OMITTED = {
     Level.NO_DIAGRAM: "the access diagram is omitted",
     Level.ONE_LINE: "the access diagram and field-level details are omitted",
-    Level.COUNTS: "only counts per group are shown, and long lists are cut short",
+    Level.COUNTS: "only security-relevant changes are listed (deletions, federated credentials, role "
+                  "assignments); other changes are counted per group",
 }
 
 _ACTION_COLUMNS = (
@@ -263,6 +269,18 @@ def _abridged_note(level: Level, hint: str | None) -> list[str]:
     ]
 
 
+def _abandoned(plan: Plan) -> list[str]:
+    """Owners whose manifests are all gone: never abridged (a few lines per owner)."""
+    if not plan.abandoned:
+        return []
+    out = ["> [!IMPORTANT]", "> **Identities in Azure with no manifest any more**"]
+    for a in plan.abandoned:
+        names = ", ".join(md_code(n) for n in a.identities[:5])
+        more = f" and {len(a.identities) - 5} more" if len(a.identities) > 5 else ""
+        out.append(f"> - {md_text(a.sentence())}: {names}{more}. To delete them, {md_text(a.how_to_delete())}.")
+    return [*out, ""]
+
+
 def _warning_items(plan: Plan, clip: int | None) -> list[str]:
     return [f"> - {md_text(_clip(w, clip) if clip else w)}" for w in plan.warnings]
 
@@ -300,13 +318,47 @@ def _head(change: Change, by_address: dict[str, Change], clip: int | None = None
     return line
 
 
-def _destroy_items(plan: Plan, clip: int | None) -> list[str]:
+def _credential_fields(change: Change) -> str:
+    """Who may use an identity: a federated credential's issuer, subject and non-default
+    audiences, as one suffix (`old -> new` where an update changes them). Never abridged."""
+    if change.type is not ResourceType.FEDERATED_CREDENTIAL:
+        return ""
+    before, after = change.before or {}, change.after or {}
+    parts = []
+    for name in ("issuer", "subject", "audiences"):
+        old, new = before.get(name), after.get(name)
+        if name == "audiences":
+            old = None if old is None or list(old) == list(DEFAULT_AUDIENCES) else ", ".join(old)
+            new = None if new is None or list(new) == list(DEFAULT_AUDIENCES) else ", ".join(new)
+        if change.before is not None and change.after is not None and old != new:
+            parts.append(f"{name} {md_code(str(old or 'default'))} → {md_code(str(new or 'default'))}")
+        elif (value := new if change.after is not None else old) is not None:
+            parts.append(f"{name} {md_code(str(value))}")
+    return "".join(f" · {p}" for p in parts)
+
+
+def _destroy_items(plan: Plan, abridged: bool) -> list[str]:
     by_address = plan.by_address()
     return [
-        f"> - {_head(c, by_address, clip)}"
+        f"> {_security_item(c, by_address)}" if abridged else f"> - {_head(c, by_address)}"
         for c in plan.changes
         if c.action in (Action.DELETE, Action.REPLACE)
     ]
+
+
+def _security_changes(plan: Plan) -> list[Change]:
+    """Credentials and grants that the comment lists even when abridged (deletions and
+    replacements are in the destroy list already)."""
+    return [c for c in _shown(plan) if c.type is not ResourceType.IDENTITY
+            and c.action not in (Action.DELETE, Action.REPLACE)]
+
+
+def _security_item(change: Change, by_address: dict[str, Change]) -> str:
+    # The title carries a grant's role, principal and scope: only the reason is clipped.
+    line = _head(change, by_address)
+    if change.reason and len(change.reason) > _CLIP:
+        line = line.replace(md_text(change.reason), md_text(_clip(change.reason, _CLIP)), 1)
+    return f"- {line}{_credential_fields(change)}"
 
 
 def _destroys(plan: Plan, items: list[str]) -> list[str]:
@@ -339,7 +391,7 @@ def _change_block(change: Change, by_address: dict[str, Change], level: Level) -
     if extras:
         line += f" <sub>{' · '.join(extras)}</sub>"
     if level is Level.ONE_LINE:
-        return [f"- {line}"]
+        return [f"- {line}{_credential_fields(change)}"]
     diff = [f"{_DIFF_MARKER[marker]} {name} = {text}" for marker, name, text in field_lines(change)]
     return [line, "", *([*_code_fence(diff, "diff"), ""] if diff else [])]
 
@@ -463,9 +515,9 @@ def _render(plan: Plan, groups: list[_Group], level: Level, hint: str | None, ma
     """The whole comment at `level`, or None as soon as it cannot fit: a big plan is not
     rendered in full only to be thrown away."""
     def blocks() -> Iterator[list[str]]:
-        yield [*_heading(plan), *_summary_table(plan), *_abridged_note(level, hint)]
+        yield [*_heading(plan), *_summary_table(plan), *_abridged_note(level, hint), *_abandoned(plan)]
         yield _warnings(_warning_items(plan, None), len(plan.warnings))
-        yield _destroys(plan, _destroy_items(plan, None))
+        yield _destroys(plan, _destroy_items(plan, abridged=False))
         yield from _group_sections(plan, groups, level)
         if level is Level.FULL:
             yield _diagram(plan, groups)
@@ -500,23 +552,103 @@ def _fit(items: list[str], budget: int, more: Callable[[int], str]) -> tuple[lis
     return [*kept, tail], used + len(tail) + 1
 
 
+_KIND_NOUN: dict[object, str] = {
+    "destroy": "deletions or replacements",
+    ResourceType.FEDERATED_CREDENTIAL: "federated credential changes",
+    ResourceType.ROLE_ASSIGNMENT: "role assignment changes",
+}
+# Room kept for the "not shown" note, whose numbers are known only after fitting.
+_LEFT_OUT_RESERVE = 500
+
+
+def _left_out_note(missing: dict[object, tuple[int, int]], hint: str | None) -> list[str]:
+    parts = [f"{total - kept} of {total} {_KIND_NOUN[kind]}" for kind, (kept, total) in missing.items()
+             if kept < total]
+    if not parts:
+        return []
+    return ["> [!IMPORTANT]",
+            f"> Not shown, for lack of space: {', '.join(parts)} — {_where_full_plan(hint)}. "
+            "Review them there before approving: they may change who can use or manage an identity.", ""]
+
+
+def _compact(change: Change, group: _Group) -> str:
+    """A credential or grant in a few words, under its group's heading: a credential's issuer,
+    subject and audiences, a grant's role, principal (unless it is the group's identity) and
+    scope, all unabridged; the reason only when it is not "declared, not in Azure"."""
+    fields = change.after or change.before or {}
+    text = f"`{_symbol(change)}` "
+    if change.type is ResourceType.FEDERATED_CREDENTIAL:
+        text += f"credential {md_code(str(fields.get('name')))}{_credential_fields(change)}"
+    else:
+        principal = fields.get("principal") or {}
+        if principal.get("identity") == group.key:
+            who = ""
+        elif "identity" in principal:
+            who = f" for identity {md_code('/'.join(str(principal['identity']).split('/')[-2:]))}"
+        else:
+            object_id = principal.get("objectId") or fields.get("principalId")
+            who = f" for {md_text(str(fields.get('principalType') or 'principal'))} {md_code(str(object_id))}"
+        text += f"{md_code(str(fields.get('roleName')))}{who} at {md_code(str(fields.get('scope') or '/'))}"
+    if change.action is not Action.CREATE and change.reason:
+        text += f" — {md_text(_clip(change.reason, _CLIP))}"
+    return f"  - {text}"
+
+
 def _render_counts(plan: Plan, groups: list[_Group], max_chars: int, hint: str | None) -> str:
-    head = [*_heading(plan), *_summary_table(plan), *_abridged_note(Level.COUNTS, hint)]
+    """Security-relevant changes in full, one short line each under their identity or
+    principal; everything else counted per group."""
+    head = [*_heading(plan), *_summary_table(plan), *_abridged_note(Level.COUNTS, hint), *_abandoned(plan)]
     tail = _footer(hint)
     warnings = _warning_items(plan, _CLIP)
-    destroys = _destroy_items(plan, _CLIP)
+    destroys = _destroy_items(plan, abridged=True)
+    security = {c.address for c in _security_changes(plan)}
+    section = ["#### Credentials and access", ""] if security else []
     rows = _group_rows(groups)
     # Fixed lines of each section (callout headers, table header, blank lines) come first.
-    fixed = len(_join([*head, *_warnings([], len(warnings)), *_destroys(plan, []), *tail]))
+    fixed = len(_join([*head, *_warnings([], len(warnings)), *_destroys(plan, []), *section, *tail]))
     fixed += sum(len(r) + 1 for r in _GROUP_TABLE_HEAD) + 2 if rows else 0
-    left = max_chars - 1 - fixed
-    # Shares: warnings are few and short in practice, destroys matter most, groups take the rest.
-    kept_warnings, used = _fit(warnings, left // 4, lambda n: f"> - …and {n} more warnings")
+    left = max_chars - 1 - fixed - 2
+    # Security first, whole: credentials (who may sign in as an identity) and grants (what
+    # it may do), then deletions (the destroy callout counts them all in any case). Only what
+    # does not fit at all is left out, and counted by kind in a note.
+    budget = left - _LEFT_OUT_RESERVE
+    kinds = (ResourceType.FEDERATED_CREDENTIAL, ResourceType.ROLE_ASSIGNMENT)
+    total: Counter[object] = Counter()
+    kept: Counter[object] = Counter()
+    security_lines: list[str] = []
+    for group in groups:
+        header = f"- {md_text(group.kind)} {md_code(group.name)}"
+        shown = False
+        for change in group.changes:
+            if change.address not in security:
+                continue
+            total[change.type] += 1
+            line = _compact(change, group)
+            cost = len(line) + 1 + (0 if shown else len(header) + 1)
+            if cost > budget:
+                continue
+            if not shown:
+                security_lines.append(header)
+                shown = True
+            security_lines.append(line)
+            kept[change.type] += 1
+            budget -= cost
+    kept_destroys: list[str] = []
+    for item in destroys:
+        if len(item) + 1 > budget:
+            break
+        kept_destroys.append(item)
+        budget -= len(item) + 1
+    missing: dict[object, tuple[int, int]] = {k: (kept[k], total[k]) for k in kinds}
+    missing["destroy"] = (len(kept_destroys), len(destroys))
+    note = _left_out_note(missing, hint)
+    left -= sum(len(i) + 1 for i in [*security_lines, *kept_destroys, *note])
+    kept_warnings, used = _fit(warnings, max(left // 2, 0), lambda n: f"> - …and {n} more warnings")
     left -= used
-    kept_destroys, used = _fit(destroys, left * 2 // 3, lambda n: f"> - …and {n} more destroyed or replaced")
-    left -= used
-    kept_rows, _ = _fit(rows, left, lambda n: f"| …and {n} more groups | | | | | |")
-    out = [*head, *_warnings(kept_warnings, len(warnings)), *_destroys(plan, kept_destroys)]
+    kept_rows, _ = _fit(rows, max(left, 0), lambda n: f"| …and {n} more groups | | | | | |")
+    out = [*head, *note, *_warnings(kept_warnings, len(warnings)), *_destroys(plan, kept_destroys)]
+    if security_lines:
+        out += [*section, *security_lines, ""]
     if rows:
         out += [*_GROUP_TABLE_HEAD, *kept_rows, ""]
     return _join([*out, *tail])

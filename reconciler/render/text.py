@@ -29,12 +29,25 @@ def summary_line(plan: Plan) -> str:
         if reported:
             noun = "drifted resource" if reported == 1 else "drifted resources"
             return f"No changes. {reported} {noun} reported, left unchanged."
+        if plan.abandoned:
+            n = len(plan.abandoned)
+            return f"No changes. {n} {'owner has' if n == 1 else 'owners have'} identities in Azure but no manifest."
         return "No changes. Azure matches the manifests."
     s = plan.summary()
     return (
         f"Plan: {s['create']} to add, {s['update']} to change, "
         f"{s['replace']} to replace, {s['delete']} to destroy."
     )
+
+
+def abandoned_lines(plan: Plan) -> list[str]:
+    """Owners whose manifests are all gone: said in every output, never only with -v."""
+    out = []
+    for a in plan.abandoned:
+        shown = ", ".join(a.identities[:5]) + (f" and {len(a.identities) - 5} more" if len(a.identities) > 5 else "")
+        out.append(f"Note: {a.sentence()}: {shown} (subscription {', '.join(a.subscriptions)}). "
+                   f"To delete them, {a.how_to_delete()}.")
+    return out
 
 
 def render_text(plan: Plan, *, color: bool = False, verbose: bool = False) -> str:
@@ -45,6 +58,10 @@ def render_text(plan: Plan, *, color: bool = False, verbose: bool = False) -> st
     for warning in plan.warnings:
         out.append(paint("\x1b[33m", f"Warning: {warning}"))
     if plan.warnings:
+        out.append("")
+    for line in abandoned_lines(plan):
+        out.append(paint("\x1b[33m", line))
+    if plan.abandoned:
         out.append("")
     reported = [c for c in plan.changes if c.action is Action.NOOP and c.drift is not None]
     in_sync = [c for c in plan.changes if c.action is Action.NOOP and c.drift is None] if verbose else []

@@ -6,13 +6,15 @@ import io
 
 from rich.console import Console
 
-from reconciler.applier import StepResult
+from reconciler.applier import FAILED, SKIPPED, StepResult
 from reconciler.model import DesiredIdentity, DesiredState, LiveState
-from reconciler.plan import Action, Plan
+from reconciler.plan import Action, Change, Plan, ResourceType
 from reconciler.planner import make_plan
 from reconciler.progress import BarReporter, LineReporter
 
 SUB = "11111111-1111-1111-1111-111111111111"
+IDENTITY = "identity/sub/rg-a/app"
+FIC = "identity/sub/rg-a/app/federatedCredential/gh"
 
 
 def plan_of(n: int) -> Plan:
@@ -32,7 +34,8 @@ def test_bar_counts_steps_and_shows_throttling_waits() -> None:
     text = out.getvalue()
     assert "3/3" in text
     assert "throttled 2.5s" in text
-    assert "failed: identity rg/app-0: AuthorizationFailed: no" in text
+    assert "failed to create identity rg/app-0: AuthorizationFailed: no" in text
+    assert "identity rg/app-1:  [0.0s]" in text  # done steps print a line above the bar too
 
 
 def test_lines_name_resources_by_title() -> None:
@@ -41,3 +44,24 @@ def test_lines_name_resources_by_title() -> None:
     LineReporter(plan, Console(file=out, width=200)).step_finished(
         StepResult(plan.actionable[0].address, Action.CREATE, "done", "created"))
     assert "identity rg/app-0: created" in out.getvalue()
+
+
+def located_plan() -> Plan:
+    return Plan(changes=(
+        Change(IDENTITY, ResourceType.IDENTITY, Action.CREATE, source="m/a.yaml:4:7",
+               after={"resourceGroup": "rg-a", "name": "app"}),
+        Change(FIC, ResourceType.FEDERATED_CREDENTIAL, Action.CREATE, requires=(IDENTITY,), source="m/a.yaml:6:11",
+               after={"identity": "app", "name": "gh"}),
+    ))
+
+
+def test_failed_and_skipped_steps_are_named_by_title_with_the_failure_located() -> None:
+    out = io.StringIO()
+    reporter = LineReporter(located_plan(), Console(file=out, width=300, color_system=None))
+    reporter.step_finished(StepResult(IDENTITY, Action.CREATE, FAILED, "AuthorizationFailed: no",
+                                      "AuthorizationFailed"))
+    reporter.step_finished(StepResult(FIC, Action.CREATE, SKIPPED, f"skipped: requires {IDENTITY}, which failed"))
+    text = out.getvalue()
+    assert "m/a.yaml:4:7: failed to create identity rg-a/app: AuthorizationFailed: no" in text
+    assert "skipped: requires identity rg-a/app, which failed" in text
+    assert IDENTITY not in text

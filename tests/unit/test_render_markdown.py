@@ -388,14 +388,22 @@ def test_a_2000_change_plan_fits_and_keeps_summary_and_deletions() -> None:
     summary = plan.summary()
     assert summary_counts(md)["destroy"] == summary["delete"] > 0
     assert md.startswith(f"### Plan: {summary['create']} to add, {summary['update']} to change")
-    # Every deletion is either listed or counted in the "more" line.
-    caution = md[md.index("> [!CAUTION]"):]
-    caution = caution[: caution.index("\n\n")]
-    listed = caution.count("\n> - `-` ")
-    more = re.search(r"…and (\d+) more destroyed or replaced", caution)
-    assert more is not None and listed > 10
-    assert listed + int(more[1]) == summary["delete"] + summary["replace"]
-    assert "only counts per group" in md and HINT in md
+    # Every security-relevant change is listed, or counted exactly in the "not shown" note.
+    fics = sum(1 for c in plan.actionable if c.type is ResourceType.FEDERATED_CREDENTIAL)
+    grants = sum(1 for c in plan.actionable if c.type is ResourceType.ROLE_ASSIGNMENT
+                 and c.action is not Action.DELETE)
+    listed_fics = len(re.findall(r"^  - `\+` credential `gh` · issuer `https://issuer` · subject `repo:x:\d+`$",
+                                 md, re.M))
+    listed_grants = len(re.findall(rf"^  - `\+` `Reader` at `{DATA}`$", md, re.M))
+    listed_deletes = md.count("\n> - `-` ")
+    assert listed_fics > 10 and listed_grants > 10
+    note = re.search(r"Not shown, for lack of space: (.*) — full plan: artifact plan\.json\.", md)
+    assert note is not None, md[:3000]
+    left_out = {kind: (int(n), int(total)) for n, total, kind in re.findall(r"(\d+) of (\d+) ([a-z ]+)", note[1])}
+    assert left_out["federated credential changes"] == (fics - listed_fics, fics)
+    assert left_out["role assignment changes"] == (grants - listed_grants, grants)
+    assert left_out["deletions or replacements"] == (summary["delete"] - listed_deletes, summary["delete"])
+    assert "only security-relevant changes are listed" in md and HINT in md
     assert "```mermaid" not in md and "```diff" not in md
 
 
@@ -427,8 +435,25 @@ def test_degrades_in_steps_and_says_so() -> None:
         assert f"- `{change.action.symbol}` **" in one_line
     assert one_line.count("\n- `") == len(plan.actionable)
 
+    for change in plan.actionable:  # a credential's line keeps who may use the identity
+        if change.type is ResourceType.FEDERATED_CREDENTIAL:
+            assert f"· issuer `https://issuer` · subject `{(change.after or {})['subject']}`" in one_line
+
     counts = render_markdown(plan, max_chars=len(one_line), full_plan_hint=HINT)
-    assert "<details" not in counts and "only counts per group are shown" in counts
+    assert "<details" not in counts and "only security-relevant changes are listed" in counts
+    assert "Not shown" not in counts  # everything security-relevant fits
+    for group in re.split(r"\n- identity ", counts[counts.index("#### Credentials and access"):])[1:]:
+        name = group[1:group.index("`", 1)]
+        changes = [c for c in plan.actionable if name.split("/")[1] in c.address.split("/")
+                   and c.type is not ResourceType.IDENTITY and c.action is not Action.DELETE]
+        for change in changes:
+            if change.type is ResourceType.FEDERATED_CREDENTIAL:
+                assert f"  - `+` credential `gh` · issuer `https://issuer` · subject " \
+                       f"`{(change.after or {})['subject']}`" in group
+            else:
+                assert f"  - `+` `Reader` at `{DATA}`" in group
+    assert counts.count("  - `+` ") == sum(1 for c in plan.actionable if c.type is not ResourceType.IDENTITY
+                                           and c.action is not Action.DELETE)
     assert "| identity `rg-payments/id-00000-with-a-name-longer-than-vm-limit` | 3 | 0 | 0 | 0 | 0 |" in counts
     assert "| identity `rg-payments/id-00001` | 0 | 0 | 0 | 2 | 0 |" in counts
 
