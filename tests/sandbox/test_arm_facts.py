@@ -11,7 +11,16 @@ from azure.mgmt.resource.subscriptions import SubscriptionClient
 
 from reconciler.sandbox import SandboxServer
 from tests.sandbox.conftest import (
-    GROUP, READER, RG, SUB, USER, Clients, StaticCredential, clients, quiet_config, raw,
+    GROUP,
+    READER,
+    RG,
+    SUB,
+    USER,
+    Clients,
+    StaticCredential,
+    clients,
+    quiet_config,
+    raw,
 )
 
 SUB_SCOPE = f"/subscriptions/{SUB}"
@@ -26,14 +35,15 @@ UAMI_PATH = (f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Mana
 
 
 def ra_body(principal: str = USER, principal_type: str | None = None, role: str = READER) -> dict[str, Any]:
-    props: dict[str, Any] = {"roleDefinitionId": f"{SUB_SCOPE}/providers/Microsoft.Authorization/roleDefinitions/{role}",
-                             "principalId": principal}
+    role_id = f"{SUB_SCOPE}/providers/Microsoft.Authorization/roleDefinitions/{role}"
+    props: dict[str, Any] = {"roleDefinitionId": role_id, "principalId": principal}
     if principal_type:
         props["principalType"] = principal_type
     return {"properties": props}
 
 
-def fic(audiences: list[str] | None = None, issuer: str = "https://issuer.example", subject: str = "s") -> dict[str, Any]:
+def fic(audiences: list[str] | None = None, issuer: str = "https://issuer.example",
+        subject: str = "s") -> dict[str, Any]:
     return {"properties": {"issuer": issuer, "subject": subject,
                            "audiences": ["api://AzureADTokenExchange"] if audiences is None else audiences}}
 
@@ -175,7 +185,8 @@ def test_fic_rules_and_texts_from_the_errors_table(srv: SandboxServer) -> None:
     assert raw(srv, "PUT", path, fic(subject="repo:*")).status == 400
     assert raw(srv, "PUT", path, fic(subject="s" * 600)).status == 201
     # No evidence that ARM requires an https issuer.
-    assert raw(srv, "PUT", FIC_PATH.format(identity="wl1", fic="fic2"), fic(issuer="http://issuer.example")).status == 201
+    plain_http = fic(issuer="http://issuer.example")
+    assert raw(srv, "PUT", FIC_PATH.format(identity="wl1", fic="fic2"), plain_http).status == 201
 
 
 def test_fic_writes_are_throttled_per_identity_and_per_subscription() -> None:

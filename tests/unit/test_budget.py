@@ -18,14 +18,14 @@ from azure.mgmt.msi.models import Identity
 
 from reconciler.azure.budget import (
     DELETES,
+    FIC_LIST,
+    FIC_WRITE,
     READS,
     TENANT,
     WRITES,
     BucketLimit,
     BudgetConfig,
     BudgetPolicy,
-    FIC_LIST,
-    FIC_WRITE,
     BudgetTimeout,
     FicCost,
     RateBudget,
