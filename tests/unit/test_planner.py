@@ -222,7 +222,7 @@ def test_a_grant_in_a_missing_resource_group_is_a_located_plan_error() -> None:
     a = ident()
     where = SourceLocation("m.yaml", 14, 18)
     scope = f"/subscriptions/{SUB}/resourceGroups/rg-gone/providers/Microsoft.Storage/storageAccounts/sa"
-    with pytest.raises(PlanError, match="m.yaml:14:18: the scope .* is in resource group 'rg-gone', which does not"):
+    with pytest.raises(PlanError, match=r"m\.yaml:14:18: the scope .* is in resource group 'rg-gone', which does not"):
         make_plan(state(a, ras=(grant(a, scope=scope, source=where),)), live())
     # a group that exists (any casing), the subscription itself, and an unread subscription all pass
     for ok in (DATA_SCOPE.upper().replace("SUBSCRIPTIONS", "subscriptions"), f"/subscriptions/{SUB}",
@@ -233,7 +233,7 @@ def test_a_grant_in_a_missing_resource_group_is_a_located_plan_error() -> None:
 def test_a_location_the_subscription_does_not_offer_is_a_located_plan_error() -> None:
     where = SourceLocation("m.yaml", 7, 52)
     offered = replace(live(), locations={SUB: frozenset({"westeurope", "northeurope"})})
-    with pytest.raises(PlanError, match="m.yaml:7:52: subscription .* does not offer location 'swedensouth'"):
+    with pytest.raises(PlanError, match=r"m\.yaml:7:52: subscription .* does not offer location 'swedensouth'"):
         make_plan(state(ident(location="swedensouth", source=where)), offered)
     assert make_plan(state(ident()), offered).changes
     # A subscription whose locations were not read (an older gateway, a fake) is not checked.
