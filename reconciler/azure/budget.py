@@ -17,9 +17,12 @@ it, so parallel workers draw from the same buckets.
 The federated identity credential API has limits of its own, per tenant, per subscription and per
 identity, for each of create-update, get, list and delete (Microsoft's "workload identity federation
 considerations" page: writes 10/s per tenant, 2/s per subscription, 0.25/s per identity, i.e. one
-write per identity every 4 s). A FIC request also takes a token from each of those three buckets,
-which hold one second's worth (at least one request): the page gives rates, not burst sizes. A 429
-on a FIC request pauses those buckets, not the subscription's ARM writes bucket.
+write per identity every 4 s). A FIC write or delete also takes a token from each of those three
+buckets, which hold one second's worth (at least one request): the page gives rates, not burst sizes.
+FIC gets and lists are not paced (a plan lists each identity's credentials once; only back-to-back
+runs repeat a list within 4 s, and then one retry after ARM's Retry-After is cheaper than pacing
+every list). A 429 on any FIC request pauses that operation's FIC buckets until Retry-After, not the
+subscription's ARM bucket, and FIC requests of that operation wait for the pause.
 
 The identity-creation window is a sliding log of send times, as ARM's limit is "N in any window"
 (a token bucket would let 2N through in one window). A slot is held `window_margin` seconds
@@ -63,6 +66,7 @@ FIC_LIMITS: dict[str, tuple[float, float, float]] = {
     FIC_LIST: (15.0, 5.0, 0.25),
     FIC_DELETE: (10.0, 2.0, 0.25),
 }
+PACED_FIC_OPERATIONS = frozenset({FIC_WRITE, FIC_DELETE})
 KINDS = (READS, WRITES, DELETES)
 TENANT = ""  # the bucket key of requests outside any subscription
 
@@ -101,6 +105,11 @@ class BudgetConfig:
     identity_create_window_seconds: float = 20.0
     window_margin: float = 1.0
     fic_scale: float = 1.0  # multiplies every FIC_LIMITS rate (the sandbox's fic_throttle_scale)
+    # We stamp a FIC write when we send it, ARM when it arrives; a later request can arrive sooner
+    # after its predecessor than it left. So the per-identity interval is this much longer, and the
+    # tenant and subscription rates are `fic_headroom` of ARM's.
+    fic_margin: float = 0.5
+    fic_headroom: float = 0.9
 
     def __post_init__(self) -> None:
         if self.identity_creates_per_window < 1 or self.identity_create_window_seconds <= 0:
@@ -112,8 +121,10 @@ class BudgetConfig:
 
     def fic_limits(self, operation: str) -> tuple[BucketLimit, BucketLimit, BucketLimit]:
         """Tenant, subscription and identity buckets of one FIC operation."""
-        rates = [r * self.fic_scale for r in FIC_LIMITS[operation]]
-        tenant, subscription, identity = (BucketLimit(max(1.0, r), r) for r in rates)
+        tenant_rate, subscription_rate, identity_rate = (r * self.fic_scale for r in FIC_LIMITS[operation])
+        tenant, subscription = (BucketLimit(max(1.0, r), r * self.fic_headroom)
+                                for r in (tenant_rate, subscription_rate))
+        identity = BucketLimit(max(1.0, identity_rate), 1.0 / (1.0 / identity_rate + self.fic_margin))
         return tenant, subscription, identity
 
     def limit(self, kind: str) -> BucketLimit:
@@ -251,10 +262,15 @@ class RateBudget:
     def _try_locked(self, subscription: str, kind: str, region: str | None, now: float,
                     fic: FicCost | None = None) -> float:
         buckets = [self._bucket(subscription, kind, now)]
+        paused = 0.0
         if fic is not None:
-            buckets += self._fic_buckets(subscription, fic, now)
+            fic_buckets = self._fic_buckets(subscription, fic, now)
+            if fic.operation in PACED_FIC_OPERATIONS:
+                buckets += fic_buckets
+            else:
+                paused = max(b.paused_until - now for b in fic_buckets)
         window = self._window(subscription, region) if region else None
-        wait = max(max(b.wait(now) for b in buckets), window.wait(now) if window else 0.0)
+        wait = max(max(b.wait(now) for b in buckets), window.wait(now) if window else 0.0, paused)
         if wait > 0:
             return wait
         for bucket in buckets:
