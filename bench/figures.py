@@ -299,7 +299,10 @@ def figure2(estate: Estate, scale: float, workdir: Path) -> Section:
         f"Bound terms (s): writes bucket max(0, ({writes} − {limits.writes_capacity:g})/{limits.writes_per_second:g})"
         f" + {WRITE_LATENCY} = {bound.writes:.1f}; identity window ⌊({estate.identities} − 1)/"
         f"{limits.identity_creates_per_window}⌋·{limits.identity_create_window_seconds:g} + 2·{WRITE_LATENCY} = "
-        f"{bound.window:.1f}; FIC chain {bound.chain:.2f}; parallelism ({writes}·{WRITE_LATENCY} + "
+        f"{bound.window:.1f}; FIC subscription bucket max(0, ({estate.federated_credentials} − "
+        f"{limits.fic_writes_capacity_subscription:g})/{limits.fic_writes_per_second_subscription:g}) + "
+        f"{WRITE_LATENCY} + 0.2 = {bound.fic_subscription:.1f}; FIC chain (one FIC write per identity every "
+        f"{1 / limits.fic_writes_per_second_identity:g} s) {bound.chain:.2f}; parallelism ({writes}·{WRITE_LATENCY} + "
         f"{estate.federated_credentials}·0.2)/{APPLY_PARALLELISM} = {bound.workers:.1f} (0.2 s: the sandbox's "
         "fic_write_window_seconds, which each FIC write spends before it answers).",
         f"Verification plan after apply: {verify.describe()}.",

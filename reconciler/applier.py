@@ -252,7 +252,11 @@ class _ReadyQueue:
     ARM lets a subscription create only 80 identities per 20 s while it allows 10 writes a
     second of any kind. Steps that follow an identity (its credentials and grants) go first,
     and only a quarter of the workers may create identities at once, so workers waiting on
-    the creation window never idle the rest of the write budget."""
+    the creation window never idle the rest of the write budget.
+
+    The FIC API accepts one write per identity every 4 s (the client budget paces it), so only
+    one FIC step per identity is handed out at a time: the others would only sleep on that
+    pacing, holding workers that other identities' steps could use."""
 
     def __init__(self, steps: dict[str, Change], parallelism: int) -> None:
         self.steps = steps
@@ -260,6 +264,7 @@ class _ReadyQueue:
         self.creates: deque[str] = deque()
         self.creating: set[str] = set()
         self.create_limit = max(1, parallelism // 4)
+        self.fic_writing: set[str] = set()  # identity addresses with a FIC step in flight
 
     @staticmethod
     def _creates_identity(change: Change) -> bool:
@@ -271,9 +276,20 @@ class _ReadyQueue:
     def push(self, address: str) -> None:
         (self.creates if self._creates_identity(self.steps[address]) else self.other).append(address)
 
+    def _fic_identity(self, address: str) -> str | None:
+        change = self.steps[address]
+        if change.type is not ResourceType.FEDERATED_CREDENTIAL or change.consequence_of:
+            return None
+        return address.split("/federatedCredential/")[0]
+
     def pop(self) -> str | None:
-        if self.other:
-            return self.other.popleft()
+        for index, address in enumerate(self.other):
+            identity = self._fic_identity(address)
+            if identity is None or identity not in self.fic_writing:
+                del self.other[index]
+                if identity is not None:
+                    self.fic_writing.add(identity)
+                return address
         if self.creates and len(self.creating) < self.create_limit:
             address = self.creates.popleft()
             self.creating.add(address)
@@ -282,6 +298,9 @@ class _ReadyQueue:
 
     def finished(self, address: str) -> None:
         self.creating.discard(address)
+        identity = self._fic_identity(address)
+        if identity is not None:
+            self.fic_writing.discard(identity)
 
 
 def apply_plan(

@@ -63,6 +63,14 @@ def scope_subscription(scope: str) -> str | None:
     return rid.subscription.lower() if rid is not None and rid.subscription is not None else None
 
 
+def scope_resource_group(scope: str) -> tuple[str, str] | None:
+    """(subscription, resource group), lower case, of a scope at or below a resource group, else None."""
+    parts = norm_scope(scope).split("/")
+    if len(parts) > 4 and parts[1] == "subscriptions" and parts[3] == "resourcegroups":
+        return parts[2], parts[4]
+    return None
+
+
 def identity_id(subscription: str, resource_group: str, name: str) -> str:
     return str(ResourceId.identity(subscription, resource_group, name))
 
@@ -300,3 +308,6 @@ class LiveState:
     role_assignments: tuple[LiveRoleAssignment, ...] = ()
     subscriptions: frozenset[str] = frozenset()
     resource_groups: frozenset[tuple[str, str]] = frozenset()  # (sub, rg), lower case
+    # Region names (lower case) each subscription offers (GET /subscriptions/{id}/locations); a
+    # subscription missing here was not asked.
+    locations: Mapping[str, frozenset[str]] = field(default_factory=dict)

@@ -34,6 +34,7 @@ from reconciler.model import (
     assignment_name,
     norm_location,
     norm_scope,
+    scope_resource_group,
 )
 from reconciler.plan import AbandonedOwner, Action, Change, DriftClass, Plan, ResourceType
 from reconciler.roles import privileged_grant_warning
@@ -154,6 +155,7 @@ class _Planner:
         self.principal_owner = {li.principal_id.lower(): k for k, li in self.live.identities.items()}
         self.external_principals = frozenset(o.lower() for o, _ in self.desired.external_principals)
         self._check_resource_groups()
+        self._check_locations()
         self._plan_identities()
         self._plan_federated_credentials()
         self._plan_role_assignments()
@@ -282,6 +284,29 @@ class _Planner:
             self.errors.append(
                 f"{src}: resource group '{rg}' does not exist in subscription {sub}; "
                 "create it first (reconciler manages identities, not resource groups)"
+            )
+        # A grant's scope inside a missing group: ARM itself would accept it (it does not check that
+        # the scope exists) and the grant would wait there for a group that may never come.
+        reported = {(sub.lower(), rg.lower()) for sub, rg, _ in missing}
+        for ra in self.desired.role_assignments:
+            sub_rg = scope_resource_group(ra.scope)
+            if (sub_rg is None or sub_rg in reported or sub_rg[0] not in self.live.subscriptions
+                    or sub_rg in self.live.resource_groups):
+                continue
+            self.errors.append(
+                f"{ra.source or ra.scope}: the scope {ra.scope} is in resource group '{sub_rg[1]}', which does "
+                f"not exist in subscription {sub_rg[0]}; create the group first or fix the scope"
+            )
+
+    def _check_locations(self) -> None:
+        """Each identity's region must be one its subscription offers (GET .../locations)."""
+        for i in self.desired.identities:
+            offered = self.live.locations.get(i.subscription.lower())
+            if offered is None or i.location.replace(" ", "").lower() in offered:
+                continue
+            self.errors.append(
+                f"{i.source}: subscription {i.subscription} does not offer location '{i.location}'; "
+                "pick one that `az account list-locations -o table` lists for it"
             )
 
     def _plan_identities(self) -> None:

@@ -123,7 +123,8 @@ def open_gateway(options: TargetOptions, desired: DesiredState) -> Iterator[Azur
                 principals=[(o, t, n) for o, t, n in seed["principals"]],
             )
             # Size the client budget like the sandbox's buckets, as ARM's defaults size it for Azure.
-            budget = RateBudget(BudgetConfig().scaled(server.config.throttle_scale))
+            budget = RateBudget(BudgetConfig(fic_scale=server.config.fic_throttle_scale)
+                                .scaled(server.config.throttle_scale))
             target = ArmTarget(StaticTokenCredential(server.admin_token()), server.url, server.ca_cert_path,
                                budget=budget)
             yield AzureGateway(target)

@@ -14,6 +14,16 @@ it, so parallel workers draw from the same buckets.
     throttled()        a 429 came back: empty the bucket and pause it until Retry-After has passed,
                        so every worker waits, not just the one that was refused
 
+The federated identity credential API has limits of its own, per tenant, per subscription and per
+identity, for each of create-update, get, list and delete (Microsoft's "workload identity federation
+considerations" page: writes 10/s per tenant, 2/s per subscription, 0.25/s per identity, i.e. one
+write per identity every 4 s). A FIC write or delete also takes a token from each of those three
+buckets, which hold one second's worth (at least one request): the page gives rates, not burst sizes.
+FIC gets and lists are not paced (a plan lists each identity's credentials once; only back-to-back
+runs repeat a list within 4 s, and then one retry after ARM's Retry-After is cheaper than pacing
+every list). A 429 on any FIC request pauses that operation's FIC buckets until Retry-After, not the
+subscription's ARM bucket, and FIC requests of that operation wait for the pause.
+
 The identity-creation window is a sliding log of send times, as ARM's limit is "N in any window"
 (a token bucket would let 2N through in one window). A slot is held `window_margin` seconds
 longer than the window, because we stamp the send time and ARM stamps the (later) arrival time.
@@ -50,6 +60,15 @@ Clock = Callable[[], float]
 Sleeper = Callable[[float], None]
 
 READS, WRITES, DELETES = "reads", "writes", "deletes"
+# FIC API operations and their limits (requests per second per tenant, subscription and identity).
+FIC_WRITE, FIC_READ, FIC_LIST, FIC_DELETE = "fic-write", "fic-read", "fic-list", "fic-delete"
+FIC_LIMITS: dict[str, tuple[float, float, float]] = {
+    FIC_WRITE: (10.0, 2.0, 0.25),
+    FIC_READ: (30.0, 10.0, 0.5),
+    FIC_LIST: (15.0, 5.0, 0.25),
+    FIC_DELETE: (10.0, 2.0, 0.25),
+}
+PACED_FIC_OPERATIONS = frozenset({FIC_WRITE, FIC_DELETE})
 KINDS = (READS, WRITES, DELETES)
 TENANT = ""  # the bucket key of requests outside any subscription
 
@@ -82,12 +101,28 @@ class BudgetConfig:
     identity_creates_per_window: int = 80
     identity_create_window_seconds: float = 20.0
     window_margin: float = 1.0
+    fic_scale: float = 1.0  # multiplies every FIC_LIMITS rate (the sandbox's fic_throttle_scale)
+    # We stamp a FIC write when we send it, ARM when it arrives; a later request can arrive sooner
+    # after its predecessor than it left. So the per-identity interval is this much longer, and the
+    # tenant and subscription rates are `fic_headroom` of ARM's.
+    fic_margin: float = 0.5
+    fic_headroom: float = 0.9
 
     def __post_init__(self) -> None:
         if self.identity_creates_per_window < 1 or self.identity_create_window_seconds <= 0:
             raise ValueError("the identity-creation window needs a limit >= 1 and a positive length")
         if self.window_margin < 0:
             raise ValueError("window_margin must not be negative")
+        if self.fic_scale <= 0:
+            raise ValueError("fic_scale must be positive")
+
+    def fic_limits(self, operation: str) -> tuple[BucketLimit, BucketLimit, BucketLimit]:
+        """Tenant, subscription and identity buckets of one FIC operation."""
+        tenant_rate, subscription_rate, identity_rate = (r * self.fic_scale for r in FIC_LIMITS[operation])
+        tenant, subscription = (BucketLimit(max(1.0, r), r * self.fic_headroom)
+                                for r in (tenant_rate, subscription_rate))
+        identity = BucketLimit(max(1.0, identity_rate), 1.0 / (1.0 / identity_rate + self.fic_margin))
+        return tenant, subscription, identity
 
     def limit(self, kind: str) -> BucketLimit:
         return {READS: self.reads, WRITES: self.writes, DELETES: self.deletes}[kind]
@@ -99,6 +134,14 @@ class BudgetConfig:
 
         return replace(self, reads=scale(self.reads), writes=scale(self.writes), deletes=scale(self.deletes),
                        identity_creates_per_window=max(1, int(self.identity_creates_per_window * factor)))
+
+
+@dataclass(frozen=True)
+class FicCost:
+    """A FIC API request: which operation, and the identity (its lower-case ARM id) it is under."""
+
+    operation: str
+    identity: str
 
 
 @dataclass(frozen=True)
@@ -180,6 +223,17 @@ class RateBudget:
             bucket = self._buckets[key] = _Bucket(limit, limit.capacity, now)
         return bucket
 
+    def _fic_buckets(self, subscription: str, fic: FicCost, now: float) -> list[_Bucket]:
+        out = []
+        keys = (f"fic-tenant:{fic.operation}", f"fic-subscription:{subscription.lower()}",
+                f"fic-identity:{fic.identity.lower()}")
+        for key, limit in zip(keys, self.config.fic_limits(fic.operation), strict=True):
+            bucket = self._buckets.get((key, fic.operation))
+            if bucket is None:
+                bucket = self._buckets[(key, fic.operation)] = _Bucket(limit, limit.capacity, now)
+            out.append(bucket)
+        return out
+
     def _window(self, subscription: str, region: str) -> _Window:
         key = (subscription.lower(), norm_location(region))
         window = self._windows.get(key)
@@ -195,25 +249,36 @@ class RateBudget:
 
     # -- the API -------------------------------------------------------------------------
 
-    def try_acquire(self, subscription: str, kind: str, *, identity_region: str | None = None) -> float:
-        """Take a token (and an identity-creation slot) if free now: return 0. Else the seconds to wait."""
+    def try_acquire(self, subscription: str, kind: str, *, identity_region: str | None = None,
+                    fic: FicCost | None = None) -> float:
+        """Take a token (and an identity-creation slot, and FIC tokens) if free now: return 0. Else the
+        seconds to wait."""
         with self._lock:
-            return self._try_locked(subscription, kind, identity_region, self._clock())
+            return self._try_locked(subscription, kind, identity_region, self._clock(), fic)
 
-    def _try_locked(self, subscription: str, kind: str, region: str | None, now: float) -> float:
-        bucket = self._bucket(subscription, kind, now)
+    def _try_locked(self, subscription: str, kind: str, region: str | None, now: float,
+                    fic: FicCost | None = None) -> float:
+        buckets = [self._bucket(subscription, kind, now)]
+        paused = 0.0
+        if fic is not None:
+            fic_buckets = self._fic_buckets(subscription, fic, now)
+            if fic.operation in PACED_FIC_OPERATIONS:
+                buckets += fic_buckets
+            else:
+                paused = max(b.paused_until - now for b in fic_buckets)
         window = self._window(subscription, region) if region else None
-        wait = max(bucket.wait(now), window.wait(now) if window else 0.0)
+        wait = max(max(b.wait(now) for b in buckets), window.wait(now) if window else 0.0, paused)
         if wait > 0:
             return wait
-        bucket.tokens -= 1.0
+        for bucket in buckets:
+            bucket.tokens -= 1.0
         if window:
             window.stamps.append(now)
         self._count(acquired=1)
         return 0.0
 
     def acquire(self, subscription: str, kind: str, *, identity_region: str | None = None,
-                max_wait: float | None = None) -> float:
+                max_wait: float | None = None, fic: FicCost | None = None) -> float:
         """Block until a token is taken; return the seconds waited.
 
         Raises BudgetTimeout, without waiting, as soon as the wait would exceed `max_wait`.
@@ -222,7 +287,7 @@ class RateBudget:
         while True:
             with self._lock:
                 now = self._clock()
-                wait = self._try_locked(subscription, kind, identity_region, now)
+                wait = self._try_locked(subscription, kind, identity_region, now, fic)
                 waited = 0.0 if started is None else now - started
                 if wait <= 0:
                     if started is not None:
@@ -269,6 +334,20 @@ class RateBudget:
                 w.paused_until = max(w.paused_until, now + (retry_after or w.seconds))
                 self._count(pauses=1)
 
+    def fic_throttled(self, subscription: str, fic: FicCost, retry_after: float | None) -> None:
+        """A FIC request got 429: empty its FIC buckets and pause them until Retry-After has passed
+        (ARM's writes bucket for the subscription is not what refused it)."""
+        with self._lock:
+            now = self._clock()
+            self._count(throttled=1)
+            for b in self._fic_buckets(subscription, fic, now):
+                b.refill(now)
+                b.tokens = min(b.tokens, 0.0)
+                if retry_after:
+                    b.paused_until = max(b.paused_until, now + retry_after)
+            if retry_after:
+                self._count(pauses=1)
+
     def stats(self) -> BudgetStats:
         with self._lock:
             return self._stats
@@ -284,6 +363,22 @@ class RequestCost:
     subscription: str
     kind: str
     identity_region: str | None = None
+    fic: FicCost | None = None
+
+
+def _fic_cost(method: str, lowered: list[str]) -> FicCost | None:
+    """/subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/
+    {name}/federatedIdentityCredentials[/{fic}]"""
+    if not (len(lowered) in (9, 10) and lowered[0] == "subscriptions" and lowered[2] == "resourcegroups"
+            and lowered[4:7] == ["providers", "microsoft.managedidentity", "userassignedidentities"]
+            and lowered[8] == "federatedidentitycredentials"):
+        return None
+    identity = "/" + "/".join(lowered[:8])
+    upper = method.upper()
+    if len(lowered) == 9:
+        return FicCost(FIC_LIST, identity) if upper == "GET" else None
+    operation = {"GET": FIC_READ, "HEAD": FIC_READ, "PUT": FIC_WRITE, "DELETE": FIC_DELETE}.get(upper)
+    return FicCost(operation, identity) if operation else None
 
 
 def request_cost(method: str, url: str, body: Any = None) -> RequestCost:
@@ -291,6 +386,9 @@ def request_cost(method: str, url: str, body: Any = None) -> RequestCost:
     rid, collection = parsed if parsed is not None else (ResourceId(), None)
     subscription = rid.subscription or TENANT
     kind = operation_kind(method)
+    fic = _fic_cost(method, [s.lower() for s in urlparse(url).path.split("/") if s])
+    if fic is not None:
+        return RequestCost(subscription, kind, None, fic)
     region = None
     if (method.upper() == "PUT" and collection is None and rid.is_type(IDENTITY_TYPE)
             and rid.resource_group is not None and len(rid.providers) == 1):
@@ -335,7 +433,7 @@ class BudgetPolicy(HTTPPolicy[Any, Any]):
         max_wait = request.context.get(MAX_WAIT_KEY)  # set by ArmRetryPolicy; None without it
         try:
             self.budget.acquire(cost.subscription, cost.kind, identity_region=cost.identity_region,
-                                max_wait=max_wait)
+                                max_wait=max_wait, fic=cost.fic)
         except BudgetTimeout as e:
             raise DeadlineExceededError(str(e)) from e
         response: PipelineResponse[Any, Any] = self.next.send(request)
@@ -355,6 +453,9 @@ class BudgetPolicy(HTTPPolicy[Any, Any]):
         if status != 429:
             return
         retry_after = parse_retry_after(headers)
+        if cost.fic is not None:
+            self.budget.fic_throttled(cost.subscription, cost.fic, retry_after)
+            return
         if cost.identity_region is None:
             self.budget.throttled(cost.subscription, cost.kind, retry_after)
             return

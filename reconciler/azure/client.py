@@ -29,6 +29,7 @@ from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.mgmt.authorization import AuthorizationManagementClient
 from azure.mgmt.msi import ManagedServiceIdentityClient
 from azure.mgmt.resource.resources import ResourceManagementClient
+from azure.mgmt.resource.subscriptions import SubscriptionClient
 
 from reconciler.azure.budget import BudgetPolicy, BudgetStats, RateBudget
 from reconciler.azure.retry import ArmRetryPolicy, Backoff, RetryStats
@@ -165,3 +166,6 @@ class ArmTarget:
 
     def resources(self, subscription: str) -> ResourceManagementClient:
         return ResourceManagementClient(self.credential, subscription, **self._kwargs())
+
+    def subscriptions(self) -> SubscriptionClient:
+        return SubscriptionClient(self.credential, **self._kwargs())

@@ -23,6 +23,7 @@ from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreatePara
 from azure.mgmt.msi import ManagedServiceIdentityClient
 from azure.mgmt.msi.models import FederatedIdentityCredential, Identity, IdentityUpdate
 from azure.mgmt.resource.resources import ResourceManagementClient
+from azure.mgmt.resource.subscriptions import SubscriptionClient
 
 from reconciler.azure.client import ArmTarget
 from reconciler.azure.retry import DeadlineExceededError
@@ -207,6 +208,7 @@ class AzureGateway:
         self._msi: dict[str, ManagedServiceIdentityClient] = {}
         self._auth: dict[str, AuthorizationManagementClient] = {}
         self._res: dict[str, ResourceManagementClient] = {}
+        self._subscriptions: SubscriptionClient | None = None
 
     # -- clients (one per subscription; the SDK binds a client to one) ---------------
 
@@ -224,6 +226,12 @@ class AzureGateway:
 
     def resources(self, subscription: str) -> ResourceManagementClient:
         return self._client(self._res, self.target.resources, subscription)
+
+    def subscription_client(self) -> SubscriptionClient:
+        with self._lock:
+            if self._subscriptions is None:
+                self._subscriptions = self.target.subscriptions()
+            return self._subscriptions
 
     def call_counts(self) -> dict[str, int]:
         with self.target.counter.lock:
@@ -250,6 +258,7 @@ class AzureGateway:
         identities: dict[IdentityKey, LiveIdentity] = {}
         assignments: list[LiveRoleAssignment] = []
         groups: set[tuple[str, str]] = set()
+        regions: dict[str, frozenset[str]] = {}
         fics: dict[IdentityKey, tuple[LiveFederatedCredential, ...]] = {}
         work = _TakeTurns(subs)
 
@@ -258,6 +267,14 @@ class AzureGateway:
             found = _call(lambda: {(sub, (rg.name or "").lower()) for rg in api.list()}, f"subscription {sub}")
             with self._lock:
                 groups.update(found)
+
+        def list_locations(sub: str) -> None:
+            # The regions this subscription offers: a location typo fails the plan, not the apply.
+            api = self.subscription_client().subscriptions
+            found = _call(lambda: frozenset((loc.name or "").lower() for loc in api.list_locations(sub)),
+                          f"subscription {sub}")
+            with self._lock:
+                regions[sub] = found
 
         def list_identities(sub: str) -> None:
             api = self.msi(sub).user_assigned_identities
@@ -281,7 +298,7 @@ class AzureGateway:
 
         for sub in subs:
             # identities first: their FIC lists are most of the work and wait on them
-            for task in (list_identities, list_assignments, list_groups):
+            for task in (list_identities, list_assignments, list_groups, list_locations):
                 work.add(sub, partial(task, sub))
         try:
             work.run(self.read_parallelism)
@@ -291,7 +308,7 @@ class AzureGateway:
         unique = {ra.id.lower(): ra for ra in assignments}
         return LiveState(
             identities=identities, federated_credentials=fics, role_assignments=tuple(unique.values()),
-            subscriptions=frozenset(subs), resource_groups=frozenset(groups),
+            subscriptions=frozenset(subs), resource_groups=frozenset(groups), locations=regions,
         )
 
     def _read_fics(self, identity: LiveIdentity) -> tuple[LiveFederatedCredential, ...]:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from reconciler import locations
 from reconciler.errors import Diagnostic, ManifestError, SourceLocation
 from reconciler.manifest import schema as manifest_schema
 from reconciler.manifest.yaml_source import Path as DocPath
@@ -232,6 +233,7 @@ class _StateBuilder:
         self.subscriptions: set[str] = set()
         self._identity_at: dict[IdentityKey, SourceLocation] = {}
         self._assignment_at: dict[tuple[str, str, object], SourceLocation] = {}
+        self._bad_locations: set[str] = set()
 
     def error(self, where: SourceLocation, message: str, hint: str | None = None) -> None:
         self.diagnostics.append(Diagnostic(where, message, hint))
@@ -305,6 +307,8 @@ class _StateBuilder:
             )
         resource_group = self._inherited(ctx, item, path, "resourceGroup", "resource group")
         location = self._inherited(ctx, item, path, "location", "location")
+        if location is not None:
+            location = self._region(ctx, item, path, location)
         key = resource_id = None
         if ctx.subscription and resource_group:
             key = IdentityKey.of(ctx.subscription, resource_group, name)
@@ -359,6 +363,26 @@ class _StateBuilder:
             f"identity '{name}' has no {words}",
             f"set {field_name} on the identity, or spec.defaults.{field_name} for the whole set",
         )
+        return None
+
+    def _region(self, ctx: _SetContext, item: object, path: DocPath, location: str) -> str | None:
+        """The region's short name (display names such as 'West Europe' are normalised), or None
+        after an error at the value that was written (reported once for spec.defaults)."""
+        found = locations.canonical(location)
+        if found is not None:
+            return found
+        own = isinstance(item, dict) and "location" in item
+        where = ctx.doc.location((*path, "location") if own else ("spec", "defaults", "location"))
+        if str(where) not in self._bad_locations:
+            self._bad_locations.add(str(where))
+            close = locations.suggestion(location)
+            self.error(
+                where,
+                f"unknown Azure region '{location}'",
+                (f"did you mean '{close}'? " if close else "")
+                + "use a region's name (westeurope) or display name (West Europe); "
+                "`az account list-locations -o table` lists them",
+            )
         return None
 
     def _check_tags(self, ctx: _SetContext, path: DocPath) -> dict[str, str] | None:

@@ -76,6 +76,7 @@ class Backend:
                     "tenantId": self.directory.tenant_id,
                     "displayName": f"Sandbox subscription {subscription_id}",
                     "state": "Enabled",
+                    "managedByTenants": [],
                     "subscriptionPolicies": {"locationPlacementId": "Public_2014-09-01",
                                              "quotaId": "PayAsYouGo_2014-09-01", "spendingLimit": "Off"},
                 })
@@ -187,10 +188,11 @@ class Backend:
                             self.role_definition, attributes)
 
     def authorize(self, caller: Caller, action: str, scope: str,
-                  attributes: conditions.Attributes | None = None) -> None:
+                  attributes: conditions.Attributes | None = None, shown_scope: str | None = None) -> None:
         """403 AuthorizationFailed unless the caller may; `attributes` feed ABAC conditions."""
         if not self.can(caller, action, scope, attributes):
-            raise rbac.authorization_failed(caller.client_name, caller.object_id, action, scopes.normalize(scope))
+            raise rbac.authorization_failed(caller.client_name, caller.object_id, action,
+                                            scopes.normalize(shown_scope or scope))
 
     # --- federated credential write serialisation ------------------------------------------------
     @contextmanager

@@ -28,8 +28,10 @@ class Call:
     base_url: str  # scheme://host:port the client used
     operation_id: str
 
-    def authorize(self, action: str, scope: str, attributes: Attributes | None = None) -> None:
-        self.backend.authorize(self.caller, action, scope, attributes)
+    def authorize(self, action: str, scope: str, attributes: Attributes | None = None,
+                  shown_scope: str | None = None) -> None:
+        """`shown_scope` is the scope a 403 names when ARM names another one than it checks."""
+        self.backend.authorize(self.caller, action, scope, attributes, shown_scope)
 
     def can(self, action: str, scope: str) -> bool:
         return self.backend.can(self.caller, action, scope)

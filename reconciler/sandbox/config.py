@@ -35,6 +35,12 @@ class SandboxConfig:
     identity_creates_per_window: int = 80
     identity_create_window_seconds: float = 20.0
 
+    # The federated identity credential API's own limits per tenant, subscription and identity
+    # (throttle.FIC_LIMITS: one write per identity every 4 s); on when `throttling` is on.
+    # `fic_throttle_scale` multiplies their rates (tests raise it to run fast).
+    fic_throttling: bool = True
+    fic_throttle_scale: float = 1.0
+
     # Added latency per operation kind, in milliseconds (off by default).
     latency_read_ms: float = 0.0
     latency_write_ms: float = 0.0
@@ -73,8 +79,8 @@ class SandboxConfig:
         unknown = set(self.fault_kinds) - set(FAULT_KINDS)
         if unknown or not self.fault_kinds:
             raise ValueError(f"fault_kinds must be a non-empty subset of {FAULT_KINDS}")
-        if self.throttle_scale <= 0:
-            raise ValueError("throttle_scale must be positive")
+        if self.throttle_scale <= 0 or self.fic_throttle_scale <= 0:
+            raise ValueError("throttle_scale and fic_throttle_scale must be positive")
 
     def replace(self, **changes: Any) -> SandboxConfig:
         """A copy with `changes` applied; unknown names raise TypeError, bad values ValueError."""

@@ -110,11 +110,15 @@ def allowed(assignments: Iterable[Doc], principal_ids: str | Collection[str], ac
 
 
 def authorization_failed(client: str, object_id: str, action: str, scope: str) -> ArmError:
-    # Wording from learn.microsoft.com role-based-access-control/troubleshooting.
+    # Wording from learn.microsoft.com role-based-access-control/troubleshooting. Since about 2023 ARM
+    # says "or an ABAC condition not fulfilled" for the role-assignment actions that conditions govern
+    # (public deployment captures; ARM-FACTS section 11).
+    abac = " or an ABAC condition not fulfilled" if action.lower().startswith(
+        "microsoft.authorization/roleassignments/") and not action.lower().endswith("/read") else ""
     return ArmError(
         403,
         "AuthorizationFailed",
-        f"The client '{client}' with object id '{object_id}' does not have authorization to perform action "
+        f"The client '{client}' with object id '{object_id}' does not have authorization{abac} to perform action "
         f"'{action}' over scope '{scope}' or the scope is invalid. If access was recently granted, please "
         "refresh your credentials.",
     )

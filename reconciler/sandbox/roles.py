@@ -60,6 +60,12 @@ def custom_role_from_doc(doc: dict[str, Any]) -> RoleDefinition:
         tuple((k, props.get(k)) for k in ("createdOn", "updatedOn", "createdBy", "updatedBy")))
 
 
+# ARM shows createdOn/updatedOn on built-in roles (and null createdBy/updatedBy). The role table has no
+# dates, so every built-in carries Reader's real ones (ARM-FACTS section 4); the dates are a stand-in.
+_BUILTIN_AUDIT = (("createdOn", "2015-02-02T21:55:09.8806423Z"), ("updatedOn", "2021-11-11T20:13:47.8628684Z"),
+                  ("createdBy", None), ("updatedBy", None))
+
+
 @functools.cache
 def builtin_roles() -> dict[str, RoleDefinition]:
     """Built-in roles keyed by lower-case GUID."""
@@ -67,7 +73,7 @@ def builtin_roles() -> dict[str, RoleDefinition]:
     roles = {}
     for entry in raw:
         role = RoleDefinition(entry["id"].lower(), entry["roleName"], entry.get("description", ""),
-                              tuple(entry["permissions"]))
+                              tuple(entry["permissions"]), audit=_BUILTIN_AUDIT)
         roles[role.guid] = role
     return roles
 

@@ -79,6 +79,8 @@ _TABLE: list[tuple[str, str, str, tuple[str, ...], Handler]] = [
     ("GET", "/subscriptions/{subscriptionId}", "Subscriptions_Get", SUBSCRIPTIONS_VERSIONS,
      resources.get_subscription),
     ("GET", "/tenants", "Tenants_List", SUBSCRIPTIONS_VERSIONS, discovery.list_tenants),
+    ("GET", "/subscriptions/{subscriptionId}/locations", "Subscriptions_ListLocations", SUBSCRIPTIONS_VERSIONS,
+     resources.list_locations),
     ("GET", "/subscriptions/{subscriptionId}/resourcegroups", "ResourceGroups_List", RESOURCES_VERSIONS,
      resources.list_resource_groups),
     ("GET", _RG, "ResourceGroups_Get", RESOURCES_VERSIONS, resources.get_resource_group),

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from reconciler.sandbox import SandboxServer
-from tests.e2e.support import seed
+from tests.e2e.support import E2E_CONFIG, seed
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
 def sandbox() -> Iterator[SandboxServer]:
-    server = SandboxServer().start()
+    server = SandboxServer(config=E2E_CONFIG).start()
     try:
         yield server
     finally:

@@ -11,10 +11,16 @@ from reconciler.azure.gateway import AzureGateway
 from reconciler.cli import main
 from reconciler.manifest.loader import load_manifests
 from reconciler.roles import RoleCatalog
-from reconciler.sandbox import SandboxServer
+from reconciler.sandbox import SandboxConfig, SandboxServer
 from reconciler.target import seed_of
 
 SUB = "11111111-1111-1111-1111-111111111111"
+
+# Azure's defaults, except that the FIC API's per-identity limits (one list or write every 4 s) are
+# 40 times looser: a test runs CLI commands back to back, seconds apart, where a pipeline's plan and
+# apply are minutes apart. The client still paces FIC writes at Azure's real rate; test_fic_pacing
+# runs an apply against the real limits.
+E2E_CONFIG = SandboxConfig(fic_throttle_scale=40.0)
 
 
 def seed(server: SandboxServer, paths: list[Path]) -> None:

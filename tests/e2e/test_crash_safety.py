@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.sandbox import SandboxServer
-from tests.e2e.support import SUB, gateway_for, seed
+from tests.e2e.support import E2E_CONFIG, SUB, gateway_for, seed
 
 IDENTITIES = 24
 GITHUB = "https://token.actions.githubusercontent.com"
@@ -70,7 +70,7 @@ def assert_converged_without_duplicates(server: SandboxServer) -> None:
 
 @pytest.fixture
 def crash_sandbox(tmp_path: Path) -> Iterator[tuple[SandboxServer, Path]]:
-    server = SandboxServer().start()
+    server = SandboxServer(config=E2E_CONFIG).start()
     manifests = write_manifests(tmp_path / "m")
     seed(server, [manifests])
     yield server, manifests

@@ -59,8 +59,9 @@ def clients(srv: SandboxServer, token: str | None = None, sub: str = SUB, **kw: 
 
 
 def quiet_config(**changes: Any) -> SandboxConfig:
-    """Defaults, but with no FIC write window so ordinary tests do not wait."""
-    return SandboxConfig(fic_write_window_seconds=0.0).replace(**changes)
+    """Defaults, but with no FIC write window and no FIC API limits (one write per identity every 4 s)
+    so ordinary tests do not wait; the tests of those limits turn them back on."""
+    return SandboxConfig(fic_write_window_seconds=0.0, fic_throttling=False).replace(**changes)
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ def test_the_last_owner_of_a_subscription_cannot_be_deleted(srv: SandboxServer, 
     with pytest.raises(HttpResponseError) as err:
         c.auth.role_assignments.delete_by_id(owner)
     assert err.value.error is not None
-    assert (err.value.status_code, err.value.error.code) == (400, "CannotDeleteLastRbacAdminAssignment")
+    assert (err.value.status_code, err.value.error.code) == (412, "CannotDeleteLastRbacAdminAssignment")
     assert err.value.error.message == "Cannot delete the last RBAC admin assignment"
     # Owner at a resource group is not subscription-level: deleting it is fine.
     grant(c, RG_SCOPE, OWNER, "f0000000-0000-4000-8000-000000000001")

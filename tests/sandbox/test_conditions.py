@@ -77,8 +77,11 @@ def test_rbac_admin_limited_to_reader_assigns_and_deletes_only_reader(delegate: 
     assert created.role_definition_id.endswith(READER)
     err = denied(lambda: me.auth.role_assignments.create(RG_SCOPE, name(2), assignment(OWNER)))
     assert err.error is not None and err.error.message is not None
-    assert err.error.message.startswith(f"The client '{DELEGATE}' with object id '{DELEGATE}' does not have "
-                                        f"authorization to perform action '{WRITE}' over scope '{RG_SCOPE}'")
+    # Since about 2023 ARM mentions ABAC here, and names the full assignment id as the scope.
+    assert err.error.message.startswith(
+        f"The client '{DELEGATE}' with object id '{DELEGATE}' does not have authorization or an ABAC condition not "
+        f"fulfilled to perform action '{WRITE}' over scope "
+        f"'{RG_SCOPE}/providers/Microsoft.Authorization/roleAssignments/{name(2)}'")
     assert [a.name for a in c.auth.role_assignments.list_for_resource_group(RG)
             if a.principal_id == TARGET] == [name(1)]
     # Deletes: only assignments of the listed roles, whoever made them.

@@ -83,7 +83,7 @@ def test_invalid_bodies_and_names(srv: SandboxServer) -> None:
     moved = raw(srv, "PUT", _uami_path("id3"), {"location": "westus"})
     assert moved.status == 201
     moved = raw(srv, "PUT", _uami_path("id3"), {"location": "eastus"})
-    assert moved.status == 400 and moved.body["error"]["code"] == "InvalidResourceLocation"
+    assert moved.status == 409 and moved.body["error"]["code"] == "InvalidResourceLocation"
 
 
 def test_list_by_subscription_spans_resource_groups(srv: SandboxServer, c: Clients) -> None:
@@ -156,10 +156,14 @@ def test_fic_validation(c: Clients) -> None:
         c.msi.federated_identity_credentials.create_or_update(
             RG, "wl3", "fic1", {"properties": {"issuer": "https://i", "audiences": ["a"]}})
     assert err.value.status_code == 400
+    assert err.value.error is not None and err.value.error.message == (
+        "The request format was unexpected. Federated Identity Credential must specify 'issuer', 'subject' and "
+        "'audience'.")
     with pytest.raises(HttpResponseError) as err:
         c.msi.federated_identity_credentials.create_or_update(RG, "wl3", "x", FIC_BODY)
     assert err.value.error is not None
-    assert err.value.error.code == "InvalidResourceName"
+    assert (err.value.error.code, err.value.error.message) == (
+        "BadRequest", "Federated Identity Credential name 'x' is invalid.")
 
 
 def test_deleting_an_identity_deletes_its_fics(c: Clients) -> None:

@@ -71,10 +71,14 @@ def test_deleted_identity_principal_is_gone_from_the_directory(srv: SandboxServe
     ident = c.msi.user_assigned_identities.create_or_update(RG, "brief", {"location": "westus"})
     c.msi.user_assigned_identities.delete(RG, "brief")
     with pytest.raises(HttpResponseError) as err:
-        c.auth.role_assignments.create(RG_SCOPE, "c0000000-0000-4000-8000-000000000003",
-                                       ra_body(ident.principal_id, principal_type="ServicePrincipal"))
+        c.auth.role_assignments.create(RG_SCOPE, "c0000000-0000-4000-8000-000000000003", ra_body(ident.principal_id))
     assert err.value.error is not None
     assert err.value.error.code == "PrincipalNotFound"
+    # With principalType ServicePrincipal ARM does not look the principal up (terraform-provider-azurerm
+    # PR #4168): the assignment is made, and later shows as "Unknown".
+    made = c.auth.role_assignments.create(RG_SCOPE, "c0000000-0000-4000-8000-000000000004",
+                                          ra_body(ident.principal_id, principal_type="ServicePrincipal"))
+    assert made.principal_type == "ServicePrincipal"
 
 
 def test_at_most_twenty_fics_per_identity(c: Clients) -> None:

@@ -196,3 +196,26 @@ def test_identity_creations_are_capped_and_their_dependents_go_first() -> None:
     assert first is not None
     queue.finished(first)
     assert queue.pop() in identities
+
+
+def test_one_fic_step_per_identity_is_in_flight_so_workers_do_not_sleep_on_its_pacing() -> None:
+    """One FIC write per identity every 4 s (the budget paces it): the queue hands out a second FIC
+    step of an identity only when its first has finished, and other steps meanwhile."""
+    from reconciler.applier import _ReadyQueue
+
+    plan = make_plan(desired("a", "b", fics=3), LiveState())
+    steps = {c.address: c for c in plan.actionable}
+    queue = _ReadyQueue(steps, parallelism=8)
+    fics = [a for a, c in steps.items() if c.type.value == "federatedCredential"]
+    grants = [a for a, c in steps.items() if c.type.value == "roleAssignment"]
+    for address in fics + grants:
+        queue.push(address)
+    handed = [queue.pop() for _ in range(4)]
+    assert queue.pop() is None  # 3 FICs of each identity wait for their identity's first
+    assert sorted(a.split("/federatedCredential/")[0] for a in handed if a in fics) == sorted(
+        {a.split("/federatedCredential/")[0] for a in fics})
+    assert set(grants) <= set(handed)
+    first_fic = next(a for a in handed if a in fics)
+    queue.finished(first_fic)
+    again = queue.pop()
+    assert again in fics and again.split("/federatedCredential/")[0] == first_fic.split("/federatedCredential/")[0]

@@ -18,6 +18,8 @@ from azure.mgmt.msi.models import Identity
 
 from reconciler.azure.budget import (
     DELETES,
+    FIC_LIST,
+    FIC_WRITE,
     READS,
     TENANT,
     WRITES,
@@ -25,6 +27,7 @@ from reconciler.azure.budget import (
     BudgetConfig,
     BudgetPolicy,
     BudgetTimeout,
+    FicCost,
     RateBudget,
     RequestCost,
     request_cost,
@@ -248,6 +251,54 @@ def test_identity_create_429_without_writes_left_pauses_bucket_and_window(clock:
     assert budget.stats().throttled == 1
 
 
+# -- the federated identity credential API's own limits ------------------------------------
+
+FIC_IDENTITY = f"/subscriptions/{SUB}/resourcegroups/rg/providers/microsoft.managedidentity/userassignedidentities/x"
+
+
+def fic_on(identity: str) -> FicCost:
+    return FicCost(FIC_WRITE, FIC_IDENTITY[:-1] + identity)
+
+
+def test_fic_writes_are_paced_one_per_identity_every_four_seconds(clock: FakeClock) -> None:
+    """Microsoft's FIC page: create-update 0.25/s per identity, 2/s per subscription. The client keeps
+    a margin: 4 s + 0.5 s per identity, 90% of the subscription's rate."""
+    budget = budget_on(clock, BudgetConfig())
+    assert budget.acquire(SUB, WRITES, fic=fic_on("a")) == 0.0
+    assert budget.try_acquire(SUB, WRITES, fic=fic_on("a")) == pytest.approx(4.5)
+    assert budget.acquire(SUB, WRITES, fic=fic_on("b")) == 0.0
+    # The subscription's two-token bucket is empty now, whichever identity comes next.
+    assert budget.try_acquire(SUB, WRITES, fic=fic_on("c")) == pytest.approx(1 / 1.8)
+    assert budget.try_acquire(OTHER, WRITES, fic=FicCost(FIC_WRITE, "/subscriptions/o/x")) == 0.0
+    # Ordinary writes do not pay for FICs.
+    assert budget.try_acquire(SUB, WRITES) == 0.0
+    assert budget.acquire(SUB, WRITES, fic=fic_on("a")) == pytest.approx(4.5)
+
+
+def test_a_fic_429_pauses_the_fic_buckets_not_the_subscription_writes(clock: FakeClock) -> None:
+    budget = budget_on(clock, BudgetConfig())
+    cost = RequestCost(SUB, WRITES, None, fic_on("a"))
+    BudgetPolicy(budget).observe(cost, 429, {"Retry-After": "6"})
+    assert budget.try_acquire(SUB, WRITES) == 0.0
+    assert budget.try_acquire(SUB, WRITES, fic=fic_on("a")) == pytest.approx(6.0)
+    assert budget.stats().throttled == 1
+
+
+def test_fic_lists_are_not_paced_but_wait_out_a_fic_429(clock: FakeClock) -> None:
+    budget = budget_on(clock, BudgetConfig())
+    listing = FicCost(FIC_LIST, FIC_IDENTITY)
+    assert [budget.acquire(SUB, READS, fic=listing) for _ in range(3)] == [0.0, 0.0, 0.0]
+    BudgetPolicy(budget).observe(RequestCost(SUB, READS, None, listing), 429, {"Retry-After": "2"})
+    assert budget.try_acquire(SUB, READS, fic=listing) == pytest.approx(2.0)
+    assert budget.try_acquire(SUB, READS) == 0.0  # other reads of the subscription go on
+
+
+def test_fic_scale_follows_the_sandbox() -> None:
+    tenant, subscription, identity = BudgetConfig(fic_scale=8.0).fic_limits(FIC_WRITE)
+    assert (tenant, subscription) == (BucketLimit(80.0, 72.0), BucketLimit(16.0, 16.0 * 0.9))
+    assert identity == BucketLimit(2.0, 1.0)  # one per 0.5 s + the 0.5 s margin
+
+
 # -- what a request costs -------------------------------------------------------------------
 
 
@@ -257,7 +308,10 @@ def test_identity_create_429_without_writes_left_pauses_bucket_and_window(clock:
     ("PUT", f"/subscriptions/{SUB}/resourcegroups/rg/providers/microsoft.managedidentity/userassignedidentities/x",
      b'{"location": "westus"}', RequestCost(SUB, WRITES, "westus")),
     ("PUT", f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/x"
-            "/federatedIdentityCredentials/f", json.dumps({"properties": {}}), RequestCost(SUB, WRITES)),
+            "/federatedIdentityCredentials/f", json.dumps({"properties": {}}),
+     RequestCost(SUB, WRITES, None, FicCost(FIC_WRITE, FIC_IDENTITY))),
+    ("GET", f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/x"
+            "/federatedIdentityCredentials", None, RequestCost(SUB, READS, None, FicCost(FIC_LIST, FIC_IDENTITY))),
     ("PUT", f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/x",
      "not json", RequestCost(SUB, WRITES)),
     ("PATCH", f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/x",

@@ -704,3 +704,40 @@ def test_nul_byte_position_counts_utf8_characters(tmp_path: Path) -> None:
     with pytest.raises(ManifestError) as caught:
         load_manifests([str(tmp_path / "m.yaml")], RoleCatalog())
     assert [(d.location.line, d.location.col) for d in caught.value.diagnostics if d.location] == [(1, 5)]
+
+
+# ----------------------------------------------------------------------------- regions and FIC limits
+
+
+def test_a_location_typo_is_an_error_at_the_value_with_a_suggestion(tmp_path: Path) -> None:
+    text = replace("location: westeurope", "location: westeruope")
+    file = write(tmp_path, "m.yaml", text)
+    found = [d for d in failures(file) if d.severity == "error"]
+    assert [(str(d.location), d.message) for d in found] == [(f"{file}:7:52", "unknown Azure region 'westeruope'")]
+    assert found[0].hint is not None and found[0].hint.startswith("did you mean 'westeurope'?")
+
+
+def test_an_identitys_own_location_typo_is_reported_there_and_once_per_value(tmp_path: Path) -> None:
+    text = replace("      tags: {component: api}\n", "      tags: {component: api}\n      location: Wset Europe\n")
+    assert errors_of(tmp_path, text) == [(11, 17, "unknown Azure region 'Wset Europe'")]
+
+
+def test_display_names_are_accepted_and_normalised(tmp_path: Path) -> None:
+    file = write(tmp_path, "m.yaml", replace("location: westeurope", "location: West Europe"))
+    desired, _ = load_manifests([file], RoleCatalog())
+    assert [i.location for i in desired.identities] == ["westeurope"]
+
+
+@pytest.mark.parametrize(("old", "new", "field"), [
+    ("subject: repo:contoso/payments:ref:refs/heads/main",
+     "subject: repo:contoso/payments:ref:refs/heads/main\n          audiences: [api://AzureADTokenExchange, api://b]",
+     "audiences"),
+    ("subject: repo:contoso/payments:ref:refs/heads/main", "subject: 'repo:contoso/*'", "subject"),
+    ("subject: repo:contoso/payments:ref:refs/heads/main", "subject: ' repo:contoso/payments'", "subject"),
+    ("subject: repo:contoso/payments:ref:refs/heads/main", "subject: " + "s" * 601, "subject"),
+])
+def test_fic_fields_azure_refuses_are_located_errors(tmp_path: Path, old: str, new: str, field: str) -> None:
+    file = write(tmp_path, "m.yaml", replace(old, new))
+    found = [d for d in failures(file) if d.severity == "error"]
+    assert len(found) == 1 and found[0].location is not None and found[0].location.line in (14, 15), found
+    assert field in found[0].message or field.rstrip("s") in found[0].message, found[0].message

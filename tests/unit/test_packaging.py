@@ -104,8 +104,10 @@ def test_wheel_ships_the_role_table_and_both_schemas(built: tuple[Path, Path]) -
         assert any(m.name.endswith("/reconciler/data/manifest.schema.json") for m in tar.getmembers())
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
-        for name in ("builtin_roles.json", "manifest.schema.json", "plan.schema.json"):
+        for name in ("builtin_roles.json", "manifest.schema.json", "plan.schema.json", "locations.json"):
             assert f"reconciler/data/{name}" in names
+        # the sandbox's own copy of the region list (it imports nothing from the core)
+        assert "reconciler/sandbox/locations.json" in names
         # the schemas are real files in the wheel, equal to the ones in schemas/, not dangling links
         for name in ("manifest.schema.json", "plan.schema.json"):
             shipped = json.loads(z.read(f"reconciler/data/{name}"))

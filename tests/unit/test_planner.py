@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from reconciler import addresses
-from reconciler.errors import PlanError
+from reconciler.errors import PlanError, SourceLocation
 from reconciler.model import (
     DesiredFederatedCredential,
     DesiredIdentity,
@@ -215,6 +216,28 @@ def test_missing_resource_group_is_a_plan_error() -> None:
     empty = LiveState(subscriptions=frozenset({SUB}))
     with pytest.raises(PlanError, match="resource group 'rg-payments' does not exist"):
         make_plan(state(ident()), empty)
+
+
+def test_a_grant_in_a_missing_resource_group_is_a_located_plan_error() -> None:
+    a = ident()
+    where = SourceLocation("m.yaml", 14, 18)
+    scope = f"/subscriptions/{SUB}/resourceGroups/rg-gone/providers/Microsoft.Storage/storageAccounts/sa"
+    with pytest.raises(PlanError, match=r"m\.yaml:14:18: the scope .* is in resource group 'rg-gone', which does not"):
+        make_plan(state(a, ras=(grant(a, scope=scope, source=where),)), live())
+    # a group that exists (any casing), the subscription itself, and an unread subscription all pass
+    for ok in (DATA_SCOPE.upper().replace("SUBSCRIPTIONS", "subscriptions"), f"/subscriptions/{SUB}",
+               "/subscriptions/99999999-9999-9999-9999-999999999999/resourceGroups/rg-unread"):
+        make_plan(state(a, ras=(grant(a, scope=ok),)), live())
+
+
+def test_a_location_the_subscription_does_not_offer_is_a_located_plan_error() -> None:
+    where = SourceLocation("m.yaml", 7, 52)
+    offered = replace(live(), locations={SUB: frozenset({"westeurope", "northeurope"})})
+    with pytest.raises(PlanError, match=r"m\.yaml:7:52: subscription .* does not offer location 'swedensouth'"):
+        make_plan(state(ident(location="swedensouth", source=where)), offered)
+    assert make_plan(state(ident()), offered).changes
+    # A subscription whose locations were not read (an older gateway, a fake) is not checked.
+    assert make_plan(state(ident(location="swedensouth")), live()).changes
 
 
 def test_fic_changes_update_in_place_and_undeclared_fics_are_deleted() -> None:

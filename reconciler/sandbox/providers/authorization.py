@@ -54,13 +54,21 @@ def _visible_at(role: roles.RoleDefinition, scope: str) -> bool:
     return not role.is_custom or scopes.key(scope) == "/" or role.assignable_at(scope)
 
 
+_RD_READ = "Microsoft.Authorization/roleDefinitions/read"
+
+
 def get_role_definition(call: Call) -> Reply:
-    # Reading role definitions needs no role: any signed-in caller may (UNVERIFIED, matches practice).
+    # Built-in roles are readable by any signed-in caller (UNVERIFIED, matches practice); custom roles
+    # need roleDefinitions/read at the scope (learn.microsoft.com custom-roles).
     scope = call.params["scope"]
     call.backend.require_scope(scope)
     role = call.backend.role_definition(call.params["roleDefinitionId"])
     if role is None or role.guid != call.params["roleDefinitionId"].lower() or not _visible_at(role, scope):
         raise _role_definition_not_found(call.params["roleDefinitionId"])
+    if role.is_custom and not (scopes.key(scope) == "/" and any(call.can(_RD_READ, s) for s in role.assignable_scopes)):
+        # The tenant form (scope "/") is read with the right at one of the role's assignable scopes
+        # (UNVERIFIED: nobody holds roles at "/" in the sandbox).
+        call.authorize(_RD_READ, scope)
     return Reply(200, role.to_arm(_definition_prefix(scope)))
 
 
@@ -70,8 +78,9 @@ _ROLE_FILTER = re.compile(r"^\s*(roleName|type)\s+eq\s+'(.*)'\s*$", re.IGNORECAS
 def list_role_definitions(call: Call) -> Reply:
     scope = call.params["scope"]
     call.backend.require_scope(scope)
-    found = list(roles.builtin_roles().values()) + [
-        r for r in call.backend.custom_roles() if r.assignable_at(scope)]
+    # Custom roles are listed only to callers with roleDefinitions/read at the scope (custom-roles.md).
+    custom = [r for r in call.backend.custom_roles() if r.assignable_at(scope)] if call.can(_RD_READ, scope) else []
+    found = list(roles.builtin_roles().values()) + custom
     text = call.query.get("$filter", "")
     if text:
         match = _ROLE_FILTER.match(text)
@@ -294,7 +303,10 @@ def delete_role_assignment(call: Call) -> Reply:
             return Reply(204)
         _refuse_last_rbac_admin(call, doc)
         call.backend.store.delete(ROLE_ASSIGNMENT, name)
-    return Reply(200, _render(doc))
+    # The deleted assignment, with updatedOn = the deletion time (azure-cli recording).
+    gone = _render(doc)
+    gone["properties"] = dict(gone["properties"], updatedOn=timestamp(call.backend.clock()))
+    return Reply(200, gone)
 
 
 def _is_rbac_admin(doc: Doc) -> bool:
@@ -306,7 +318,7 @@ def _refuse_last_rbac_admin(call: Call, doc: Doc) -> None:
 
     Rule and message from learn.microsoft.com role-based-access-control/troubleshooting ("Cannot delete
     the last RBAC admin assignment"); its exemption for Global and classic administrators has no
-    counterpart here. Status 400 and the code are UNVERIFIED.
+    counterpart here. Status 412 and the code from hashicorp/terraform-provider-azurerm#26122.
     """
     parsed = scopes.parse(doc["properties"]["scope"])
     if not _is_rbac_admin(doc) or parsed.subscription_id is None or parsed.resource_group is not None \
@@ -315,7 +327,7 @@ def _refuse_last_rbac_admin(call: Call, doc: Doc) -> None:
     key = scopes.key(doc["properties"]["scope"])
     if not any(_is_rbac_admin(a) and scopes.key(a["properties"]["scope"]) == key and a["name"] != doc["name"]
                for a in call.backend.role_assignments()):
-        raise ArmError(400, "CannotDeleteLastRbacAdminAssignment", "Cannot delete the last RBAC admin assignment")
+        raise ArmError(412, "CannotDeleteLastRbacAdminAssignment", "Cannot delete the last RBAC admin assignment")
 
 
 def _principal_id(props: dict[str, Any]) -> str:
@@ -361,6 +373,34 @@ def _condition(props: dict[str, Any]) -> tuple[str | None, str | None]:
     return condition, version
 
 
+def _check_principal(call: Call, principal_id: str, principal_type: str | None) -> str:
+    """The principalType to store, after ARM's directory checks.
+
+    Service team, quoted in terraform-provider-azurerm PR #4168 (and Azure/bicep#11025): with
+    `ServicePrincipal` ARM does not look the principal up, so an unknown one is accepted (it later
+    shows as "Unknown"); with another type it checks the directory: absent is PrincipalNotFound, of
+    another type UnmatchedPrincipalType. Without principalType the principal must be visible (i.e.
+    replicated), and its type is filled in from the directory.
+    """
+    backend = call.backend
+    principal = backend.directory.get(principal_id)
+    visible = principal is not None and principal.visible(backend.clock(), backend.config.replication_delay_seconds)
+    if principal_type == "ServicePrincipal":
+        return principal_type
+    if principal is None or not visible:
+        raise backend.directory.principal_not_found(principal_id)
+    if principal_type is not None and principal.principal_type != principal_type:
+        raise _unmatched_principal_type(principal_id, principal.principal_type, principal_type)
+    return principal_type or principal.principal_type
+
+
+def _unmatched_principal_type(principal_id: str, actual: str, sent: str) -> ArmError:
+    # ARM's own wording, typo and stray space included (Azure/modern-web-app-pattern-dotnet#129).
+    return ArmError(400, "UnmatchedPrincipalType",
+                    f"The PrincipalId '{principal_id}' has type '{actual}' , which is different "
+                    f"from specified PrinciaplType '{sent}'.")
+
+
 def put_role_assignment(call: Call) -> Reply:
     scope, name = scopes.normalize(call.params["scope"]), call.params["roleAssignmentName"]
     backend = call.backend
@@ -369,7 +409,9 @@ def put_role_assignment(call: Call) -> Reply:
                        f"The role assignment ID '{name}' is not valid. The role assignment ID must be a GUID.")
     backend.require_scope(scope)
     props = call.body.get("properties") if isinstance(call.body, dict) else None
-    call.authorize(_RA_WRITE, scope, {"request": _request_attributes(call, props)})
+    # ARM's 403 for a role assignment write names the full assignment id (troubleshooting.md).
+    call.authorize(_RA_WRITE, scope, {"request": _request_attributes(call, props)},
+                   shown_scope=f"{scope.rstrip('/')}{RA_SEGMENT}{name}")
     if not isinstance(props, dict):
         raise invalid_request_content("The request content must have a 'properties' object.")
     principal_id = _principal_id(props)
@@ -391,12 +433,7 @@ def put_role_assignment(call: Call) -> Reply:
         raise ArmError(400, "InvalidPrincipalType",
                        f"The principal type '{principal_type}' is not valid. Valid values are "
                        f"{', '.join(PRINCIPAL_TYPES)}.")
-    principal = backend.directory.get(principal_id)
-    # With principalType sent, ARM skips waiting for directory replication; the principal must still
-    # exist somewhere in the directory (UNVERIFIED: stricter than "trust the caller").
-    replicated = principal is not None and principal.visible(backend.clock(), backend.config.replication_delay_seconds)
-    if principal is None or (principal_type is None and not replicated):
-        raise backend.directory.principal_not_found(principal_id)
+    principal = _check_principal(call, principal_id, principal_type)
     now = timestamp(backend.clock())
     with backend.store.transaction():
         existing = backend.store.get(ROLE_ASSIGNMENT, name)
@@ -411,8 +448,9 @@ def put_role_assignment(call: Call) -> Reply:
                                      conditionVersion=condition_version, updatedOn=now,
                                      updatedBy=call.caller.object_id)
             backend.store.put(ROLE_ASSIGNMENT, name, scope, doc)
-            # UNVERIFIED: the status of a re-PUT under the same name (the SDK accepts 200 and 201).
-            return Reply(200, _render(doc))
+            # A re-PUT under the same name answers 201 with a fresh createdOn and createdBy null; later
+            # GETs show the original ones (azure-cli recording test_role_assignment_create_update).
+            return Reply(201, _put_response(doc, now))
         for other in backend.role_assignments():
             p = other["properties"]
             if (scopes.key(p["scope"]) == scopes.key(scope) and p["principalId"].lower() == principal_id
@@ -424,13 +462,13 @@ def put_role_assignment(call: Call) -> Reply:
             "properties": {
                 "roleDefinitionId": scopes.normalize(role_definition_id),
                 "principalId": principal_id,
-                "principalType": principal_type or principal.principal_type,
+                "principalType": principal,
                 "scope": scope,
                 "condition": condition,
                 "conditionVersion": condition_version,
                 "createdOn": now,
                 "updatedOn": now,
-                "createdBy": None,
+                "createdBy": call.caller.object_id,
                 "updatedBy": call.caller.object_id,
                 "delegatedManagedIdentityResourceId": props.get("delegatedManagedIdentityResourceId"),
                 "description": props.get("description"),
@@ -440,39 +478,56 @@ def put_role_assignment(call: Call) -> Reply:
             "name": name,
         }
         backend.store.put(ROLE_ASSIGNMENT, name, scope, doc)
-    return Reply(201, _render(doc))
+    return Reply(201, _put_response(doc, now))
 
 
-_AT_SCOPE = re.compile(r"^atscope\(\)$", re.IGNORECASE)
-_PRINCIPAL = re.compile(r"^principalid\s+eq\s+'([^']*)'$", re.IGNORECASE)
-_ASSIGNED_TO = re.compile(r"^assignedto\('([^']*)'\)$", re.IGNORECASE)
+def _put_response(doc: Doc, now: str) -> Doc:
+    """ARM's PUT answer: createdBy is null there (it is filled on later GETs), createdOn is the time of
+    this PUT (azure-cli recordings)."""
+    out = _render(doc)
+    out["properties"] = dict(out["properties"], createdOn=now, createdBy=None)
+    return out
+
+
+_GUIDISH = r"'([^']*)'"
+# The only four $filter forms ARM accepts on role assignment lists (steampipe-plugin-azure source comment;
+# Azure/azure-rest-api-specs#28255; Azure/azure-powershell PR #20433).
+_FILTERS = (
+    (re.compile(r"^atscope\(\)$", re.IGNORECASE), True, None),
+    (re.compile(rf"^assignedto\({_GUIDISH}\)$", re.IGNORECASE), False, "assignedTo"),
+    (re.compile(rf"^atscope\(\)\s+and\s+assignedto\({_GUIDISH}\)$", re.IGNORECASE), True, "assignedTo"),
+    (re.compile(rf"^principalid\s+eq\s+{_GUIDISH}$", re.IGNORECASE), False, "principalId"),
+)
 
 
 def _parse_filter(call: Call, text: str) -> tuple[bool, frozenset[str] | None]:
     """(at-or-above only, principal ids to keep) from ARM's roleAssignments $filter grammar.
 
     `principalId eq '{id}'` keeps that principal's own assignments; `assignedTo('{id}')` also keeps
-    those of every group the principal is transitively a member of.
+    those of every group the principal is transitively a member of. Anything else is UnsupportedQuery.
     """
-    at_scope, principals = False, None
-    for clause in re.split(r"\s+and\s+", text.strip(), flags=re.IGNORECASE) if text.strip() else []:
-        clause = clause.strip()
-        if _AT_SCOPE.match(clause):
-            at_scope = True
-        elif (m := _PRINCIPAL.match(clause)) is not None:
-            principals = frozenset({m.group(1).lower()})
-        elif (m := _ASSIGNED_TO.match(clause)) is not None:
-            principals = call.backend.principal_ids(m.group(1))
-        else:
-            # UNVERIFIED code and wording.
-            raise ArmError(400, "InvalidFilter", f"The filter '{text}' is not supported.")
-    return at_scope, principals
+    stripped = text.strip()
+    if not stripped:
+        return False, None
+    for pattern, at_scope, kind in _FILTERS:
+        m = pattern.match(stripped)
+        if m is None:
+            continue
+        if kind is None:
+            return at_scope, None
+        if kind == "principalId":
+            return at_scope, frozenset({m.group(1).lower()})
+        return at_scope, call.backend.principal_ids(m.group(1))
+    raise ArmError(400, "UnsupportedQuery",
+                   f"The filter '{text}' is not supported. Supported filters are either 'atScope()' or "
+                   "'principalId eq '{value}' or assignedTo('{value}')'.")
 
 
 def list_role_assignments(call: Call) -> Reply:
     scope = _list_scope(call)
     call.backend.require_scope(scope)
-    call.authorize(_RA_READ, scope)
+    # ARM's 403 for a list names '{scope}/providers/Microsoft.Authorization' (provider captures).
+    call.authorize(_RA_READ, scope, shown_scope=f"{scope.rstrip('/')}/providers/Microsoft.Authorization")
     at_scope, principals = _parse_filter(call, call.query.get("$filter", ""))
     found = []
     for doc in call.backend.role_assignments():

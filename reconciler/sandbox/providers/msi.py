@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ..backend import FIC, IDENTITY, rg_key, timestamp
 from ..calls import Call, Reply
 from ..errors import ArmError, invalid_request_content, not_found_resource
+from ..locations import IDENTITY_TYPE, canonical, not_available_for_type
 from ..paging import page
 from ..store import Doc
 
@@ -78,9 +79,14 @@ def _require_identity(call: Call, sub: str, rg: str, name: str) -> Doc:
     return doc
 
 
-def normalize_location(location: str) -> str:
-    # UNVERIFIED: ARM returns the canonical short name ("East US" -> "eastus") for most RPs.
-    return location.replace(" ", "").lower()
+def normalize_location(location: str, resource_type: str = IDENTITY_TYPE) -> str:
+    """The region's short name; an unknown region is refused as ARM does.
+
+    UNVERIFIED: ARM returns the canonical short name ("East US" -> "eastus") for most RPs."""
+    found = canonical(location)
+    if found is None:
+        raise not_available_for_type(location, resource_type)
+    return found
 
 
 def list_operations(call: Call) -> Reply:
@@ -176,8 +182,9 @@ def put_identity(call: Call) -> Reply:
         existing = backend.store.get(IDENTITY, rid)
         if existing is not None:
             if existing["location"] != location:
-                # UNVERIFIED status; ARM's wording for moving a resource by PUT.
-                raise ArmError(400, "InvalidResourceLocation",
+                # Wording confirmed (MicrosoftDocs/azure-docs#70422); 409 is most likely (the resource
+                # group analogue is 409), still UNVERIFIED.
+                raise ArmError(409, "InvalidResourceLocation",
                                f"The resource '{existing['name']}' already exists in location "
                                f"'{existing['location']}' in resource group '{rg}'. A resource with the same name "
                                f"cannot be created in location '{location}'. Please select a new resource name.")
@@ -251,12 +258,24 @@ def delete_identity(call: Call) -> Reply:
 
 
 # --- federated identity credentials --------------------------------------------------------------
+def _fic_throttle(call: Call, sub: str, rid: str, operation: str) -> None:
+    backend = call.backend
+    if not (backend.config.throttling and backend.config.fic_throttling):
+        return
+    try:
+        backend.throttler.take_fic(backend.config, backend.directory.tenant_id, sub, rid, operation)
+    except ArmError:
+        backend.count("throttled")
+        raise
+
+
 def _render_fic(doc: Doc) -> Doc:
     return {k: v for k, v in doc.items() if not k.startswith("_")}
 
 
 def list_fics(call: Call) -> Reply:
     sub, rg, name, rid = _identity_parts(call)
+    _fic_throttle(call, sub, rid, "list")
     call.authorize(f"{FIC_TYPE}/read", rid)
     identity = _require_identity(call, sub, rg, name)
     docs = call.backend.store.children(FIC, identity["id"])
@@ -265,6 +284,7 @@ def list_fics(call: Call) -> Reply:
 
 def get_fic(call: Call) -> Reply:
     sub, rg, name, rid = _identity_parts(call)
+    _fic_throttle(call, sub, rid, "read")
     fic_name = call.params["federatedIdentityCredentialResourceName"]
     call.authorize(f"{FIC_TYPE}/read", f"{rid}/federatedIdentityCredentials/{fic_name}")
     identity = _require_identity(call, sub, rg, name)
@@ -274,32 +294,57 @@ def get_fic(call: Call) -> Reply:
     return Reply(200, _render_fic(doc))
 
 
+FIC_FIELD_MAX = 600  # issuer, subject, audience, description (Microsoft's FIC considerations page)
+
+
+def _fic_bad_request(message: str) -> ArmError:
+    return ArmError(400, "BadRequest", message)
+
+
+def _fic_text(field: str, value: str) -> str:
+    """The FIC page's field rules: at most 600 characters, no surrounding whitespace, no wildcards.
+    The rules are sourced; the wording of these three messages is the sandbox's (UNVERIFIED)."""
+    if len(value) > FIC_FIELD_MAX:
+        raise _fic_bad_request(f"Federated Identity Credential '{field}' is longer than {FIC_FIELD_MAX} characters.")
+    if value != value.strip():
+        raise _fic_bad_request(f"Federated Identity Credential '{field}' must not start or end with whitespace.")
+    if "*" in value:
+        raise _fic_bad_request(f"Federated Identity Credential '{field}' must not contain wildcard characters.")
+    return value
+
+
 def _fic_properties(body: Any) -> dict[str, Any]:
+    """Validation and texts from Microsoft's workload identity federation "Errors" table (code BadRequest)."""
     props = body.get("properties") if isinstance(body, dict) else None
+    if props is None or props == {}:
+        raise _fic_bad_request("Federated Identity Credential from HTTP body has empty properties")
     if not isinstance(props, dict):
-        raise invalid_request_content("The request content must have a 'properties' object.")
+        raise invalid_request_content("The 'properties' property must be an object.")
     issuer, subject, audiences = props.get("issuer"), props.get("subject"), props.get("audiences")
-    # UNVERIFIED codes/wording for missing fields: the RP's text was not found.
-    for field, value in (("issuer", issuer), ("subject", subject)):
-        if not isinstance(value, str) or not value:
-            raise ArmError(400, "BadRequest", f"The '{field}' property is required and must be a non-empty string.")
-    if not isinstance(issuer, str) or not issuer.lower().startswith("https://"):
-        raise ArmError(400, "BadRequest", f"The issuer '{issuer}' must be a URL using the 'https' scheme.")
-    if (not isinstance(audiences, list) or not audiences
-            or not all(isinstance(a, str) and a for a in audiences)):
-        raise ArmError(400, "BadRequest", "The 'audiences' property is required and must list at least one audience.")
-    return {"issuer": issuer, "subject": subject, "audiences": audiences}
+    if (not isinstance(issuer, str) or not issuer or not isinstance(subject, str) or not subject
+            or not isinstance(audiences, list) or not audiences):
+        raise _fic_bad_request("The request format was unexpected. Federated Identity Credential must specify "
+                               "'issuer', 'subject' and 'audience'.")
+    if len(audiences) != 1 or not isinstance(audiences[0], str) or not audiences[0]:
+        raise _fic_bad_request("Federated identity credentials must have exactly one audience.")
+    # No evidence that ARM requires an https issuer, so the sandbox does not either.
+    out: dict[str, Any] = {"issuer": _fic_text("issuer", issuer), "subject": _fic_text("subject", subject),
+                           "audiences": [_fic_text("audience", audiences[0])]}
+    description = props.get("description")
+    if isinstance(description, str):
+        _fic_text("description", description)
+    return out
 
 
 def put_fic(call: Call) -> Reply:
     sub, rg, name, rid = _identity_parts(call)
+    _fic_throttle(call, sub, rid, "write")
     fic_name = call.params["federatedIdentityCredentialResourceName"]
     call.authorize(f"{FIC_TYPE}/write", f"{rid}/federatedIdentityCredentials/{fic_name}")
     identity = _require_identity(call, sub, rg, name)
     if not _FIC_NAME.match(fic_name):
-        raise ArmError(400, "InvalidResourceName",
-                       f"Resource name {fic_name} is invalid. The name can be 3-120 characters long, must begin "
-                       "with a letter or number, and may contain only letters, numbers, hyphens and underscores.")
+        # Code and wording from Microsoft's FIC "Errors" table.
+        raise _fic_bad_request(f"Federated Identity Credential name '{fic_name}' is invalid.")
     props = _fic_properties(call.body)
     fid = f"{identity['id']}/federatedIdentityCredentials/{fic_name}"
     store = call.backend.store
@@ -327,6 +372,7 @@ def put_fic(call: Call) -> Reply:
 
 def delete_fic(call: Call) -> Reply:
     sub, rg, name, rid = _identity_parts(call)
+    _fic_throttle(call, sub, rid, "delete")
     fic_name = call.params["federatedIdentityCredentialResourceName"]
     call.authorize(f"{FIC_TYPE}/delete", f"{rid}/federatedIdentityCredentials/{fic_name}")
     identity = _require_identity(call, sub, rg, name)

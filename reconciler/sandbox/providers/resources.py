@@ -6,12 +6,13 @@ import re
 import uuid
 from typing import Any
 
-from .. import scopes
+from .. import locations, scopes
 from ..backend import IDENTITY, RESOURCE_GROUP, SUBSCRIPTION, rg_key
 from ..calls import Call, Reply
 from ..errors import ArmError, invalid_request_content
 from ..paging import page
-from .msi import delete_identity_state, normalize_location
+from ..store import Doc
+from .msi import delete_identity_state
 
 _RG_NAME = re.compile(r"^[-\w._()]{1,90}$")
 
@@ -28,9 +29,25 @@ def _has_access(call: Call, subscription_id: str) -> bool:
     )
 
 
+def _render_subscription(doc: Doc) -> Doc:
+    # Subscriptions seeded before managedByTenants was served lack it; ARM always has the list.
+    return {**doc, "managedByTenants": doc.get("managedByTenants", [])}
+
+
 def list_subscriptions(call: Call) -> Reply:
-    subs = [s for s in call.backend.store.all(SUBSCRIPTION) if _has_access(call, s["subscriptionId"])]
+    subs = [_render_subscription(s) for s in call.backend.store.all(SUBSCRIPTION)
+            if _has_access(call, s["subscriptionId"])]
     return Reply(200, page(call, subs))
+
+
+def list_locations(call: Call) -> Reply:
+    """Subscriptions_ListLocations: every region, for any caller who can see the subscription."""
+    sub = call.params["subscriptionId"]
+    call.backend.require_subscription(sub)
+    if not _has_access(call, sub):
+        call.authorize("Microsoft.Resources/subscriptions/read", scopes.subscription_scope(sub))
+    # Not pageable in the spec (x-ms-pageable nextLinkName null): one answer with every region.
+    return Reply(200, {"value": locations.render(sub)})
 
 
 def get_subscription(call: Call) -> Reply:
@@ -38,7 +55,7 @@ def get_subscription(call: Call) -> Reply:
     doc = call.backend.require_subscription(sub)
     if not _has_access(call, sub):
         call.authorize("Microsoft.Resources/subscriptions/read", scopes.subscription_scope(sub))
-    return Reply(200, doc)
+    return Reply(200, _render_subscription(doc))
 
 
 def list_resource_groups(call: Call) -> Reply:
@@ -87,7 +104,10 @@ def put_resource_group(call: Call) -> Reply:
     location = body.get("location")
     if not isinstance(location, str) or not location:
         raise ArmError(400, "LocationRequired", "The location property is required for this definition.")
-    location = normalize_location(location)
+    known = locations.canonical(location)
+    if known is None:
+        raise locations.not_available_for_resource_group(location)
+    location = known
     tags = body.get("tags")
     if tags is not None and not isinstance(tags, dict):
         raise invalid_request_content("The 'tags' property must be an object.")
