@@ -48,6 +48,7 @@ class StepResult:
 @dataclass
 class ApplyReport:
     results: list[StepResult] = field(default_factory=list)
+    stopped: str | None = None  # why the run stopped handing out steps early, if it did
 
     @property
     def ok(self) -> bool:
@@ -57,7 +58,10 @@ class ApplyReport:
         return {s: sum(1 for r in self.results if r.status == s) for s in (DONE, FAILED, SKIPPED)}
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "counts": self.counts(), "steps": [r.to_json() for r in self.results]}
+        data: dict[str, Any] = {"ok": self.ok, "counts": self.counts()}
+        if self.stopped:
+            data["stopped"] = self.stopped
+        return {**data, "steps": [r.to_json() for r in self.results]}
 
 
 class Reporter(Protocol):
@@ -261,10 +265,15 @@ class _ReadyQueue:
 
 
 def apply_plan(
-    plan: Plan, gateway: ArmGateway, *, parallelism: int = 8, reporter: Reporter | None = None
+    plan: Plan, gateway: ArmGateway, *, parallelism: int = 8, reporter: Reporter | None = None,
+    abort: Callable[[], str | None] | None = None,
 ) -> ApplyReport:
     """Run every actionable change of `plan`. Never raises for a failed step: the report
-    carries each failure with ARM's code and message."""
+    carries each failure with ARM's code and message.
+
+    `abort` is asked before each step is handed out; once it gives a reason (e.g. ARM is
+    unreachable), no further step starts, running ones finish, and every step not started is
+    reported skipped with that reason, so a re-run resumes where this one stopped."""
     reporter = reporter or NullReporter()
     run = _Run(plan, gateway)
     steps = {c.address: c for c in plan.actionable}
@@ -305,12 +314,20 @@ def apply_plan(
     for address in steps:
         if not waiting_on[address]:
             queue.push(address)
+    stopped: str | None = None
+
+    def stopping() -> bool:
+        nonlocal stopped
+        if stopped is None and abort is not None:
+            stopped = abort()
+        return stopped is not None
+
     with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
         running: dict[Future[StepResult], str] = {}
         while queue or running:
             # Hand a worker a step only when one is free, so the choice of what runs next is
             # made late, with everything that has become ready in the meantime.
-            while len(running) < parallelism and (next_step := queue.pop()) is not None:
+            while len(running) < parallelism and not stopping() and (next_step := queue.pop()) is not None:
                 running[pool.submit(timed, steps[next_step])] = next_step
             if not running:
                 break  # nothing runnable: only possible if the plan's requires form a cycle
@@ -330,10 +347,11 @@ def apply_plan(
                     if not waiting_on[dep] and dep not in finished:
                         queue.push(dep)
     for address in steps:
-        if address not in finished:  # never runnable (a cycle in requires): say so, never hang
+        if address not in finished:  # stopped early, or never runnable (a cycle in requires)
             finished.add(address)
-            report.results.append(StepResult(address, steps[address].action, SKIPPED,
-                                             "skipped: its requirements could not be ordered"))
+            why = f"not started: {stopped}" if stopped else "skipped: its requirements could not be ordered"
+            report.results.append(StepResult(address, steps[address].action, SKIPPED, why))
     order = {a: i for i, a in enumerate(steps)}
     report.results.sort(key=lambda r: order[r.address])
+    report.stopped = stopped
     return report

@@ -348,18 +348,24 @@ def apply(
             _confirm(auto_approve)
         if err.is_terminal:
             with BarReporter(the_plan, err, gateway.throttle_wait_seconds) as bar:
-                report = apply_plan(the_plan, gateway, parallelism=parallelism, reporter=bar)
+                report = apply_plan(the_plan, gateway, parallelism=parallelism, reporter=bar,
+                                    abort=gateway.unreachable)
         else:
-            report = apply_plan(the_plan, gateway, parallelism=parallelism, reporter=LineReporter(the_plan, err))
+            report = apply_plan(the_plan, gateway, parallelism=parallelism, reporter=LineReporter(the_plan, err),
+                                abort=gateway.unreachable)
         counts = report.counts()
         if report_file:
             _write_report(report, report_file)
         if not report.ok:
             path = report_file or Path(".reconciler") / "last-apply-report.json"
             _write_report(report, path)
+            not_started = [r for r in report.results if report.stopped and r.detail.startswith("not started:")]
             for r in report.results:
-                if r.status != DONE:
+                if r.status != DONE and r not in not_started:
                     err.print(f"{r.status}: {r.address}: {r.detail}", style="red", markup=False)
+            if report.stopped:
+                err.print(f"Stopped handing out steps ({len(not_started)} not started): {report.stopped}",
+                          style="red", markup=False)
             raise ReconcilerError(
                 f"apply incomplete: {counts['done']} done, {counts['failed']} failed, {counts['skipped']} skipped; "
                 f"report written to {path}. Fix the cause and run apply again: done steps are not repeated."

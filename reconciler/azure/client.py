@@ -31,7 +31,7 @@ from azure.mgmt.msi import ManagedServiceIdentityClient
 from azure.mgmt.resource.resources import ResourceManagementClient
 
 from reconciler.azure.budget import BudgetPolicy, BudgetStats, RateBudget
-from reconciler.azure.retry import ArmRetryPolicy, Backoff, RetryStats
+from reconciler.azure.retry import ArmRetryPolicy, Backoff, Reachability, RetryStats
 
 PUBLIC_ARM = "https://management.azure.com"
 
@@ -125,6 +125,9 @@ class ArmTarget:
     budget: RateBudget | None = field(default_factory=RateBudget)
     counter: CallCounter = field(default_factory=CallCounter)
     retry_stats: RetryStats = field(default_factory=RetryStats)
+    # Shared by every call: when ARM stays unreachable, the run stops instead of every call
+    # spending its own retry time (retry.FailFast says when).
+    reachability: Reachability = field(default_factory=Reachability)
     # Seams for tests: an in-process transport, and the retry policy's clock and sleeper (a
     # RateBudget passed in carries its own).
     transport: Any = None
@@ -134,7 +137,7 @@ class ArmTarget:
     def _kwargs(self) -> dict[str, Any]:
         retry = ArmRetryPolicy(max_retries=self.retry_total, total_seconds=self.retry_timeout,
                                backoff=self.retry_backoff, stats=self.retry_stats,
-                               clock=self.clock, sleeper=self.sleeper)
+                               clock=self.clock, sleeper=self.sleeper, reachability=self.reachability)
         per_retry: list[Any] = [BudgetPolicy(self.budget)] if self.budget is not None else []
         per_retry.append(self.counter)  # last: it counts what actually goes out
         kwargs: dict[str, Any] = {

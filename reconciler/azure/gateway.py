@@ -25,7 +25,7 @@ from azure.mgmt.msi.models import FederatedIdentityCredential, Identity, Identit
 from azure.mgmt.resource.resources import ResourceManagementClient
 
 from reconciler.azure.client import ArmTarget
-from reconciler.azure.retry import DeadlineExceededError
+from reconciler.azure.retry import ArmUnreachableError, DeadlineExceededError
 from reconciler.errors import ArmError, LiveReadError, RetryableArmError, TerminalArmError
 from reconciler.model import (
     IdentityKey,
@@ -76,6 +76,9 @@ def to_arm_error(exc: Exception, address: str | None = None) -> ArmError:
         message = exc.error.message if exc.error and exc.error.message else str(exc.message)
         cls = TerminalArmError if 400 <= status < 500 and status not in (408, 429) else RetryableArmError
         return cls(code, message, status=status, address=address, hint=_HINTS.get(code))
+    if isinstance(exc, ArmUnreachableError):
+        return RetryableArmError("ArmUnreachable", str(exc), address=address,
+                                 hint="not sent: the run stopped calling ARM; run again once it is reachable")
     if isinstance(exc, DeadlineExceededError):
         return RetryableArmError("ClientThrottled", str(exc), address=address,
                                  hint="ARM's rate limits need more time than the retry limit allows; retry later")
@@ -232,6 +235,9 @@ class AzureGateway:
 
     def stats_summary(self) -> str:
         return self.target.stats().summary()
+
+    def unreachable(self) -> str | None:
+        return self.target.reachability.down
 
     # -- reads -------------------------------------------------------------------------
 

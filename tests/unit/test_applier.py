@@ -98,6 +98,9 @@ class FakeGateway:
     def stats_summary(self) -> str:
         return ""
 
+    def unreachable(self) -> str | None:
+        return None
+
 
 def desired(*names: str, fics: int = 0) -> DesiredState:
     ids = tuple(DesiredIdentity("o", SUB, "rg", n, "westeurope", {}) for n in names)
