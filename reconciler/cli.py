@@ -38,6 +38,7 @@ from reconciler.safety import DEFAULT_MAX_DELETES, mass_delete_problems
 from reconciler.sandbox.cli import sandbox_app
 from reconciler.savedplan import check_fresh, read_plan, with_fingerprints
 from reconciler.target import DEFAULT_SANDBOX_DB, TargetOptions, open_gateway
+from reconciler.textsafe import one_line, safe_message, scrub
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -277,7 +278,8 @@ def _confirm(auto_approve: bool) -> None:
 
 def _write_report(report: ApplyReport, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
+    # Step details quote ARM and SDK messages: scrubbed, as every error that leaves the tool.
+    path.write_text(scrub(json.dumps(report.to_json(), indent=2)) + "\n", encoding="utf-8")
 
 
 def _is_plan_file(paths: list[str]) -> bool:
@@ -362,10 +364,11 @@ def apply(
             not_started = [r for r in report.results if report.stopped and r.detail.startswith("not started:")]
             for r in report.results:
                 if r.status != DONE and r not in not_started:
-                    err.print(f"{r.status}: {r.address}: {r.detail}", style="red", markup=False)
+                    err.print(safe_message(f"{r.status}: {r.address}: {one_line(r.detail)}"), style="red",
+                              markup=False)
             if report.stopped:
-                err.print(f"Stopped handing out steps ({len(not_started)} not started): {report.stopped}",
-                          style="red", markup=False)
+                err.print(safe_message(f"Stopped handing out steps ({len(not_started)} not started): "
+                                       f"{one_line(report.stopped)}"), style="red", markup=False)
             raise ReconcilerError(
                 f"apply incomplete: {counts['done']} done, {counts['failed']} failed, {counts['skipped']} skipped; "
                 f"report written to {path}. Fix the cause and run apply again: done steps are not repeated."
@@ -443,6 +446,21 @@ def _rewrite_sandbox_flag(argv: list[str]) -> list[str]:
     return out
 
 
+class _ScrubFilter(logging.Filter):
+    """Log lines pass through the same scrubber as errors (the SDK redacts Authorization
+    headers itself, but not a token quoted in an exception message)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = safe_message(record.getMessage()), None
+        return True
+
+
+def _scrub_logs() -> None:
+    for handler in [*logging.getLogger().handlers, logging.lastResort]:
+        if handler is not None and not any(isinstance(f, _ScrubFilter) for f in handler.filters):
+            handler.addFilter(_ScrubFilter())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The single error boundary: every exception becomes a message and an exit code."""
     args = _rewrite_sandbox_flag(list(sys.argv[1:] if argv is None else argv))
@@ -450,6 +468,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The SDK logs warnings (credential probes, retries) that our messages already say
         # better; they never contain tokens, but they do drown the one line that matters.
         logging.getLogger("azure").setLevel(logging.CRITICAL)
+    _scrub_logs()
     try:
         result = app(args=args, prog_name="reconciler", standalone_mode=False)
         return result if isinstance(result, int) else EXIT_OK
@@ -458,7 +477,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         err.print(f"Error: {e}", style="bold red", markup=False)
         return EXIT_ERROR
     except ReconcilerError as e:
-        err.print(f"Error: {e}", style="bold red", markup=False)
+        # The boundary: every message that leaves is scrubbed of tokens and control characters.
+        err.print(f"Error: {safe_message(str(e))}", style="bold red", markup=False)
         return EXIT_ERROR
     except typer.Exit as e:
         return int(e.exit_code)
@@ -474,7 +494,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if hasattr(e, "show") and hasattr(e, "exit_code"):
             e.show(file=sys.stderr)
             return EXIT_ERROR
-        err.print(f"Internal error (a bug in reconciler, please report it): {type(e).__name__}: {e}",
+        err.print(safe_message(f"Internal error (a bug in reconciler, please report it): {type(e).__name__}: {e}"),
                   style="bold red", markup=False)
         if os.environ.get("RECONCILER_DEBUG"):
             traceback.print_exc()

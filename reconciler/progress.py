@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from reconciler.applier import StepResult
 from reconciler.plan import Change, Plan
 from reconciler.render.describe import title
+from reconciler.textsafe import one_line, scrub
 
 _STYLE = {"done": "green", "failed": "red", "skipped": "yellow"}
 
@@ -31,7 +32,8 @@ class LineReporter:
     def step_finished(self, result: StepResult) -> None:
         stamp = datetime.now(UTC).strftime("%H:%M:%S")
         name = self.titles.get(result.address, result.address)
-        self.console.print(f"{stamp} {result.status:7s} {result.action.value:7s} {name}: {result.detail}",
+        self.console.print(f"{stamp} {result.status:7s} {result.action.value:7s} {one_line(name)}: "
+                           f"{scrub(one_line(result.detail))}",
                            style=_STYLE[result.status], markup=False, highlight=False)
 
 
@@ -71,5 +73,6 @@ class BarReporter:
                                  waits=f"throttled {waited:.1f}s" if waited else "")
         if result.status != "done":
             name = self.titles.get(result.address, result.address)
-            self.progress.console.print(f"{result.status}: {name}: {result.detail}", style=_STYLE[result.status],
+            self.progress.console.print(f"{result.status}: {one_line(name)}: {scrub(one_line(result.detail))}",
+                                        style=_STYLE[result.status],
                                         markup=False, highlight=False)

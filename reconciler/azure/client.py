@@ -36,6 +36,23 @@ from reconciler.azure.retry import ArmRetryPolicy, Backoff, Reachability, RetryS
 PUBLIC_ARM = "https://management.azure.com"
 
 
+def checked_token(raw: str, source: str) -> str:
+    """A bearer token as handed to us, fit for an Authorization header.
+
+    Surrounding whitespace is stripped: `$(cat token)`, `echo` and CI secret stores add line
+    breaks, and no token contains whitespace. Anything else outside visible ASCII is refused,
+    by position only: the message never quotes the token."""
+    token = raw.strip()
+    if not token:
+        raise ValueError(f"{source} is set but empty")
+    for position, ch in enumerate(token, start=1):
+        if not "!" <= ch <= "~":
+            what = "whitespace" if ch.isspace() else "a control character" if ord(ch) < 32 else "a non-ASCII character"
+            raise ValueError(f"{source} holds {what} at character {position}, which an HTTP header cannot carry; "
+                             "set it to the bare token")
+    return token
+
+
 class StaticTokenCredential:
     """A bearer token handed to us (sandbox token, or RECONCILER_ACCESS_TOKEN). Never logged."""
 

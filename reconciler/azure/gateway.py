@@ -25,7 +25,7 @@ from azure.mgmt.msi.models import FederatedIdentityCredential, Identity, Identit
 from azure.mgmt.resource.resources import ResourceManagementClient
 
 from reconciler.azure.client import ArmTarget
-from reconciler.azure.retry import ArmUnreachableError, DeadlineExceededError
+from reconciler.azure.retry import ArmUnreachableError, DeadlineExceededError, unbuildable_request
 from reconciler.errors import ArmError, LiveReadError, RetryableArmError, TerminalArmError
 from reconciler.model import (
     IdentityKey,
@@ -39,6 +39,7 @@ from reconciler.model import (
     scope_subscription,
 )
 from reconciler.roles import GUID_RE, Role
+from reconciler.textsafe import scrub
 
 T = TypeVar("T")
 
@@ -82,6 +83,12 @@ def to_arm_error(exc: Exception, address: str | None = None) -> ArmError:
     if isinstance(exc, DeadlineExceededError):
         return RetryableArmError("ClientThrottled", str(exc), address=address,
                                  hint="ARM's rate limits need more time than the retry limit allows; retry later")
+    if unbuildable_request(exc):
+        # requests refused to build the request (e.g. a line break in a header value): ARM was
+        # never contacted, and the message quotes the header, which may be the bearer token.
+        return TerminalArmError("InvalidRequestHeader", scrub(str(exc).splitlines()[0]), address=address,
+                                hint="a request header holds a character HTTP forbids; check the token "
+                                "(RECONCILER_ACCESS_TOKEN) for line breaks or spaces")
     if isinstance(exc, ServiceRequestError | ServiceResponseError):
         return RetryableArmError("ConnectionError", str(exc).splitlines()[0], address=address,
                                  hint="ARM could not be reached; check the endpoint and network, then retry")

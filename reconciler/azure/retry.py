@@ -46,6 +46,7 @@ from azure.core.exceptions import (
 )
 from azure.core.pipeline import PipelineRequest, PipelineResponse
 from azure.core.pipeline.policies import RetryPolicy
+from requests.exceptions import InvalidHeader
 
 Clock = Callable[[], float]
 Sleeper = Callable[[float], None]
@@ -102,8 +103,16 @@ def transient_status(method: str, status: int) -> bool:
     return False
 
 
+def unbuildable_request(error: Exception) -> bool:
+    """The HTTP library refused to build the request (e.g. a line break in a header value):
+    nothing was sent, and the same request can never be sent."""
+    return isinstance(getattr(error, "inner_exception", None), InvalidHeader)
+
+
 def transient_error(method: str, error: Exception) -> bool:
     """Is an exception raised while sending worth another try for this method?"""
+    if unbuildable_request(error):
+        return False
     if isinstance(error, DeadlineExceededError | ArmUnreachableError | ClientAuthenticationError):
         return False
     if isinstance(error, ServiceRequestError):
@@ -248,7 +257,8 @@ class ArmRetryPolicy(RetryPolicy[Any, Any]):
             try:
                 response: PipelineResponse[Any, Any] = self.next.send(request)
             except AzureError as err:
-                if isinstance(err, ServiceRequestError) and not isinstance(err, DeadlineExceededError):
+                if isinstance(err, ServiceRequestError) and not isinstance(err, DeadlineExceededError) \
+                        and not unbuildable_request(err):
                     self.reachability.failed(err)  # refused, DNS, TLS: the request never got there
                 if not transient_error(method, err):
                     raise
