@@ -99,7 +99,8 @@ CaCert = Annotated[str | None, typer.Option("--ca-cert", help="PEM bundle to tru
 def _print_diagnostics(diagnostics: Sequence[Diagnostic]) -> None:
     for d in diagnostics:
         style = "yellow" if d.severity == "warning" else "red"
-        err.print(str(d), style=style, markup=False, highlight=False)
+        # Messages quote manifests and file names: escaped, so they cannot drive the terminal.
+        err.print(safe_message(str(d)), style=style, markup=False, highlight=False)
 
 
 Cloud = Annotated[

@@ -9,6 +9,7 @@ from typing import Any
 from reconciler.plan import Change, DriftClass, Plan
 from reconciler.render.describe import title
 from reconciler.render.markdown import md_text as md
+from reconciler.textsafe import one_line
 
 # Classes that describe drift of our own resources; FOREIGN is context, never drift.
 DRIFT_CLASSES = (DriftClass.MISSING, DriftClass.CHANGED, DriftClass.UNMANAGED, DriftClass.ORPHANED)
@@ -75,7 +76,7 @@ def render_text(plan: Plan) -> str:
             who = _who(c)
             if who:
                 line += f"; {who}"
-            out.append(line)
+            out.append(one_line(line))
     out.append("")
     out.append("Run `reconciler plan` to see the fix; `reconciler apply` restores the manifests' state.")
     return "\n".join(out) + "\n"

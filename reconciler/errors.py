@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from reconciler.textsafe import one_line
+
 
 @dataclass(frozen=True)
 class SourceLocation:
@@ -26,7 +28,8 @@ class SourceLocation:
     col: int
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.col}"
+        # A file name is text from outside too: it may hold control characters or line breaks.
+        return f"{one_line(self.file)}:{self.line}:{self.col}"
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ from itertools import zip_longest
 from reconciler.plan import Action, Change, DriftClass, Plan, ResourceType
 from reconciler.render.describe import VERB, field_lines, title
 from reconciler.render.text import summary_line
+from reconciler.textsafe import one_line
 
 # Below this there is no room for the heading, the tables and the abridged note together.
 MIN_MAX_CHARS = 2_000
@@ -97,8 +98,9 @@ _REFERENCE = re.compile(r"([@#])(?=[A-Za-z0-9])")
 
 
 def _one_line(text: str) -> str:
-    # A line break inside a value would end a table row, a list item or a callout line.
-    return re.sub(r"[\r\n\t\v\f]+", " ", text)
+    # A line break inside a value would end a table row, a list item or a callout line; other
+    # control characters (terminal escapes, bidi overrides) are shown as escapes.
+    return one_line(re.sub(r"[\r\n\t\v\f\u2028\u2029]+", " ", text))
 
 
 def md_text(text: str) -> str:
@@ -337,7 +339,8 @@ def _change_block(change: Change, by_address: dict[str, Change], level: Level) -
         line += f" <sub>{' · '.join(extras)}</sub>"
     if level is Level.ONE_LINE:
         return [f"- {line}"]
-    diff = [f"{_DIFF_MARKER[marker]} {name} = {text}" for marker, name, text in field_lines(change)]
+    # Field names come from tag keys: one line each, or a key could start a line of its own.
+    diff = [f"{_DIFF_MARKER[marker]} {one_line(name)} = {text}" for marker, name, text in field_lines(change)]
     return [line, "", *([*_code_fence(diff, "diff"), ""] if diff else [])]
 
 
