@@ -221,6 +221,8 @@ def plan(
     """Show what apply would create, change or delete."""
     options = PlanOptions(prune_unmanaged=prune_unmanaged, prune_orphans=prune_orphans, include_foreign=verbose)
     target = TargetOptions(sandbox_db, arm_endpoint, ca_cert, cloud, tenant)
+    if out:
+        _check_output(out, "--out")
     with _session(paths, target, subscription) as (desired, gateway, catalog):
         the_plan = _make_plan(desired, gateway, catalog, options)
         the_plan = with_fingerprints(the_plan, desired.files, {
@@ -232,8 +234,7 @@ def plan(
             err.print(f"Warning: apply will refuse this plan without --allow-mass-delete: {problem}",
                       style="yellow", markup=False)
         if out:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(the_plan.dumps(), encoding="utf-8")
+            _write_output(out, the_plan.dumps(), "--out")
             err.print(f"Saved the plan to {out}; apply it with: reconciler apply {out}", markup=False)
         if verbose:
             _print_calls(gateway, "plan")
@@ -277,14 +278,44 @@ def _confirm(auto_approve: bool) -> None:
         raise ReconcilerError("apply cancelled")
 
 
+def _check_output(path: Path, option: str) -> None:
+    """Refuse an output path that cannot be written, before anything is read from or written
+    to Azure: `apply --report DIR` must not be found out only after applying."""
+    if path.is_dir():
+        raise ReconcilerError(f"{option} {path}: is a directory; give a file name")
+    if path.exists():
+        if not os.access(path, os.W_OK):
+            raise ReconcilerError(f"{option} {path}: not writable")
+        return
+    parent = next((p for p in (path.parent, *path.parent.parents) if p.exists()), Path("."))
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ReconcilerError(f"{option} {path}: cannot create it under {parent} (not a writable directory)")
+
+
+def _write_output(path: Path, text: str, option: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise ReconcilerError(f"{option} {path}: cannot write it: {e.strerror or e}") from None
+
+
 def _write_report(report: ApplyReport, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     # Step details quote ARM and SDK messages: scrubbed, as every error that leaves the tool.
-    path.write_text(scrub(json.dumps(report.to_json(), indent=2)) + "\n", encoding="utf-8")
+    _write_output(path, scrub(json.dumps(report.to_json(), indent=2)) + "\n", "--report")
 
 
 def _is_plan_file(paths: list[str]) -> bool:
-    return len(paths) == 1 and paths[0].endswith(".json") and Path(paths[0]).is_file()
+    """One file that is a saved plan, told apart from a manifest by its content: a plan is a
+    JSON object with `format_version`. A manifest may be JSON too (YAML reads it), whatever its
+    name; a `.json` file that is not JSON at all is taken for a broken plan and said so."""
+    if len(paths) != 1 or not Path(paths[0]).is_file():
+        return False
+    try:
+        data = json.loads(Path(paths[0]).read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return paths[0].endswith(".json")
+    return isinstance(data, dict) and "format_version" in data
 
 
 @app.command()
@@ -317,6 +348,8 @@ def apply(
 
     Given a plan file, apply exactly its changes, and refuse when the manifests or any
     resource it touches changed since it was made."""
+    if report_file:
+        _check_output(report_file, "--report")
     saved = read_plan(Path(paths[0])) if _is_plan_file(paths) else None
     if saved is not None:
         paths = [str(p) for p in saved.inputs.get("paths", [])]
