@@ -144,13 +144,17 @@ class FailFast:
     seconds: float = 60.0
 
 
+#: The bounds every target uses unless given its own (tests make them small).
+DEFAULT_FAIL_FAST = FailFast()
+
+
 class Reachability:
     """Whether ARM can still be connected to, as every attempt of a target reports it. Shared
     by all retry policies (threads) of a target. Once down it stays down for the run: the next
     run starts afresh (and resumes, since every step is idempotent)."""
 
     def __init__(self, settings: FailFast | None = None, clock: Clock = time.monotonic) -> None:
-        self.settings = settings or FailFast()
+        self.settings = settings or DEFAULT_FAIL_FAST
         self._clock = clock
         self._lock = threading.Lock()
         self._failures = 0

@@ -8,6 +8,7 @@ made small through `FailFast`, and retries do not sleep, so the test takes secon
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -178,3 +179,38 @@ def test_reachability_needs_consecutive_failures_over_time() -> None:
     assert reach.down is None  # a response reset the count: only two since
     reach.failed(ConnectionRefusedError("refused"))
     assert reach.down is not None and "3 consecutive attempts" in reach.down
+
+
+def test_cli_apply_writes_the_report_and_exits_1_when_arm_goes_away(
+    server: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from reconciler import cli
+    from reconciler.azure import retry
+    from reconciler.progress import LineReporter
+
+    folder = write_manifests(tmp_path / "m")
+    seed(server, [folder])
+    relay = Relay(server.port)
+    monkeypatch.setattr(retry, "DEFAULT_FAIL_FAST", FailFast(attempts=3, seconds=0.0))
+
+    class Killing(LineReporter):
+        finished = 0
+
+        def step_finished(self, result: StepResult) -> None:
+            super().step_finished(result)
+            Killing.finished += 1
+            if Killing.finished == KILL_AFTER:
+                relay.close()
+
+    monkeypatch.setattr(cli, "LineReporter", Killing)
+    monkeypatch.setenv("RECONCILER_ACCESS_TOKEN", server.admin_token())
+    report = tmp_path / "report.json"
+    code = cli.main(["apply", str(folder), "--arm-endpoint", f"https://127.0.0.1:{relay.port}",
+                     "--ca-cert", server.ca_cert_path, "--auto-approve", "--parallelism", str(PARALLELISM),
+                     "--report", str(report)])
+    _, err = capsys.readouterr()
+    assert code == 1
+    assert "Stopped handing out steps" in err and "could not be reached" in err
+    data = json.loads(report.read_text(encoding="utf-8"))
+    assert data["ok"] is False and data["stopped"].startswith("ARM could not be reached")
+    assert data["counts"]["skipped"] >= 3 * IDENTITIES - KILL_AFTER - 3 * PARALLELISM
