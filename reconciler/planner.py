@@ -3,7 +3,8 @@
 Level-based: the plan is recomputed from what the manifests want and what ARM has now,
 never from a record of earlier runs. Ownership decides what may be deleted:
 - an identity is ours when its tags say `managed-by: reconciler` and name one of the owners
-  in the manifests;
+  in the manifests; it is deleted only in a resource group that owner's manifests name (tags
+  can be copied by anyone who may write them: elsewhere it is a warning);
 - a role assignment is ours when its name is the deterministic name that owner would derive
   for its key (`model.assignment_name`), or when it is granted to an identity of ours that is
   being deleted (it would otherwise be orphaned).
@@ -153,6 +154,7 @@ class _Planner:
     # principal id (lower) -> identity key, for every live identity
     principal_owner: dict[str, IdentityKey] = field(default_factory=dict)
     external_principals: frozenset[str] = frozenset()
+    owner_groups: dict[str, frozenset[tuple[str, str]]] = field(default_factory=dict)
 
     def run(self) -> Plan:
         self.principal_owner = {li.principal_id.lower(): k for k, li in self.live.identities.items()}
@@ -325,7 +327,9 @@ class _Planner:
         """Deletions by tag are limited to resource groups the owner's manifests name: anyone
         who can write tags can copy an owner's tags onto any identity, and must not thereby
         make that owner's apply delete it. Outside them, the identity is a warning."""
-        if (have.subscription.lower(), have.resource_group.lower()) in self.desired.groups_of(owner):
+        if owner not in self.owner_groups:
+            self.owner_groups[owner] = self.desired.groups_of(owner)
+        if (have.subscription.lower(), have.resource_group.lower()) in self.owner_groups[owner]:
             return True
         self.warnings.append(
             f"identity '{have.name}' ({have.id}) carries the ownership tags of '{owner}' but lies in resource "
