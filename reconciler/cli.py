@@ -38,7 +38,7 @@ from reconciler.safety import DEFAULT_MAX_DELETES, mass_delete_problems
 from reconciler.sandbox.cli import sandbox_app
 from reconciler.savedplan import check_fresh, read_plan, with_fingerprints
 from reconciler.target import DEFAULT_SANDBOX_DB, TargetOptions, open_gateway
-from reconciler.textsafe import one_line, safe_message, scrub
+from reconciler.textsafe import json_safe, one_line, safe_message, scrub
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -178,7 +178,7 @@ def validate(
     _print_diagnostics(warnings)
     if list_roles:
         roles = sorted({(ra.role_definition_id, ra.role_name) for ra in desired.role_assignments})
-        _echo("".join(f"{guid}\t{name}\n" for guid, name in roles))
+        _echo("".join(f"{guid}\t{one_line(name)}\n" for guid, name in roles))
         return
     _echo(
         f"Valid: {len(desired.files)} file(s), {len(desired.identities)} identities, "
@@ -251,7 +251,7 @@ FullPlanHint = Annotated[
 
 def _show(the_plan: Plan, format: Format, verbose: bool = False, full_plan_hint: str | None = None) -> None:
     if format is Format.json:
-        _echo(the_plan.dumps())
+        _echo(json_safe(the_plan.dumps()))
     elif format is Format.markdown:
         _echo(render_markdown(the_plan, full_plan_hint=full_plan_hint))
     else:
@@ -444,7 +444,7 @@ def drift(
     with _session(paths, target, subscription) as (desired, gateway, catalog):
         the_plan = _make_plan(desired, gateway, catalog)
         if format is Format.json:
-            _echo(drift_report.dumps(the_plan))
+            _echo(json_safe(drift_report.dumps(the_plan)))
         elif format is Format.markdown:
             _echo(drift_report.render_markdown(the_plan))
         else:

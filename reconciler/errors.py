@@ -90,12 +90,14 @@ class ArmError(ReconcilerError):
         self.status = status
         self.address = address
         self.hint = hint
+        # ARM's message can quote what was sent (names, descriptions): one line, so it cannot
+        # start an output line of its own wherever the error is shown.
         text = f"{code}: {message}"
         if address:
             text = f"{address}: {text}"
         if hint:
             text += f" ({hint})"
-        super().__init__(text)
+        super().__init__(one_line(text))
 
 
 class TerminalArmError(ArmError):

@@ -8,7 +8,10 @@ Two dangers, one module:
   `##vso[task.setvariable …]` or `::warning::`. `one_line` makes every such character a
   visible escape (`\\n`, `\\x1b`, `\\u202e`), so a value can never start an output line or
   drive the terminal. `lines` does the same but keeps the line breaks of a message we
-  composed ourselves (values inside it must already be `one_line`).
+  composed ourselves (values inside it must already be `one_line`). Azure Pipelines reads
+  `##vso[` anywhere in a line, not only at its start, so both also escape its first `#`
+  (`\x23#vso[`), and `json_safe` does the same inside JSON (`\u0023`, the same string once
+  parsed).
 - Secrets. `scrub` replaces anything token-shaped (a JWT, a `Bearer …` credential) with
   `<redacted>`. It runs where errors leave the program (the CLI's error boundary) and where
   reports are written, so a token that an SDK or a server echoes never reaches a log.
@@ -22,6 +25,9 @@ import re
 # (Trojan Source: they reorder what is displayed without changing what is there).
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# The Azure Pipelines agent finds this prefix anywhere in a line (GitHub's `::` commands must
+# start one, which escaped line breaks already prevent).
+_PIPELINE_COMMAND = re.compile(r"(?i)#(#vso\[)")
 
 # Three base64url parts, the first starting with `eyJ` (`{"` encoded): the shape of every JWT,
 # which is what ARM and Entra ID bearer tokens are.
@@ -41,8 +47,15 @@ def _escape(match: re.Match[str]) -> str:
 
 
 def one_line(text: str) -> str:
-    """`text` with every control character, line breaks included, shown as an escape."""
-    return _CONTROL.sub(_escape, text)
+    """`text` with every control character, line breaks included, shown as an escape, and no
+    Azure Pipelines logging command."""
+    return _PIPELINE_COMMAND.sub(r"\\x23\1", _CONTROL.sub(_escape, text))
+
+
+def json_safe(text: str) -> str:
+    """JSON text with no Azure Pipelines logging command in it (JSON strings already escape
+    control characters)."""
+    return _PIPELINE_COMMAND.sub(r"\\u0023\1", text)
 
 
 def lines(text: str) -> str:

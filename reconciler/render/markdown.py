@@ -339,8 +339,8 @@ def _change_block(change: Change, by_address: dict[str, Change], level: Level) -
         line += f" <sub>{' · '.join(extras)}</sub>"
     if level is Level.ONE_LINE:
         return [f"- {line}"]
-    # Field names come from tag keys: one line each, or a key could start a line of its own.
-    diff = [f"{_DIFF_MARKER[marker]} {one_line(name)} = {text}" for marker, name, text in field_lines(change)]
+    # Field names come from tag keys and values from anywhere: one line each, no CI commands.
+    diff = [one_line(f"{_DIFF_MARKER[marker]} {name} = {text}") for marker, name, text in field_lines(change)]
     return [line, "", *([*_code_fence(diff, "diff"), ""] if diff else [])]
 
 

@@ -17,12 +17,13 @@ from reconciler.plan import Plan
 from reconciler.planner import make_plan
 from reconciler.render.markdown import render_markdown
 from reconciler.render.text import render_text
-from reconciler.textsafe import lines, one_line
+from reconciler.textsafe import json_safe, lines, one_line
 from tests.unit.test_planner import RG, SUB, ident, live_ident
 
 INJECT = "x\n##vso[task.setvariable variable=owned]1\r\n::set-output name=a::b\x1b[2J\u202e"
-# A line that a CI runner would read as a command, or a raw escape / bidi control.
-_COMMAND = re.compile(r"^\s*(##vso\[|::)", re.MULTILINE)
+# What a CI runner would read as a command: Azure Pipelines finds `##vso[` anywhere in a line,
+# GitHub Actions reads `::` at the start of one.
+_COMMAND = re.compile(r"##vso\[|^\s*::", re.MULTILINE | re.IGNORECASE)
 
 
 def _safe(output: str) -> None:
@@ -34,6 +35,8 @@ def test_one_line_escapes_every_control_character() -> None:
     assert one_line("a\nb\r\x1b[0m\u2028\u202ec\td") == "a\\nb\\r\\x1b[0m\\u2028\\u202ec\\td"
     assert lines("first\nsecond\x1b") == "first\nsecond\\x1b"
     assert one_line("plain → text…") == "plain → text…"
+    assert one_line("tag ##vso[task.setvariable]x") == "tag \\x23#vso[task.setvariable]x"
+    assert json.loads(json_safe(json.dumps({"k": "##VSO[x]"}))) == {"k": "##VSO[x]"}
 
 
 def _drifted_plan() -> Plan:
@@ -63,7 +66,7 @@ def tampered_plan(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("fmt", ["text", "markdown"])
+@pytest.mark.parametrize("fmt", ["text", "markdown", "json"])
 def test_show_escapes_reason_and_warnings_of_a_saved_plan(
     tampered_plan: Path, fmt: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -71,6 +74,8 @@ def test_show_escapes_reason_and_warnings_of_a_saved_plan(
     out, err = capsys.readouterr()
     assert "set-output" in out  # shown, but escaped
     _safe(out + err)
+    if fmt == "json":
+        assert json.loads(out)["warnings"] == [INJECT]  # escaped for the log, not altered
 
 
 def test_file_names_with_escapes_are_escaped_in_diagnostics(
@@ -80,5 +85,13 @@ def test_file_names_with_escapes_are_escaped_in_diagnostics(
     name.write_text("apiVersion: reconciler/v1\nkind: IdentitySet\nmetadata: {}\n", encoding="utf-8")
     assert main(["validate", str(tmp_path)]) == 1
     out, err = capsys.readouterr()
-    assert "bad\\x1b[31m\\n##vso" in err
+    assert "bad\\x1b[31m\\n\\x23#vso" in err
     _safe(out + err)
+
+
+def test_arm_messages_stay_on_one_line_wherever_the_error_is_shown() -> None:
+    from reconciler.errors import ArmError, LiveReadError
+
+    error = ArmError("BadRequest", f"description '{INJECT}' is invalid", address="identity/x")
+    assert "\n" not in str(error)
+    _safe(f"Error: {LiveReadError(f'reading live state failed: {error}')}")
