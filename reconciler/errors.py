@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reconciler.textsafe import one_line
+from reconciler.textsafe import one_line, quoted
 
 
 @dataclass(frozen=True)
@@ -90,14 +90,14 @@ class ArmError(ReconcilerError):
         self.status = status
         self.address = address
         self.hint = hint
-        # ARM's message can quote what was sent (names, descriptions): one line, so it cannot
-        # start an output line of its own wherever the error is shown.
+        # ARM's message can quote what was sent (names, descriptions), and a credential's lists
+        # what it tried on several lines: quoted, so no line of it starts an output line.
         text = f"{code}: {message}"
         if address:
             text = f"{address}: {text}"
         if hint:
             text += f" ({hint})"
-        super().__init__(one_line(text))
+        super().__init__(quoted(text))
 
 
 class TerminalArmError(ArmError):

@@ -63,6 +63,14 @@ def lines(text: str) -> str:
     return "\n".join(one_line(line) for line in text.split("\n"))
 
 
+def quoted(text: str) -> str:
+    """Multi-line text from outside (an SDK's message listing what it tried), kept readable:
+    the first line as is, each further line behind `  | `, so no line of it is a line of its
+    own to a CI runner (GitHub reads `::` after leading spaces too); all `one_line`."""
+    first, *rest = text.expandtabs(4).splitlines() or [""]
+    return "\n".join([one_line(first), *(f"  | {one_line(line)}" for line in rest)])
+
+
 def scrub(text: str) -> str:
     """`text` with every token-shaped string (JWT, `Bearer …`) replaced by `<redacted>`."""
     text = _JWT.sub(REDACTED, text)

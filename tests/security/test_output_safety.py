@@ -93,5 +93,9 @@ def test_arm_messages_stay_on_one_line_wherever_the_error_is_shown() -> None:
     from reconciler.errors import ArmError, LiveReadError
 
     error = ArmError("BadRequest", f"description '{INJECT}' is invalid", address="identity/x")
-    assert "\n" not in str(error)
+    assert all(line.startswith("  | ") for line in str(error).splitlines()[1:])
     _safe(f"Error: {LiveReadError(f'reading live state failed: {error}')}")
+    # A credential's own list of what it tried stays readable, line by line.
+    tried = ArmError("CredentialUnavailable", "failed.\nAttempted credentials:\n\tEnvironmentCredential: unset")
+    assert str(tried).splitlines() == ["CredentialUnavailable: failed.", "  | Attempted credentials:",
+                                       "  |     EnvironmentCredential: unset"]
