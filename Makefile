@@ -14,7 +14,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# Venvs and source trees from before the distribution was renamed (0.2.0) hold this checkout as
+# `reconciler` too, which `reconciler --version` rightly reports as a second owner of the package.
 $(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip uninstall --quiet --yes reconciler 2>/dev/null || true
+	rm -rf reconciler.egg-info
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 

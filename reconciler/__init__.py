@@ -9,15 +9,14 @@ The library surface, for scripts and tests (the CLI is a thin layer over it):
     report = apply_plan(plan, gateway)
 
 Exports load lazily, so that `import reconciler.sandbox` (which must not depend on the core)
-does not import the core through this package's __init__.
+does not import the core through this package's __init__. `__version__` is the version in the
+package metadata of the distribution `managed-identity-reconciler` (reconciler.distribution).
 """
 
 from __future__ import annotations
 
 import importlib
 from typing import Any
-
-__version__ = "0.1.0"
 
 _EXPORTS = {
     "Action": "reconciler.plan",
@@ -38,6 +37,10 @@ __all__ = sorted([*_EXPORTS, "__version__"])
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from reconciler.distribution import installed_version
+
+        return installed_version() or "0+unknown"  # running from a source tree that was never installed
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'reconciler' has no attribute {name!r}")

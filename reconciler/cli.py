@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import sys
 import traceback
 from collections.abc import Iterator, Sequence
@@ -36,7 +37,17 @@ from reconciler.render.text import render_text
 from reconciler.roles import RoleCatalog
 from reconciler.safety import DEFAULT_MAX_DELETES, mass_delete_problems
 from reconciler.sandbox.cli import sandbox_app
-from reconciler.savedplan import check_fresh, read_plan, with_fingerprints
+from reconciler.savedplan import (
+    check_fresh,
+    dumps_saved,
+    plan_key,
+    read_plan,
+    recorded_paths,
+    recorded_target,
+    saved_paths,
+    saved_target,
+    with_fingerprints,
+)
 from reconciler.target import DEFAULT_SANDBOX_DB, TargetOptions, open_gateway
 from reconciler.textsafe import json_safe, one_line, safe_message, scrub
 
@@ -57,9 +68,15 @@ app.add_typer(sandbox_app, name="sandbox")
 
 def _version(value: bool) -> None:
     if value:
-        from reconciler import __version__
+        # From the package metadata, after checking that this `reconciler` is the one that
+        # distribution installed (an unrelated PyPI project also ships `reconciler`).
+        import reconciler
+        from reconciler import distribution
 
-        sys.stdout.write(f"reconciler {__version__}\n")
+        problem = distribution.provenance_problem(Path(reconciler.__file__ or "reconciler/__init__.py"))
+        if problem:
+            raise ReconcilerError(problem)
+        sys.stdout.write(f"{distribution.DISTRIBUTION} {distribution.installed_version()}\n")
         raise typer.Exit(EXIT_OK)
 
 
@@ -223,23 +240,37 @@ def plan(
     target = TargetOptions(sandbox_db, arm_endpoint, ca_cert, cloud, tenant)
     if out:
         _check_output(out, "--out")
+    # A saved plan records its paths relative to the working directory: check before any I/O.
+    saved_paths_ = recorded_paths(paths) if out else [str(p) for p in paths]
+    key = plan_key() if out else None
     with _session(paths, target, subscription) as (desired, gateway, catalog):
         the_plan = _make_plan(desired, gateway, catalog, options)
-        the_plan = with_fingerprints(the_plan, desired.files, {
-            "paths": [str(p) for p in paths], "prune_unmanaged": prune_unmanaged,
+        the_plan = with_fingerprints(the_plan, desired, {
+            "paths": saved_paths_, "prune_unmanaged": prune_unmanaged,
             "prune_orphans": prune_orphans, "target": target.describe(), "subscriptions": subscription or [],
+            "target_options": recorded_target(target),
         })
         _show(the_plan, format, verbose, full_plan_hint)
-        for problem in mass_delete_problems(the_plan, DEFAULT_MAX_DELETES):
+        mass_deletes = mass_delete_problems(the_plan, DEFAULT_MAX_DELETES)
+        for problem in mass_deletes:
             err.print(f"Warning: apply will refuse this plan without --allow-mass-delete: {problem}",
                       style="yellow", markup=False)
         if out:
-            _write_output(out, the_plan.dumps(), "--out")
-            err.print(f"Saved the plan to {out}; apply it with: reconciler apply {out}", markup=False)
+            _write_output(out, dumps_saved(the_plan, key), "--out")
+            err.print(_saved_hint(out, target, bool(mass_deletes), key is not None), markup=False)
         if verbose:
             _print_calls(gateway, "plan")
     if detailed_exitcode and the_plan.has_changes:
         raise typer.Exit(EXIT_CHANGES)
+
+
+def _saved_hint(out: Path, target: TargetOptions, mass_delete: bool, signed: bool) -> str:
+    """The complete command that applies a saved plan: it records its target and options."""
+    command = f"reconciler apply {shlex.quote(str(out))}" + (" --allow-mass-delete" if mass_delete else "")
+    needs = [f"{name} set" for name, on in (
+        ("RECONCILER_PLAN_KEY", signed), ("RECONCILER_ACCESS_TOKEN", bool(target.arm_endpoint))) if on]
+    return (f"Saved the plan ({'signed, ' if signed else ''}target: {target.describe()}) to {out}; "
+            f"apply it from this directory{' with ' + ' and '.join(needs) if needs else ''} with: {command}")
 
 
 FullPlanHint = Annotated[
@@ -260,12 +291,54 @@ def _show(the_plan: Plan, format: Format, verbose: bool = False, full_plan_hint:
 
 @app.command()
 def show(
-    plan_file: Annotated[Path, typer.Argument(help="A plan saved with `plan --out`.")],
+    plan_files: Annotated[
+        list[Path], typer.Argument(help="A plan saved with `plan --out`, or the plans of several shards "
+                                   "(files, or folders of *.json plans).")
+    ],
     format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.text,
     full_plan_hint: FullPlanHint = None,
+    matrix_file: Annotated[
+        Path | None, typer.Option("--matrix", help="The `reconciler matrix` output the shards were planned from: "
+                                  "a shard without a plan makes the review incomplete and the exit code 1.")
+    ] = None,
 ) -> None:
-    """Render a saved plan as text, Markdown (for a PR comment) or JSON."""
-    _show(read_plan(plan_file), format, verbose=False, full_plan_hint=full_plan_hint)
+    """Render a saved plan as text, Markdown (for a PR comment) or JSON.
+
+    Several plans (one per shard of a CI matrix) render as one review: one summary, one
+    warnings list, one comment; JSON says which shard each change came from. A plan file that is
+    missing or unreadable is reported in the review, and the exit code is 1."""
+    # A folder stands for the plans in it (e.g. where a fan-in job downloaded every shard's plan).
+    plan_files = [f for p in plan_files for f in (sorted(p.rglob("*.json")) if p.is_dir() else [p])]
+    if len(plan_files) == 1 and matrix_file is None:
+        _show(read_plan(plan_files[0]), format, verbose=False, full_plan_hint=full_plan_hint)
+        return
+    _show_review(plan_files, format, full_plan_hint, matrix_file)
+
+
+def _show_review(plan_files: list[Path], format: Format, full_plan_hint: str | None, matrix_file: Path | None) -> None:
+    from reconciler import review
+
+    shards: list[review.ShardPlan] = []
+    for path in plan_files:
+        try:
+            shards.append(review.ShardPlan(path.stem, str(path), read_plan(path)))
+        except ReconcilerError as e:
+            shards.append(review.ShardPlan(path.stem, str(path), None, str(e)))
+    if matrix_file is not None:
+        try:
+            expected = review.expected_shards(json.loads(matrix_file.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+            raise ReconcilerError(f"--matrix {matrix_file}: {e}") from None
+        shards = review.account_for(shards, expected)
+    if format is Format.json:
+        _echo(json.dumps(review.review_json(shards), indent=2) + "\n")
+    elif format is Format.markdown:
+        _echo(review.review_markdown(shards, full_plan_hint))
+    else:
+        _echo(review.review_text(shards, color=sys.stdout.isatty()))
+    errors = review.failures(shards, review.combined_plan(shards)[1])
+    if errors:
+        raise ReconcilerError(f"the review is incomplete: {len(errors)} shard problem(s), listed above")
 
 
 def _confirm(auto_approve: bool) -> None:
@@ -300,9 +373,14 @@ def _write_output(path: Path, text: str, option: str) -> None:
         raise ReconcilerError(f"{option} {path}: cannot write it: {e.strerror or e}") from None
 
 
-def _write_report(report: ApplyReport, path: Path) -> None:
+def _write_report(report: ApplyReport, path: Path, verified: bool | None = None) -> None:
+    """`verified`: whether a fresh plan after apply was empty (None: not checked yet). The
+    report is `ok` only when every step is done and verification did not fail."""
+    data = report.to_json()
+    data["ok"] = bool(data["ok"]) and verified is not False
+    data["verified"] = verified
     # Step details quote ARM and SDK messages: scrubbed, as every error that leaves the tool.
-    _write_output(path, scrub(json.dumps(report.to_json(), indent=2)) + "\n", "--report")
+    _write_output(path, scrub(json.dumps(data, indent=2)) + "\n", "--report")
 
 
 def _is_plan_file(paths: list[str]) -> bool:
@@ -318,8 +396,20 @@ def _is_plan_file(paths: list[str]) -> bool:
     return isinstance(data, dict) and "format_version" in data
 
 
+# apply's options that name where its writes go (see savedplan.saved_target).
+_TARGET_PARAMS = ("sandbox_db", "arm_endpoint", "ca_cert", "cloud", "tenant")
+
+
+def _given(ctx: typer.Context, names: Sequence[str]) -> frozenset[str]:
+    """Which of these options the command line (not their defaults) set."""
+    # By name: typer vendors click, whose ParameterSource enum is not public API.
+    sources = {n: ctx.get_parameter_source(n) for n in names}
+    return frozenset(n for n, src in sources.items() if src is not None and src.name != "DEFAULT")
+
+
 @app.command()
 def apply(
+    ctx: typer.Context,
     paths: Annotated[
         list[str], typer.Argument(help="Manifest files or folders, or one plan file saved with `plan --out`.")
     ],
@@ -346,28 +436,27 @@ def apply(
 ) -> None:
     """Make Azure match the manifests: plan, confirm, apply, then verify a fresh plan is empty.
 
-    Given a plan file, apply exactly its changes, and refuse when the manifests or any
-    resource it touches changed since it was made."""
+    Given a plan file, apply to the target it records, and only if a fresh plan makes exactly
+    its changes (the fresh plan is what runs); refuse otherwise, saying what differs."""
     if report_file:
         _check_output(report_file, "--report")
-    saved = read_plan(Path(paths[0])) if _is_plan_file(paths) else None
+    saved = read_plan(Path(paths[0]), key=plan_key()) if _is_plan_file(paths) else None
+    target = TargetOptions(sandbox_db, arm_endpoint, ca_cert, cloud, tenant)
     if saved is not None:
-        paths = [str(p) for p in saved.inputs.get("paths", [])]
-        if not paths:
-            raise ReconcilerError("the plan file does not say which manifests it was made from; run plan again")
+        paths = saved_paths(saved)
         prune_unmanaged = bool(saved.inputs.get("prune_unmanaged", False))
         prune_orphans = bool(saved.inputs.get("prune_orphans", False))
         subscription = list(saved.inputs.get("subscriptions") or []) or None
+        target = saved_target(saved, target, _given(ctx, _TARGET_PARAMS))
     options = PlanOptions(prune_unmanaged=prune_unmanaged, prune_orphans=prune_orphans)
-    target = TargetOptions(sandbox_db, arm_endpoint, ca_cert, cloud, tenant)
     with _session(paths, target, subscription) as (desired, gateway, catalog):
         fresh = _make_plan(desired, gateway, catalog, options)
+        the_plan = fresh  # a saved plan is a commitment: what runs is always the fresh plan
         if saved is not None:
-            check_fresh(saved, desired.files, fresh)
-            the_plan = saved
-            err.print(f"The saved plan is current: applying its {len(saved.actionable)} change(s).", markup=False)
+            check_fresh(saved, desired, fresh)
+            err.print(f"The saved plan is current: applying its {len(fresh.actionable)} change(s) to "
+                      f"{target.describe()}.", markup=False)
         else:
-            the_plan = fresh
             _echo(render_text(the_plan, color=sys.stdout.isatty()))
         if not the_plan.has_changes:
             if saved is not None:
@@ -412,8 +501,13 @@ def apply(
         if verbose:
             _print_calls(gateway, "plan + apply + verify")
         if after.has_changes:
+            path = report_file or Path(".reconciler") / "last-apply-report.json"
+            _write_report(report, path, verified=False)
             _echo(render_text(after))
-            raise ReconcilerError("Azure does not match the manifests after apply (see the plan above)")
+            raise ReconcilerError("Azure does not match the manifests after apply (see the plan above); "
+                                  f"report written to {path}")
+        if report_file:
+            _write_report(report, report_file, verified=True)
         _echo("Verified: a fresh plan shows no changes.\n")
 
 
@@ -453,6 +547,84 @@ def drift(
             _print_calls(gateway, "drift")
     if drift_report.has_drift(the_plan, classes):
         raise typer.Exit(EXIT_CHANGES)
+
+
+class MatrixFormat(StrEnum):
+    github = "github"
+    azure_pipelines = "azure-pipelines"
+    json = "json"
+
+
+@app.command()
+def matrix(
+    paths: Paths,
+    max_jobs: Annotated[int, typer.Option("--max-jobs", min=1, help="At most this many shards (CI jobs).")] = 4,
+    format: Annotated[MatrixFormat, typer.Option("--format", help="github (strategy.matrix), azure-pipelines "
+                                                 "(strategy: matrix) or json (with each subscription's cost).")]
+    = MatrixFormat.github,
+) -> None:
+    """Split the manifests' subscriptions into at most --max-jobs shards for a CI job matrix,
+    balanced by the reads and writes each will cost. Offline.
+
+    Subscriptions joined by a grant (scope in one, identity in another) stay in one shard. Each
+    shard's `args` (`--subscription A --subscription B`) selects it in plan, apply and drift."""
+    from reconciler import matrix as sharding
+
+    desired, warnings = load_manifests(paths, RoleCatalog())
+    _print_diagnostics(warnings)
+    shards = sharding.make_shards(desired, max_jobs)
+    if not shards:
+        raise ReconcilerError("the manifests declare no subscription to shard")
+    unsharded = sharding.unsharded_grants(desired)
+    if unsharded:
+        err.print(f"Warning: {unsharded} grant(s) at management-group or tenant scope belong to no subscription: "
+                  "no shard plans them; plan them in a run without --subscription.", style="yellow", markup=False)
+    if format is MatrixFormat.json:
+        data = sharding.matrix_json(desired, shards)
+    elif format is MatrixFormat.azure_pipelines:
+        data = sharding.azure_pipelines_matrix(shards)
+    else:
+        data = sharding.github_matrix(shards)
+    _echo(sharding.dumps(data))
+
+
+class OutputFormat(StrEnum):
+    json = "json"
+    env = "env"
+    table = "table"
+
+
+@app.command()
+def output(
+    paths: Paths,
+    format: Annotated[OutputFormat, typer.Option("--format", help="json, env (NAME_CLIENT_ID=… lines) or table.")]
+    = OutputFormat.json,
+    sandbox_db: SandboxDb = None,
+    arm_endpoint: ArmEndpoint = None,
+    ca_cert: CaCert = None,
+    cloud: Cloud = "AzureCloud",
+    tenant: Tenant = None,
+    subscription: Subscriptions = None,
+) -> None:
+    """Print the client id, principal id, tenant and resource id of every declared identity,
+    for pipelines (azure/login) and clusters (workload identity). Never writes to Azure.
+
+    Exit 1, printing nothing, when a declared identity does not exist yet: run apply first."""
+    from reconciler import outputs
+
+    target = TargetOptions(sandbox_db, arm_endpoint, ca_cert, cloud, tenant)
+    with _session(paths, target, subscription) as (desired, gateway, _catalog):
+        live = gateway.read_live(desired.subscriptions, desired.owners, [i.key for i in desired.identities])
+    found, missing = outputs.identity_outputs(desired, live)
+    if missing:
+        names = ", ".join(f"{i.resource_group}/{i.name} ({i.source})" if i.source else f"{i.resource_group}/{i.name}"
+                          for i in missing[:10])
+        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+        raise ReconcilerError(f"{len(missing)} declared identit{'y does' if len(missing) == 1 else 'ies do'} "
+                              f"not exist yet: {names}{more}. Run apply first; nothing was printed.")
+    render = {OutputFormat.json: outputs.render_json, OutputFormat.env: outputs.render_env,
+              OutputFormat.table: outputs.render_table}[format]
+    _echo(render(found))
 
 
 def _rewrite_sandbox_flag(argv: list[str]) -> list[str]:

@@ -19,6 +19,7 @@ from .config import SandboxConfig
 from .directory import Directory
 from .errors import ArmError, resource_group_not_found, subscription_not_found
 from .faults import Faults
+from .graph.budget import UnitBudget
 from .store import Doc, Store
 from .throttle import Throttler
 from .tokens import Caller
@@ -38,6 +39,7 @@ class Backend:
         self.clock = clock
         self.directory = Directory(store)
         self.throttler = Throttler(time.monotonic)
+        self.graph_budget = UnitBudget(time.monotonic)  # Microsoft Graph's resource units (graph/budget.py)
         self.faults = Faults()
         self._counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
@@ -49,6 +51,7 @@ class Backend:
         self.store.clear()
         self.directory.ensure_admin()
         self.throttler.reset()
+        self.graph_budget.reset()
         self.faults.reset()
         with self._counts_lock:
             self._counts.clear()

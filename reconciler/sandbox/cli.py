@@ -10,9 +10,10 @@ import typer
 
 from .config import SandboxConfig
 from .directory import Directory
+from .graph import audience_for
 from .server import SandboxServer
 from .store import Store
-from .tokens import issue
+from .tokens import AUDIENCES, issue
 
 DEFAULT_DB = ".reconciler/sandbox.db"
 
@@ -64,6 +65,7 @@ def serve(
         server.seed(subscriptions=subscription)
     server.start()
     typer.echo(f"sandbox ARM endpoint: {server.url}")
+    typer.echo(f"Graph endpoint:       {server.url}/v1.0 (tokens: --resource https://graph.microsoft.com)")
     typer.echo(f"CA certificate:       {server.ca_cert_path}")
     typer.echo(f"state:                {Path(db).resolve()}")
     typer.echo(f"admin object id:      {server.admin_object_id} (tenant {server.tenant_id})")
@@ -83,6 +85,9 @@ def token(
     db: Db = DEFAULT_DB,
     principal: Annotated[str | None, typer.Option(
         help="Display name or object id of a known principal; the sandbox admin by default.")] = None,
+    resource: Annotated[str, typer.Option(
+        help="Resource the token is for: ARM, or https://graph.microsoft.com for the sandbox's Graph API.")] = (
+        AUDIENCES[0]),
 ) -> None:
     """Print a bearer token for the sandbox stored in --db."""
     if not Path(db).exists():
@@ -96,6 +101,6 @@ def token(
         except LookupError as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(1) from exc
-        typer.echo(issue(found.object_id, directory.tenant_id, found.app_id))
+        typer.echo(issue(found.object_id, directory.tenant_id, found.app_id, audience=audience_for(resource)))
     finally:
         store.close()

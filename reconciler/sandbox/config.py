@@ -27,6 +27,10 @@ class SandboxConfig:
     writes_per_second: float = 10.0
     deletes_capacity: int = 200
     deletes_per_second: float = 10.0
+    # Microsoft Graph's identity-and-access budget per application and tenant, in resource units per
+    # window (3,500 per 10 s for a tenant under 50 users: shared/GRAPH-FACTS.md §15).
+    graph_units_capacity: int = 3500
+    graph_units_window_seconds: float = 10.0
     # Managed identity creation limit per subscription and region (80 per 20 s).
     identity_creates_per_window: int = 80
     identity_create_window_seconds: float = 20.0
@@ -61,7 +65,7 @@ class SandboxConfig:
 
     def __post_init__(self) -> None:
         for name in ("reads_capacity", "writes_capacity", "deletes_capacity", "page_size",
-                     "identity_creates_per_window"):
+                     "identity_creates_per_window", "graph_units_capacity"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if not 0.0 <= self.fault_rate <= 1.0:

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from .errors import ArmError
 from .store import Doc, Store
@@ -37,6 +39,9 @@ class Principal:
     created_at: float
     replicates: bool  # True for identities' service principals: subject to the replication delay
     app_id: str
+    # Microsoft Graph properties beyond the above (userPrincipalName, mailNickname, ...), set when the
+    # principal is created through the Graph API; seeded principals have none.
+    attributes: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def visible(self, now: float, replication_delay: float) -> bool:
         return not self.replicates or now >= self.created_at + replication_delay
@@ -60,12 +65,13 @@ class Directory:
             self.add(self.admin_object_id, "User", ADMIN_DISPLAY_NAME)
 
     def add(self, object_id: str, principal_type: str, display_name: str, *, created_at: float = 0.0,
-            replicates: bool = False, app_id: str = "") -> Principal:
+            replicates: bool = False, app_id: str = "", attributes: Mapping[str, Any] | None = None) -> Principal:
         if not is_guid(object_id):
             raise ValueError(f"principal object id {object_id!r} is not a GUID")
         if principal_type not in PRINCIPAL_TYPES:
             raise ValueError(f"principal type {principal_type!r} is not one of {', '.join(PRINCIPAL_TYPES)}")
-        principal = Principal(object_id.lower(), principal_type, display_name, created_at, replicates, app_id)
+        principal = Principal(object_id.lower(), principal_type, display_name, created_at, replicates, app_id,
+                              dict(attributes or {}))
         self._store.put(_KIND, principal.object_id, "", _to_doc(principal))
         return principal
 
@@ -122,6 +128,10 @@ class Directory:
         doc = self._store.get(_KIND, object_id)
         return None if doc is None else _from_doc(doc)
 
+    def principals(self) -> list[Principal]:
+        """Every principal, in creation order."""
+        return [_from_doc(d) for d in self._store.all(_KIND)]
+
     def find(self, name_or_id: str) -> Principal:
         """By object id, else by display name (case-insensitive); for the `token` command."""
         if is_guid(name_or_id) and (found := self.get(name_or_id)) is not None:
@@ -150,9 +160,10 @@ def _member_key(group_id: str, member_id: str) -> str:
 
 def _to_doc(p: Principal) -> Doc:
     return {"objectId": p.object_id, "principalType": p.principal_type, "displayName": p.display_name,
-            "createdAt": p.created_at, "replicates": p.replicates, "appId": p.app_id}
+            "createdAt": p.created_at, "replicates": p.replicates, "appId": p.app_id,
+            "attributes": dict(p.attributes)}
 
 
 def _from_doc(d: Doc) -> Principal:
     return Principal(d["objectId"], d["principalType"], d["displayName"], float(d["createdAt"]),
-                     bool(d["replicates"]), str(d.get("appId", "")))
+                     bool(d["replicates"]), str(d.get("appId", "")), dict(d.get("attributes") or {}))

@@ -33,10 +33,10 @@ class Caller:
 
 
 def issue(object_id: str, tenant_id: str, app_id: str = "", lifetime: float = DEFAULT_LIFETIME_SECONDS,
-          now: float | None = None) -> str:
+          now: float | None = None, audience: str = AUDIENCES[0]) -> str:
     issued = int(time.time() if now is None else now)
     claims: dict[str, Any] = {
-        "aud": AUDIENCES[0],
+        "aud": audience,
         "iss": f"https://sts.windows.net/{tenant_id}/",
         "iat": issued,
         "nbf": issued,
@@ -70,8 +70,10 @@ def _www_authenticate(tenant_id: str, description: str) -> dict[str, str]:
     }
 
 
-def authenticate(authorization: str | None, tenant_id: str, now: float | None = None) -> Caller:
-    """Turn an Authorization header into the calling principal, or raise ARM's 401."""
+def authenticate(authorization: str | None, tenant_id: str, now: float | None = None,
+                 audiences: tuple[str, ...] = AUDIENCES) -> Caller:
+    """Turn an Authorization header into the calling principal, or raise ARM's 401 (the Graph API
+    passes its own `audiences` and rewrites the error into Graph's envelope)."""
     if not authorization:
         raise ArmError(
             401,
@@ -103,7 +105,7 @@ def authenticate(authorization: str | None, tenant_id: str, now: float | None = 
     oid, tid = claims.get("oid"), claims.get("tid")
     if not isinstance(oid, str) or not isinstance(tid, str):
         raise invalid
-    if claims.get("aud") not in AUDIENCES:
+    if claims.get("aud") not in audiences:
         raise ArmError(
             401,
             "InvalidAuthenticationToken",

@@ -76,7 +76,7 @@ def reconciler_shim(bin_dir: Path, target: list[str]) -> Path:
     shim.write_text(
         "#!/usr/bin/env bash\n"
         f'case "${{1:-}}" in\n'
-        f'  plan|apply|drift) exec "{sys.executable}" -m reconciler "$@" {quoted} ;;\n'
+        f'  plan|apply|drift|output) exec "{sys.executable}" -m reconciler "$@" {quoted} ;;\n'
         f'  *) exec "{sys.executable}" -m reconciler "$@" ;;\n'
         "esac\n",
         encoding="utf-8",
@@ -314,8 +314,9 @@ def fake_python(bin_dir: Path, log: Path) -> None:
     fake.chmod(0o755)
 
 
-@pytest.mark.parametrize("version", ["", "reconciler==0.1.0"])
-def test_install_step_installs_the_pinned_checkout_once(tmp_path: Path, version: str) -> None:
+def run_install_step(tmp_path: Path, version: str) -> tuple[list[subprocess.CompletedProcess[str]], list[str]]:
+    """The install step, run twice as two uses of the action in one job do; its runs and the
+    `python` calls it made."""
     bin_dir, log, temp = tmp_path / "bin", tmp_path / "calls.log", tmp_path / "temp"
     temp.mkdir()
     fake_python(bin_dir, log)
@@ -331,13 +332,42 @@ def test_install_step_installs_the_pinned_checkout_once(tmp_path: Path, version:
     env.update({k: evaluate(str(v), {"inputs": {"version": version}}) for k, v in step["env"].items()})
     script = tmp_path / "install.sh"
     script.write_text(step["run"], encoding="utf-8")
-    for _ in range(2):  # a second use of the action in the same job reuses the venv
-        done = subprocess.run([*BASH, str(script)], env=env, capture_output=True, text=True, timeout=60)
-        assert done.returncode == 0, done.stderr
-    calls = log.read_text(encoding="utf-8").splitlines()
-    venv = temp / "reconciler-venv"
-    assert calls == [
-        f"{bin_dir}/python -m venv {venv}",
-        f"{venv}/bin/python -m pip install --quiet --disable-pip-version-check {version or REPO}",
+    runs = [subprocess.run([*BASH, str(script)], env=env, capture_output=True, text=True, timeout=60)
+            for _ in range(2)]
+    return runs, log.read_text(encoding="utf-8").splitlines() if log.exists() else []
+
+
+@pytest.mark.parametrize(("version", "installs"), [
+    ("", str(REPO)),
+    ("0.2.0", "managed-identity-reconciler==0.2.0"),
+    ("1.10.3rc1", "managed-identity-reconciler==1.10.3rc1"),
+])
+def test_install_step_installs_the_pinned_checkout_or_that_release_once(
+        tmp_path: Path, version: str, installs: str) -> None:
+    runs, calls = run_install_step(tmp_path, version)
+    assert [r.returncode for r in runs] == [0, 0], runs[0].stderr
+    venv = tmp_path / "temp" / "reconciler-venv"
+    assert calls == [  # the second use of the action in the same job reuses the venv
+        f"{tmp_path}/bin/python -m venv {venv}",
+        f"{venv}/bin/python -m pip install --quiet --disable-pip-version-check {installs}",
     ]
-    assert github_path.read_text(encoding="utf-8").splitlines() == [f"{venv}/bin", f"{venv}/bin"]
+    assert (tmp_path / "github_path").read_text(encoding="utf-8").splitlines() == [f"{venv}/bin", f"{venv}/bin"]
+
+
+@pytest.mark.parametrize("version", [
+    "reconciler==0.1.0",                 # somebody else's distribution
+    "reconciler",
+    "managed-identity-reconciler",       # a bare name: whatever is newest
+    "==0.2.0",
+    "v0.2.0",
+    "0.2.0 ; python_version>'3'",
+    "git+https://example.com/x.git",
+    "0.2.0\n::warning::injected",
+])
+def test_install_step_refuses_anything_but_a_release_version(tmp_path: Path, version: str) -> None:
+    runs, calls = run_install_step(tmp_path, version)
+    assert [r.returncode for r in runs] == [1, 1]
+    assert calls == []  # no venv, no pip
+    (line,) = runs[0].stdout.splitlines()
+    assert line.startswith("::error::reconciler action: version '") and "is not a release version" in line
+    assert "::" not in line.removeprefix("::error::")  # the input cannot smuggle in a workflow command

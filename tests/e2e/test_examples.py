@@ -12,7 +12,11 @@ and Azure DevOps APIs.
 
 from __future__ import annotations
 
+import contextlib
+import fnmatch
+import glob
 import http.server
+import io
 import json
 import os
 import re
@@ -42,7 +46,7 @@ EXAMPLES = REPO / "examples"
 GITHUB = sorted((EXAMPLES / "github").glob("*.yml"))
 PIPELINES = sorted((EXAMPLES / "azure-pipelines").glob("*.yml"))
 BOOTSTRAP = EXAMPLES / "bootstrap" / "pipeline-identity.yaml"
-ONLINE = ("plan", "apply", "drift")
+ONLINE = ("plan", "apply", "drift", "output")
 PRIVILEGED_ROLES = {  # may assign roles: never in the apply identity's condition
     "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",  # Owner
     "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9",  # User Access Administrator
@@ -80,6 +84,8 @@ class Invocation:
     argv: list[str]
     handled: bool  # followed by `|| ...`: a non-zero exit code is captured, not fatal
     line: str
+    stdout: str | None = None  # `> FILE` / `>> FILE`: where standard output goes
+    append: bool = False
 
     @property
     def dynamic(self) -> bool:
@@ -125,7 +131,11 @@ def invocations(script: str, values: Callable[[str], str | None] = lambda _: Non
                             break
                         argv.append(word)
                     handled = token == "||"
-                    found.append(Invocation(argv, handled, line.strip()))
+                    invocation = Invocation(argv, handled, line.strip())
+                    for j, word in enumerate(words[:-1]):
+                        if word in (">", ">>", "1>", "1>>"):
+                            invocation.stdout, invocation.append = words[j + 1], word.endswith(">>")
+                    found.append(invocation)
                 command = []
                 continue
             # the `2` of `2>&1` belongs to the redirection, not to the arguments
@@ -153,14 +163,26 @@ def test_shell_parser(script: str, expected: list[tuple[list[str], bool]]) -> No
     assert [(i.argv, i.handled) for i in invocations(script, values)] == expected
 
 
+def test_shell_parser_redirections() -> None:
+    (first, second) = invocations('reconciler matrix m/ > "$(Dir)/s.json"; reconciler show a 2>&1 >> out.md',
+                                  {"Dir": "/stage"}.get)
+    assert (first.argv, first.stdout, first.append) == (["matrix", "m/"], "/stage/s.json", False)
+    assert (second.argv, second.stdout, second.append) == (["show", "a"], "out.md", True)
+
+
 # --- static checks of the files ------------------------------------------------------------------
 
 
 def test_every_example_file_is_known() -> None:
-    assert [p.name for p in GITHUB] == ["drift.yml", "main.yml", "pull-request.yml"]
-    assert [p.name for p in PIPELINES] == ["drift.yml", "main.yml", "pull-request.yml"]
+    assert [p.name for p in GITHUB] == ["drift.yml", "main.yml", "pull-request.yml", "sharded.yml"]
+    assert [p.name for p in PIPELINES] == ["drift.yml", "main.yml", "pull-request.yml", "sharded.yml"]
     for path in [*GITHUB, *PIPELINES, BOOTSTRAP, REPO / "action.yml", REPO / ".pre-commit-hooks.yaml"]:
         assert yaml.safe_load(path.read_text(encoding="utf-8")), path
+
+
+def ado_jobs(pipeline: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The jobs of an Azure Pipeline; a pipeline with top-level `steps:` is one job."""
+    return list(pipeline["jobs"]) if "jobs" in pipeline else [{"job": "default", "steps": pipeline["steps"]}]
 
 
 def job_uses(job: Mapping[str, Any], prefix: str) -> list[dict[str, Any]]:
@@ -173,8 +195,14 @@ EXPECTED_PERMISSIONS = {
         "validate": {"contents": "read"},
         "plan": {"contents": "read", "id-token": "write", "pull-requests": "write"},
     },
-    "main.yml": {"apply": {"contents": "read", "id-token": "write"}},
+    "main.yml": {"apply": {"contents": "read", "id-token": "write"}, "deploy": {"id-token": "write"}},
     "drift.yml": {"drift": {"contents": "read", "id-token": "write", "issues": "write"}},
+    "sharded.yml": {
+        "matrix": {"contents": "read"},
+        "plan": {"contents": "read", "id-token": "write"},
+        "review": {"contents": "read", "pull-requests": "write"},
+        "apply": {"contents": "read", "id-token": "write"},
+    },
 }
 
 
@@ -192,9 +220,22 @@ def test_github_workflow_shape_and_least_privilege(path: Path) -> None:
         for login in logins:
             assert login["uses"] == "azure/login@v2"
             assert set(login["with"]) == {"client-id", "tenant-id", "subscription-id"}
-            assert all(re.fullmatch(r"\$\{\{ vars\.AZURE_[A-Z_]+ \}\}", v) for v in login["with"].values())
+            for key, value in login["with"].items():
+                from_output = re.fullmatch(r"\$\{\{ needs\.(\w+)\.outputs\.([\w-]+) \}\}", value)
+                if key == "client-id" and from_output:  # a workload identity, from `reconciler output`
+                    producer = jobs[from_output.group(1)]
+                    assert re.fullmatch(r"\$\{\{ steps\.ids\.outputs\.[A-Z_]+_CLIENT_ID \}\}",
+                                        producer["outputs"][from_output.group(2)])
+                else:
+                    assert re.fullmatch(r"\$\{\{ vars\.AZURE_[A-Z_]+ \}\}", value), (name, key)
         steps = [s for s in job["steps"] if is_reconciler_action(str(s.get("uses", "")))]
-        assert steps, f"{name}: no reconciler step"
+        if not steps:  # a consumer job, e.g. a deployment that signs in with an output of ours
+            assert "needs" in job, name
+            continue
+        if "strategy" in job:  # a shard job: one per entry of `reconciler matrix`, none hiding another
+            assert job["strategy"] == {"fail-fast": False, "matrix": "${{ fromJSON(needs.matrix.outputs.matrix) }}"}
+            assert all("${{ matrix.args }}" in s["with"].get("extra-args", "") for s in steps
+                       if s["with"]["command"] in ONLINE), name
         online = [s for s in steps if s["with"]["command"] in ONLINE]
         if online:  # signed in before the first step that talks to Azure
             first_online = job["steps"].index(online[0])
@@ -209,6 +250,14 @@ def test_github_workflow_shape_and_least_privilege(path: Path) -> None:
         assert jobs["apply"]["environment"] == "azure-identities"
         apply = [s for s in jobs["apply"]["steps"] if s.get("with", {}).get("command") == "apply"]
         assert "--auto-approve" in apply[0]["with"]["extra-args"].split()
+    elif path.name == "sharded.yml":
+        assert set(on) == {"pull_request", "push"}
+        assert jobs["apply"]["environment"] == "azure-identities"
+        assert jobs["apply"]["if"] == "github.event_name == 'push'"
+        (review,) = [s for s in jobs["review"]["steps"] if s.get("with", {}).get("command") == "show"]
+        assert review["with"]["matrix"] == "${{ needs.matrix.outputs.matrix }}"
+        assert "always()" in jobs["review"]["if"]
+        assert "<!-- reconciler-plan -->" in jobs["review"]["steps"][-1]["with"]["script"]
     else:
         (cron,) = [s["cron"] for s in on["schedule"]]
         minute, hour, *rest = cron.split()
@@ -221,7 +270,7 @@ def test_azure_pipeline_shape(path: Path) -> None:
     pipeline = load(path)
     text = path.read_text(encoding="utf-8")
     assert "secret" not in text.lower().replace("no client secret", "")
-    cli_tasks = [s for s in pipeline["steps"] if s.get("task") == "AzureCLI@2"]
+    cli_tasks = [s for job in ado_jobs(pipeline) for s in job["steps"] if s.get("task") == "AzureCLI@2"]
     assert cli_tasks
     for task in cli_tasks:
         assert task["inputs"]["azureSubscription"].startswith("${{ variables.")
@@ -229,6 +278,12 @@ def test_azure_pipeline_shape(path: Path) -> None:
     if path.name == "pull-request.yml":
         assert pipeline["trigger"] == "none" and pipeline["pr"]["branches"]["include"] == ["main"]
         assert "<!-- reconciler-plan -->" in text and "/threads" in text
+    elif path.name == "sharded.yml":
+        jobs = {j["job"]: j for j in pipeline["jobs"]}
+        assert jobs["plan"]["strategy"]["matrix"] == jobs["apply"]["strategy"]["matrix"] == (
+            "$[ dependencies.matrix.outputs['m.shards'] ]")
+        assert "succeededOrFailed()" in jobs["review"]["condition"]
+        assert "<!-- reconciler-plan -->" in text and "--matrix" in text
     elif path.name == "main.yml":
         assert pipeline["pr"] == "none"
         assert pipeline["trigger"]["branches"]["include"] == ["main"] and pipeline["trigger"]["batch"] is True
@@ -267,57 +322,134 @@ class Simulation:
 
     def run_cli(self, invocation: Invocation, where: str) -> None:
         assert not invocation.dynamic, f"{where}: unresolved substitution in {invocation.line!r}"
-        argv = list(invocation.argv)
-        assert argv and argv[0] in ("validate", "plan", "show", "apply", "drift"), invocation.line
+        self.monkeypatch.chdir(self.workspace)
+        # Pathname expansion as bash does it: a pattern that matches nothing stays as written.
+        argv = [m for w in invocation.argv for m in (sorted(glob.glob(w)) if "*" in w else []) or [w]]
+        assert argv and argv[0] in ("validate", "plan", "show", "apply", "drift", "output", "matrix"), invocation.line
         if argv[0] in ONLINE:
             argv += self.target
-        self.monkeypatch.chdir(self.workspace)
-        code = main(argv)
+        stdout = io.StringIO()
+        with contextlib.redirect_stdout(stdout):
+            code = main(argv)
+        if invocation.stdout:
+            target = self.workspace / invocation.stdout
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with target.open("a" if invocation.append else "w", encoding="utf-8") as f:
+                f.write(stdout.getvalue())
         may_change = (argv[0] == "plan" and "--detailed-exitcode" in argv) or argv[0] == "drift"
         allowed = {0, 2} if may_change and invocation.handled else {0}
         assert code in allowed, f"{where}: `reconciler {' '.join(invocation.argv)}` exited {code}"
         self.outcomes.append(Outcome(argv[0], code, where))
 
+    def github_legs(self, job: Mapping[str, Any], context: Mapping[str, Any]) -> list[dict[str, Any] | None]:
+        """One run of the job, or one per entry of a `fromJSON(needs.JOB.outputs.NAME)` matrix."""
+        matrix = job.get("strategy", {}).get("matrix")
+        if matrix is None:
+            return [None]
+        found = re.fullmatch(r"\$\{\{ fromJSON\(([\w.-]+)\) \}\}", str(matrix))
+        assert found, f"unsupported matrix {matrix!r}"
+        value = json.loads(evaluate("${{ " + found.group(1) + " }}", context))
+        assert value["include"], "an empty matrix: GitHub would fail the workflow"
+        return list(value["include"])
+
     def run_github(self, path: Path) -> None:
         workflow = load(path)
         context: dict[str, Any] = {
-            "vars": {}, "github": {"run_number": "1", "event": {"pull_request": {"number": "7"}}},
+            "vars": {}, "github": {"run_number": "1", "event": {"pull_request": {"number": "7"}}}, "needs": {},
         }
         for job_name, job in workflow["jobs"].items():
-            context["steps"] = {}
-            for step in job["steps"]:
-                where = f"{path.name}:{job_name}:{step.get('name', step.get('uses', ''))}"
-                if is_reconciler_action(str(step.get("uses", ""))):
-                    inputs = {k: evaluate(str(v), context) for k, v in step.get("with", {}).items()}
-                    result = run_action(inputs, self.workspace, self.bin_dir, self.temp,
-                                        {"RECONCILER_ACCESS_TOKEN": self.server.admin_token()})
-                    assert result.returncode == 0, f"{where}: the step failed\n{result.stdout}\n{result.stderr}"
-                    if "id" in step:
-                        context["steps"][step["id"]] = {"outputs": result.outputs}
-                    self.outcomes.append(Outcome(inputs["command"], int(result.outputs["exitcode"]), where))
-                for invocation in invocations(str(step.get("run", "")), lambda name: None):
-                    self.run_cli(invocation, where)
+            for leg in self.github_legs(job, context):
+                context["matrix"] = leg or {}
+                self.run_github_job(path, job_name, job, context)
+            outputs: dict[str, str] = {}
+            for key, expression in job.get("outputs", {}).items():
+                # Outputs set by plain shell steps (not run here) stay undefined for later jobs.
+                with contextlib.suppress(KeyError):
+                    outputs[key] = evaluate(str(expression), context)
+            context["needs"][job_name] = {"outputs": outputs}
 
-    def ado_values(self, pipeline: Mapping[str, Any]) -> Callable[[str], str | None]:
+    def run_github_job(self, path: Path, job_name: str, job: Mapping[str, Any], context: dict[str, Any]) -> None:
+        context["steps"] = {}
+        for step in job["steps"]:
+            where = f"{path.name}:{job_name}:{step.get('name', step.get('uses', ''))}"
+            if is_reconciler_action(str(step.get("uses", ""))):
+                inputs = {k: evaluate(str(v), context) for k, v in step.get("with", {}).items()}
+                result = run_action(inputs, self.workspace, self.bin_dir, self.temp,
+                                    {"RECONCILER_ACCESS_TOKEN": self.server.admin_token()})
+                assert result.returncode == 0, f"{where}: the step failed\n{result.stdout}\n{result.stderr}"
+                if "id" in step:
+                    context["steps"][step["id"]] = {"outputs": result.outputs}
+                self.outcomes.append(Outcome(inputs["command"], int(result.outputs["exitcode"]), where))
+            for invocation in invocations(str(step.get("run", "")), lambda name: None):
+                self.run_cli(invocation, where)
+
+    def ado_values(self, pipeline: Mapping[str, Any], leg: Mapping[str, str] | None = None,
+                   staging: Path | None = None) -> Callable[[str], str | None]:
         known = {
             **{str(k): str(v) for k, v in pipeline.get("variables", {}).items()},
-            "Build.ArtifactStagingDirectory": str(self.staging),
+            **(leg or {}),
+            "Build.ArtifactStagingDirectory": str(staging or self.staging),
             "System.DefaultWorkingDirectory": str(self.workspace),
             "Build.SourcesDirectory": str(self.workspace),
+            "Pipeline.Workspace": str(self.temp / "pipeline"),
         }
         return lambda name: known.get(name.removeprefix("variables."))
 
+    def ado_legs(self, job: Mapping[str, Any], job_outputs: Mapping[str, str]) -> list[dict[str, str] | None]:
+        """One run of the job, or one per leg of a `$[ dependencies.JOB.outputs['STEP.VAR'] ]` matrix."""
+        matrix = job.get("strategy", {}).get("matrix")
+        if matrix is None:
+            return [None]
+        found = re.fullmatch(r"\$\[ dependencies\.(\w+)\.outputs\['([\w.]+)'\] \]", str(matrix))
+        assert found, f"unsupported matrix {matrix!r}"
+        legs = json.loads(job_outputs[f"{found.group(1)}.{found.group(2)}"])
+        assert legs, "an empty matrix"
+        return [{str(k): str(v) for k, v in leg.items()} for leg in legs.values()]
+
     def run_pipeline(self, path: Path) -> None:
         pipeline = load(path)
-        values = self.ado_values(pipeline)
-        for step in pipeline["steps"]:
-            where = f"{path.name}:{step.get('displayName', step.get('task', 'script'))}"
-            scripts = [step.get("script", "")]
-            if step.get("task") in ("AzureCLI@2", "Bash@3"):
-                scripts.append(step["inputs"].get("inlineScript", step["inputs"].get("script", "")))
-            for script in scripts:
-                for invocation in invocations(str(script), values):
-                    self.run_cli(invocation, where)
+        artifacts = self.temp / "artifacts"
+        shutil.rmtree(artifacts, ignore_errors=True)
+        shutil.rmtree(self.temp / "pipeline", ignore_errors=True)
+        job_outputs: dict[str, str] = {}  # "job.step.var" -> value (##vso[task.setvariable ...;isOutput=true])
+        for job in ado_jobs(pipeline):
+            for leg in self.ado_legs(job, job_outputs):
+                staging = self.temp / "staging" / f"{job['job']}-{(leg or {}).get('shard', '')}"
+                shutil.rmtree(staging, ignore_errors=True)  # a fresh agent per job
+                staging.mkdir(parents=True)
+                values = self.ado_values(pipeline, leg, staging if "jobs" in pipeline else None)
+                for step in job["steps"]:
+                    self.run_ado_step(path, job, step, values, artifacts, job_outputs)
+
+    def run_ado_step(self, path: Path, job: Mapping[str, Any], step: Mapping[str, Any],
+                     values: Callable[[str], str | None], artifacts: Path, job_outputs: dict[str, str]) -> None:
+        where = f"{path.name}:{step.get('displayName', step.get('task', 'script'))}"
+        if "publish" in step:  # an artifact: a copy of the folder, kept for later jobs
+            source = Path(substitute(str(step["publish"]), values))
+            name = substitute(str(step["artifact"]), values)
+            if source.is_dir():
+                shutil.copytree(source, artifacts / name, dirs_exist_ok=True)
+            return
+        if step.get("task") == "DownloadPipelineArtifact@2":
+            inputs = step["inputs"]
+            patterns = [p.strip() for p in str(inputs["patterns"]).splitlines() if p.strip()]
+            target = Path(substitute(str(inputs["path"]), values))
+            for file in artifacts.rglob("*") if artifacts.is_dir() else []:
+                relative = file.relative_to(artifacts).as_posix()
+                if file.is_file() and any(fnmatch.fnmatch(relative, p) for p in patterns):
+                    (target / relative).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy(file, target / relative)
+            return
+        scripts = [step.get("script", "")]
+        if step.get("task") in ("AzureCLI@2", "Bash@3"):
+            scripts.append(step["inputs"].get("inlineScript", step["inputs"].get("script", "")))
+        for script in scripts:
+            for invocation in invocations(str(script), values):
+                self.run_cli(invocation, where)
+            # An output variable set from a file a command of the step wrote.
+            for var, file in re.findall(r'##vso\[task\.setvariable variable=(\w+);isOutput=true\]\$\(cat "([^"]+)"\)',
+                                        substitute(str(script), values)):
+                job_outputs[f"{job['job']}.{step['name']}.{var}"] = Path(file).read_text(encoding="utf-8").strip()
 
     def run(self, path: Path) -> list[Outcome]:
         self.outcomes = []

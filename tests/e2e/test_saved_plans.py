@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import uuid
 from pathlib import Path
 
@@ -14,6 +15,13 @@ from reconciler.sandbox import SandboxServer
 from tests.e2e.support import SUB, gateway_for, run
 
 OWNER_ROLE = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
+
+
+@pytest.fixture(autouse=True)
+def in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Saved plans record manifest paths relative to the working directory, and apply reads
+    only manifests inside it: work where the test's manifests are, as a CI checkout does."""
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture
@@ -30,7 +38,7 @@ def test_saved_plan_applies_exactly_and_show_renders_it(
     code, _, err = run(capsys, "plan", str(manifests), "--out", str(plan_file), *cli_env)
     assert code == 0, err
     saved = json.loads(plan_file.read_text())
-    assert saved["fingerprints"]["manifests"] and saved["inputs"]["paths"] == [str(manifests)]
+    assert saved["fingerprints"]["manifests"] and saved["inputs"]["paths"] == ["manifests"]
     for fmt, needle in (("text", "to add"), ("markdown", "|"), ("json", '"format_version"')):
         code, out, err = run(capsys, "show", str(plan_file), "--format", fmt)
         assert code == 0 and needle in out, err
@@ -57,14 +65,36 @@ def test_saved_plan_is_refused_when_live_state_changed(
     assert msi.user_assigned_identities.get("rg-payments", "payments-worker").tags["component"] == "worker"
 
 
-def test_saved_plan_is_refused_when_manifests_changed(
-    capsys: pytest.CaptureFixture[str], manifests: Path, cli_env: list[str], tmp_path: Path
+def test_saved_plan_still_applies_after_comment_and_layout_edits(
+    capsys: pytest.CaptureFixture[str], manifests: Path, cli_env: list[str], seeded: SandboxServer, tmp_path: Path
 ) -> None:
     plan_file = tmp_path / "plan.json"
     assert run(capsys, "plan", str(manifests), "--out", str(plan_file), *cli_env)[0] == 0
-    (manifests / "platform.yaml").write_text((manifests / "platform.yaml").read_text() + "\n# edited\n")
+    path = manifests / "platform.yaml"
+    # comments, blank lines and flow style: the same desired state, other bytes and lines
+    text = path.read_text().replace("  identities:\n", "  # reviewed\n\n  identities:\n", 1)
+    text = text.replace("      tags:\n        component: monitoring", "      tags: {component: monitoring}")
+    path.write_text(text + "\n# edited\n")
+    code, out, err = run(capsys, "apply", str(plan_file), *cli_env)
+    assert code == 0, out + err
+    assert "Verified: a fresh plan shows no changes." in out
+    names = {i.name for i in gateway_for(seeded).msi(SUB).user_assigned_identities.list_by_subscription()}
+    assert {"platform-deployer", "platform-monitoring", "payments-api"} <= names
+
+
+def test_saved_plan_refused_after_a_real_edit_names_the_file_and_entry(
+    capsys: pytest.CaptureFixture[str], manifests: Path, cli_env: list[str], seeded: SandboxServer, tmp_path: Path
+) -> None:
+    plan_file = tmp_path / "plan.json"
+    assert run(capsys, "plan", str(manifests), "--out", str(plan_file), *cli_env)[0] == 0
+    path = manifests / "platform.yaml"
+    path.write_text(path.read_text().replace("component: monitoring", "component: metrics"))
     code, _, err = run(capsys, "apply", str(plan_file), *cli_env)
-    assert code == 1 and "manifests changed" in err
+    assert code == 1, err
+    assert "desired state changed" in err
+    assert "manifests/platform.yaml: identity rg-platform/platform-monitoring: tags changed" in err
+    assert "payments" not in err  # only what changed is named
+    assert list(gateway_for(seeded).msi(SUB).user_assigned_identities.list_by_subscription()) == []
 
 
 def test_emptying_a_set_is_refused_as_a_mass_delete(
@@ -239,3 +269,47 @@ def test_location_change_replaces_the_identity_and_recreates_what_hangs_on_it(
     assert sum(a.principal_id == new.principal_id for a in grants) == 3
     fics = list(gw.msi(SUB).federated_identity_credentials.list("rg-platform", "platform-deployer"))
     assert len(fics) == 2
+
+
+def _hinted_command(err: str) -> list[str]:
+    """The command `plan --out` says applies the plan, as argv after `reconciler`."""
+    line = next(x for x in err.splitlines() if "Saved the plan" in x)
+    argv = shlex.split(line.split(" with: ", 1)[1])
+    assert argv[0] == "reconciler"
+    return argv[1:]
+
+
+def test_saved_plan_goes_to_the_embedded_sandbox_it_was_made_against(
+    capsys: pytest.CaptureFixture[str], manifests: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RECONCILER_ACCESS_TOKEN", raising=False)
+    code, _, plan_err = run(capsys, "plan", "manifests", "--sandbox", "a.db", "--out", "p.json")
+    assert code == 0, plan_err
+    assert "embedded sandbox (a.db)" in plan_err
+    assert json.loads((tmp_path / "p.json").read_text())["inputs"]["target_options"]["sandbox_db"] == "a.db"
+    # another target named on the command line: refused before anything is opened
+    for other in (["--sandbox", "b.db"], ["--arm-endpoint", "https://127.0.0.1:9"], ["--cloud", "AzureChinaCloud"]):
+        code, out, err = run(capsys, "apply", "p.json", *other)
+        assert code == 1 and "embedded sandbox (a.db)" in err and "refusing" in err, out + err
+    assert not (tmp_path / "b.db").exists()
+    # the command plan printed, as printed: no target options, and it goes to a.db
+    code, out, err = run(capsys, *_hinted_command(plan_err))
+    assert code == 0, out + err
+    assert "Verified: a fresh plan shows no changes." in out
+    code, out, err = run(capsys, "plan", "manifests", "--sandbox", "a.db", "--detailed-exitcode")
+    assert code == 0 and "No changes" in out, out + err
+
+
+def test_saved_plan_goes_to_the_endpoint_it_was_made_against(
+    capsys: pytest.CaptureFixture[str], manifests: Path, cli_env: list[str], seeded: SandboxServer, tmp_path: Path
+) -> None:
+    code, _, plan_err = run(capsys, "plan", str(manifests), "--out", "plan.json", *cli_env)
+    assert code == 0, plan_err
+    assert "RECONCILER_ACCESS_TOKEN set" in plan_err
+    code, out, err = run(capsys, "apply", "plan.json", "--arm-endpoint", "https://127.0.0.1:9")
+    assert code == 1 and "refusing to apply it elsewhere" in err and "--arm-endpoint" in err, out + err
+    assert list(gateway_for(seeded).msi(SUB).user_assigned_identities.list_by_subscription()) == []
+    code, out, err = run(capsys, *_hinted_command(plan_err))
+    assert code == 0, out + err
+    assert "platform-deployer" in {i.name for i in gateway_for(seeded).msi(SUB).user_assigned_identities
+                                   .list_by_subscription()}

@@ -125,8 +125,12 @@ def test_unwritable_report_parent_is_refused_before_azure_is_touched(
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
-def test_a_failed_write_of_the_plan_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(capsys, "plan", _manifest(tmp_path), "--sandbox", str(tmp_path / "s.db"), "--out", "/dev/full")
+def test_a_failed_write_of_the_plan_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # a saved plan's manifests must lie inside the working directory
+    _manifest(tmp_path)
+    code, _, err = run(capsys, "plan", "m.yaml", "--sandbox", "s.db", "--out", "/dev/full")
     assert code == 1 and "--out /dev/full: cannot write it" in err and "Internal error" not in err
 
 

@@ -60,9 +60,30 @@ def test_public_api_exports_resolve_and_the_sandbox_import_loads_no_core() -> No
     assert out.strip() == "[]"
 
 
-def test_version_and_help_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
-    from reconciler import __version__
+def test_version_comes_from_the_package_metadata_and_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
 
+    import reconciler
+
+    assert reconciler.__version__ == version("managed-identity-reconciler")
     assert main(["--version"]) == 0
-    assert capsys.readouterr().out.strip() == f"reconciler {__version__}"
+    assert capsys.readouterr().out == f"managed-identity-reconciler {reconciler.__version__}\n"
     assert main(["--help"]) == 0
+
+
+def test_version_without_the_distribution_installed_says_how_to_install_it(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib import metadata
+
+    def not_installed(name: str) -> str:
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "version", not_installed)
+    import reconciler
+
+    assert reconciler.__version__ == "0+unknown"
+    assert main(["--version"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "managed-identity-reconciler is not installed" in captured.err
+    assert "pipx install managed-identity-reconciler" in captured.err
