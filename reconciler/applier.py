@@ -53,6 +53,7 @@ class StepResult:
 class ApplyReport:
     results: list[StepResult] = field(default_factory=list)
     interrupted: bool = False  # a stop was requested (a signal) before every step ran
+    stopped: str | None = None  # why the run stopped handing out steps early, if it did
 
     @property
     def ok(self) -> bool:
@@ -62,8 +63,10 @@ class ApplyReport:
         return {s: sum(1 for r in self.results if r.status == s) for s in STATUSES}
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "interrupted": self.interrupted, "counts": self.counts(),
-                "steps": [r.to_json() for r in self.results]}
+        data: dict[str, Any] = {"ok": self.ok, "interrupted": self.interrupted, "counts": self.counts()}
+        if self.stopped:
+            data["stopped"] = self.stopped
+        return {**data, "steps": [r.to_json() for r in self.results]}
 
 
 class StopRequest:
@@ -306,10 +309,15 @@ class _ReadyQueue:
 def apply_plan(
     plan: Plan, gateway: ArmGateway, *, parallelism: int = 8, reporter: Reporter | None = None,
     stop: StopRequest | None = None,
+    abort: Callable[[], str | None] | None = None,
 ) -> ApplyReport:
     """Run every actionable change of `plan`. Never raises for a failed step: the report
-    carries each failure with ARM's code and message. When `stop` is requested, no new step
-    starts; the report says which were done, failed, in flight and not started."""
+    carries each failure with ARM's code and message.
+
+    When `stop` is requested (a signal), no new step starts; the report says which were done,
+    failed, in flight and not started. `abort` is asked before each step is handed out; once it
+    gives a reason (e.g. ARM is unreachable), no further step starts, running ones finish, and
+    every step not started is reported skipped with that reason, so a re-run resumes."""
     reporter = reporter or NullReporter()
     run = _Run(plan, gateway)
     steps = {c.address: c for c in plan.actionable}
@@ -350,6 +358,14 @@ def apply_plan(
     for address in steps:
         if not waiting_on[address]:
             queue.push(address)
+    stopped: str | None = None
+
+    def stopping() -> bool:
+        nonlocal stopped
+        if stopped is None and abort is not None:
+            stopped = abort()
+        return stopped is not None
+
     pool = ThreadPoolExecutor(max_workers=max(1, parallelism))
     running: dict[Future[StepResult], str] = {}
     deadline: float | None = None
@@ -365,7 +381,7 @@ def apply_plan(
             else:
                 # Hand a worker a step only when one is free, so the choice of what runs next
                 # is made late, with everything that has become ready in the meantime.
-                while len(running) < parallelism and (next_step := queue.pop()) is not None:
+                while len(running) < parallelism and not stopping() and (next_step := queue.pop()) is not None:
                     running[pool.submit(timed, steps[next_step])] = next_step
             if not running:
                 break  # nothing runnable: only possible if the plan's requires form a cycle
@@ -402,9 +418,10 @@ def apply_plan(
         if report.interrupted:
             report.results.append(StepResult(address, steps[address].action, NOT_STARTED,
                                              "not started: apply was interrupted"))
-        else:  # never runnable (a cycle in requires): say so, never hang
-            report.results.append(StepResult(address, steps[address].action, SKIPPED,
-                                             "skipped: its requirements could not be ordered"))
+        else:  # stopped early, or never runnable (a cycle in requires): say so, never hang
+            why = f"not started: {stopped}" if stopped else "skipped: its requirements could not be ordered"
+            report.results.append(StepResult(address, steps[address].action, SKIPPED, why))
     order = {a: i for i, a in enumerate(steps)}
     report.results.sort(key=lambda r: order[r.address])
+    report.stopped = stopped
     return report

@@ -58,6 +58,7 @@ from reconciler.savedplan import (
 )
 from reconciler.sourceid import source_id
 from reconciler.target import CLOUDS, DEFAULT_SANDBOX_DB, TargetOptions, open_gateway, seed_of
+from reconciler.textsafe import json_safe, one_line, safe_message, scrub
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -194,7 +195,8 @@ def _sandbox_db(sandbox: bool, sandbox_db: str | None) -> str | None:
 def _print_diagnostics(diagnostics: Sequence[Diagnostic]) -> None:
     for d in diagnostics:
         style = "yellow" if d.severity == "warning" else "red"
-        err.print(str(d), style=style, markup=False, highlight=False)
+        # Messages quote manifests and file names: escaped, so they cannot drive the terminal.
+        err.print(safe_message(str(d)), style=style, markup=False, highlight=False)
 
 
 def _check_cloud(value: str) -> str:
@@ -296,7 +298,7 @@ def validate(
     _print_diagnostics([*warnings, *privileged_grant_diagnostics(desired)])
     if list_roles:
         roles = sorted({(ra.role_definition_id, ra.role_name) for ra in desired.role_assignments})
-        _echo("".join(f"{guid}\t{name}\n" for guid, name in roles))
+        _echo("".join(f"{guid}\t{one_line(name)}\n" for guid, name in roles))
         return
     _echo(
         f"Valid: {len(desired.files)} file(s), {len(desired.identities)} identities, "
@@ -343,6 +345,8 @@ def plan(
     """Show what apply would create, change or delete."""
     options = PlanOptions(prune_unmanaged=prune_unmanaged, prune_orphans=prune_orphans, include_foreign=verbose)
     target = TargetOptions(_sandbox_db(sandbox, sandbox_db), arm_endpoint, ca_cert, cloud, tenant)
+    if out:
+        _check_output(out, "--out")
     # A saved plan records its paths relative to the working directory: check before any I/O.
     saved_paths_ = recorded_paths(paths) if out else [str(p) for p in paths]
     key = plan_key() if out else None
@@ -359,8 +363,7 @@ def plan(
             err.print(f"Warning: apply will refuse this plan without --allow-mass-delete: {problem}",
                       style="yellow", markup=False)
         if out:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(dumps_saved(the_plan, key), encoding="utf-8")
+            _write_output(out, dumps_saved(the_plan, key), "--out")
             err.print(_saved_hint(out, target, bool(mass_deletes), key is not None), markup=False)
         if verbose:
             _print_calls(gateway, "plan")
@@ -386,7 +389,7 @@ FullPlanHint = Annotated[
 
 def _show(the_plan: Plan, format: Format, verbose: bool = False, full_plan_hint: str | None = None) -> None:
     if format is Format.json:
-        _echo(the_plan.dumps())
+        _echo(json_safe(the_plan.dumps()))
     elif format is Format.markdown:
         _echo(render_markdown(the_plan, full_plan_hint=full_plan_hint))
     else:
@@ -458,14 +461,36 @@ def _confirm(auto_approve: bool) -> None:
         raise ReconcilerError("apply cancelled")
 
 
+def _check_output(path: Path, option: str) -> None:
+    """Refuse an output path that cannot be written, before anything is read from or written
+    to Azure: `apply --report DIR` must not be found out only after applying."""
+    if path.is_dir():
+        raise ReconcilerError(f"{option} {path}: is a directory; give a file name")
+    if path.exists():
+        if not os.access(path, os.W_OK):
+            raise ReconcilerError(f"{option} {path}: not writable")
+        return
+    parent = next((p for p in (path.parent, *path.parent.parents) if p.exists()), Path("."))
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ReconcilerError(f"{option} {path}: cannot create it under {parent} (not a writable directory)")
+
+
+def _write_output(path: Path, text: str, option: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise ReconcilerError(f"{option} {path}: cannot write it: {e.strerror or e}") from None
+
+
 def _write_report(report: ApplyReport, path: Path, verified: bool | None = None) -> None:
     """`verified`: whether a fresh plan after apply was empty (None: not checked yet). The
     report is `ok` only when every step is done and verification did not fail."""
     data = report.to_json()
     data["ok"] = bool(data["ok"]) and verified is not False
     data["verified"] = verified
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    # Step details quote ARM and SDK messages: scrubbed, as every error that leaves the tool.
+    _write_output(path, scrub(json.dumps(data, indent=2)) + "\n", "--report")
 
 
 # How long the first Ctrl-C / SIGTERM waits for steps in flight (their ARM calls retry
@@ -515,10 +540,11 @@ def _run_steps(the_plan: Plan, gateway: ArmGateway, parallelism: int, report_fil
     with _stop_on_signals(stop) as received:
         if err.is_terminal:
             with BarReporter(the_plan, err, gateway.throttle_wait_seconds) as bar:
-                report = apply_plan(the_plan, gateway, parallelism=parallelism, reporter=bar, stop=stop)
+                report = apply_plan(the_plan, gateway, parallelism=parallelism, reporter=bar, stop=stop,
+                                    abort=gateway.unreachable)
         else:
             report = apply_plan(the_plan, gateway, parallelism=parallelism, reporter=LineReporter(the_plan, err),
-                                stop=stop)
+                                stop=stop, abort=gateway.unreachable)
         if report_file:
             _write_report(report, report_file)
         if report.ok and received:
@@ -538,6 +564,10 @@ def _run_steps(the_plan: Plan, gateway: ArmGateway, parallelism: int, report_fil
             _SIGNAL_EXIT.get(signal.Signals(received[0]), 130) if received else 130,
             immediate=c[INTERRUPTED] > 0,
         )
+    if report.stopped:
+        not_started = sum(1 for r in report.results if r.detail.startswith("not started:"))
+        err.print(safe_message(f"Stopped handing out steps ({not_started} not started): {one_line(report.stopped)}"),
+                  style="red", markup=False)
     raise ReconcilerError(
         f"apply incomplete: {summary}; report written to {path}. "
         "Fix the cause and run apply again: done steps are not repeated."
@@ -545,7 +575,16 @@ def _run_steps(the_plan: Plan, gateway: ArmGateway, parallelism: int, report_fil
 
 
 def _is_plan_file(paths: list[str]) -> bool:
-    return len(paths) == 1 and paths[0].endswith(".json") and Path(paths[0]).is_file()
+    """One file that is a saved plan, told apart from a manifest by its content: a plan is a
+    JSON object with `format_version`. A manifest may be JSON too (YAML reads it), whatever its
+    name; a `.json` file that is not JSON at all is taken for a broken plan and said so."""
+    if len(paths) != 1 or not Path(paths[0]).is_file():
+        return False
+    try:
+        data = json.loads(Path(paths[0]).read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return paths[0].endswith(".json")
+    return isinstance(data, dict) and "format_version" in data
 
 
 # apply's options that name where its writes go (see savedplan.saved_target).
@@ -594,6 +633,8 @@ def apply(
 
     Given a plan file, apply to the target it records, and only if a fresh plan makes exactly
     its changes (the fresh plan is what runs); refuse otherwise, saying what differs."""
+    if report_file:
+        _check_output(report_file, "--report")
     saved = read_plan(Path(paths[0]), key=plan_key()) if _is_plan_file(paths) else None
     target = TargetOptions(_sandbox_db(sandbox, sandbox_db), arm_endpoint, ca_cert, cloud, tenant)
     if saved is not None:
@@ -674,7 +715,7 @@ def drift(
     with _session(paths, target, subscription) as (desired, gateway, catalog):
         the_plan = _make_plan(desired, gateway, catalog)
         if format is Format.json:
-            _echo(drift_report.dumps(the_plan))
+            _echo(json_safe(drift_report.dumps(the_plan)))
         elif format is Format.markdown:
             _echo(drift_report.render_markdown(the_plan))
         else:
@@ -815,6 +856,21 @@ def _hoist_no_color(argv: list[str]) -> list[str]:
 _USAGE_NOISE = re.compile(r"Value error, ")
 
 
+class _ScrubFilter(logging.Filter):
+    """Log lines pass through the same scrubber as errors (the SDK redacts Authorization
+    headers itself, but not a token quoted in an exception message)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = safe_message(record.getMessage()), None
+        return True
+
+
+def _scrub_logs() -> None:
+    for handler in [*logging.getLogger().handlers, logging.lastResort]:
+        if handler is not None and not any(isinstance(f, _ScrubFilter) for f in handler.filters):
+            handler.addFilter(_ScrubFilter())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The single error boundary: every exception becomes a message and an exit code."""
     if not os.environ.get("RECONCILER_DEBUG"):
@@ -822,6 +878,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # better; they never contain tokens, but they do drown the one line that matters.
         logging.getLogger("azure").setLevel(logging.CRITICAL)
     err.no_color = os.environ.get("NO_COLOR", "") != ""  # as rich decides it; --no-color may set it
+    _scrub_logs()
     try:
         args = _hoist_no_color(_rewrite_sandbox_flag(list(sys.argv[1:] if argv is None else argv)))
         result = app(args=args, prog_name="reconciler", standalone_mode=False)
@@ -840,7 +897,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             os._exit(e.exit_code)
         return e.exit_code
     except ReconcilerError as e:
-        err.print(f"Error: {e}", style="bold red", markup=False)
+        # The boundary: every message that leaves is scrubbed of tokens and control characters.
+        err.print(f"Error: {safe_message(str(e))}", style="bold red", markup=False)
         return EXIT_ERROR
     except typer.Exit as e:
         return int(e.exit_code)
@@ -859,7 +917,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 e.message = _USAGE_NOISE.sub("", message)  # type: ignore[attr-defined]
             e.show(file=sys.stderr)
             return EXIT_ERROR
-        err.print(f"Internal error (a bug in reconciler, please report it): {type(e).__name__}: {e}",
+        err.print(safe_message(f"Internal error (a bug in reconciler, please report it): {type(e).__name__}: {e}"),
                   style="bold red", markup=False)
         if os.environ.get("RECONCILER_DEBUG"):
             traceback.print_exc()

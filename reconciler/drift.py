@@ -11,6 +11,7 @@ from reconciler.render.describe import field_lines, title
 from reconciler.render.markdown import md_code
 from reconciler.render.markdown import md_text as md
 from reconciler.render.text import abandoned_lines
+from reconciler.textsafe import one_line
 
 # Classes that describe drift of our own resources; FOREIGN is context, never drift.
 DRIFT_CLASSES = (DriftClass.MISSING, DriftClass.CHANGED, DriftClass.UNMANAGED, DriftClass.ORPHANED)
@@ -88,8 +89,8 @@ def render_text(plan: Plan) -> str:
             who = _who(c)
             if who:
                 line += f"; {who}"
-            out.append(line)
-            out += [f"      {marker} {name} = {text}" for marker, name, text in _differences(c)]
+            out.append(one_line(line))
+            out += [one_line(f"      {marker} {name} = {text}") for marker, name, text in _differences(c)]
         if cls is DriftClass.CHANGED:
             out.append(f"    ({_LEGEND}; + only in the manifests, - only in Azure)")
     if total:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from reconciler.textsafe import one_line, quoted
+
 
 @dataclass(frozen=True)
 class SourceLocation:
@@ -26,7 +28,8 @@ class SourceLocation:
     col: int
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.col}"
+        # A file name is text from outside too: it may hold control characters or line breaks.
+        return f"{one_line(self.file)}:{self.line}:{self.col}"
 
 
 @dataclass(frozen=True)
@@ -87,12 +90,14 @@ class ArmError(ReconcilerError):
         self.status = status
         self.address = address
         self.hint = hint
+        # ARM's message can quote what was sent (names, descriptions), and a credential's lists
+        # what it tried on several lines: quoted, so no line of it starts an output line.
         text = f"{code}: {message}"
         if address:
             text = f"{address}: {text}"
         if hint:
             text += f" ({hint})"
-        super().__init__(text)
+        super().__init__(quoted(text))
 
 
 class TerminalArmError(ArmError):

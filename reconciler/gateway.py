@@ -60,3 +60,6 @@ class ArmGateway(Protocol):
 
     def stats_summary(self) -> str:
         """One line on throttling waits, 429s and retries so far."""
+
+    def unreachable(self) -> str | None:
+        """Why ARM counts as gone for this run (connections failing for a while), else None."""

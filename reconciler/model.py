@@ -75,6 +75,20 @@ def identity_id(subscription: str, resource_group: str, name: str) -> str:
     return str(ResourceId.identity(subscription, resource_group, name))
 
 
+def tag_value(tags: Mapping[str, str], name: str) -> str | None:
+    """The value of tag `name`, its name matched case-insensitively as ARM matches tag names.
+
+    The one reader of reserved tags: `Reconciler-Protected` is the same tag as
+    `reconciler-protected` to ARM, so it must be to every check that reads one."""
+    wanted = name.lower()
+    return next((value for key, value in tags.items() if key.lower() == wanted), None)
+
+
+def is_protected(tags: Mapping[str, str]) -> bool:
+    """Protection errs on the safe side: any spelling of `true` protects."""
+    return (tag_value(tags, PROTECTED_TAG) or "").strip().lower() == "true"
+
+
 def ownership_tags(owner: str) -> dict[str, str]:
     return {MANAGED_BY_TAG: MANAGED_BY_VALUE, OWNER_TAG: owner}
 
@@ -183,6 +197,13 @@ class DesiredState:
     declared_subscriptions: frozenset[str] = frozenset()
     # This repository's source id, recorded on identities as SOURCE_TAG (None: not recorded).
     source_id: str | None = None
+    # Subscriptions the manifests name that `restricted` left out: their identities were not
+    # read, so a principal that is no identity read may still be one of them.
+    excluded_subscriptions: frozenset[str] = frozenset()
+    # (owner, subscription, resource group), lower case, that a manifest of the owner names
+    # as `spec.defaults.resourceGroup` (identities' own groups are in `identities`): where
+    # identities found by the owner's tags may be deleted.
+    owner_groups: frozenset[tuple[str, str, str]] = frozenset()
 
     def restricted(self, subscriptions: frozenset[str]) -> tuple[DesiredState, int]:
         """Only what lives in `subscriptions` (lower case), for splitting a large estate
@@ -199,8 +220,10 @@ class DesiredState:
                 ras.append(ra)
             elif scope_sub in subscriptions or (ident is not None and ident in kept):
                 skipped += 1
+        excluded = (self.subscriptions | self.declared_subscriptions) - subscriptions
         return DesiredState(ids, fics, tuple(ras), self.owners, self.files,
-                            self.declared_subscriptions & subscriptions, self.source_id), skipped
+                            self.declared_subscriptions & subscriptions, self.source_id,
+                            excluded, self.owner_groups), skipped
 
     @property
     def subscriptions(self) -> frozenset[str]:
@@ -208,6 +231,12 @@ class DesiredState:
         subs = {i.subscription.lower() for i in self.identities} | self.declared_subscriptions
         subs |= {s for s in (scope_subscription(ra.scope) for ra in self.role_assignments) if s}
         return frozenset(subs)
+
+    def groups_of(self, owner: str) -> frozenset[tuple[str, str]]:
+        """(subscription, resource group), lower case, that the owner's manifests name."""
+        named = {(s, rg) for o, s, rg in self.owner_groups if o == owner}
+        named |= {(i.subscription.lower(), i.resource_group.lower()) for i in self.identities if i.owner == owner}
+        return frozenset(named)
 
     @property
     def resource_groups(self) -> frozenset[tuple[str, str, str]]:
@@ -260,9 +289,9 @@ class LiveIdentity:
     @property
     def owner(self) -> str | None:
         """The owner recorded in the tags, or None when reconciler does not manage it."""
-        if self.tags.get(MANAGED_BY_TAG) != MANAGED_BY_VALUE:
+        if tag_value(self.tags, MANAGED_BY_TAG) != MANAGED_BY_VALUE:
             return None
-        return self.tags.get(OWNER_TAG)
+        return tag_value(self.tags, OWNER_TAG)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 Level-based: the plan is recomputed from what the manifests want and what ARM has now,
 never from a record of earlier runs. Ownership decides what may be deleted:
 - an identity is ours when its tags say `managed-by: reconciler` and name one of the owners
-  in the manifests;
+  in the manifests; it is deleted only in a resource group that owner's manifests name (tags
+  can be copied by anyone who may write them: elsewhere it is a warning);
 - a role assignment is ours when its name is the deterministic name that owner would derive
   for its key (`model.assignment_name`), or when it is granted to an identity of ours that is
   being deleted (it would otherwise be orphaned).
@@ -19,7 +20,6 @@ from reconciler import addresses
 from reconciler.errors import PlanError
 from reconciler.model import (
     OWNER_TAG,
-    PROTECTED_TAG,
     SOURCE_TAG,
     VM_SAFE_NAME_LENGTH,
     DesiredFederatedCredential,
@@ -32,9 +32,11 @@ from reconciler.model import (
     LiveRoleAssignment,
     LiveState,
     assignment_name,
+    is_protected,
     norm_location,
     norm_scope,
     scope_resource_group,
+    tag_value,
 )
 from reconciler.plan import AbandonedOwner, Action, Change, DriftClass, Plan, ResourceType
 from reconciler.roles import privileged_grant_warning
@@ -150,6 +152,7 @@ class _Planner:
     # principal id (lower) -> identity key, for every live identity
     principal_owner: dict[str, IdentityKey] = field(default_factory=dict)
     external_principals: frozenset[str] = frozenset()
+    owner_groups: dict[str, frozenset[tuple[str, str]]] = field(default_factory=dict)
 
     def run(self) -> Plan:
         self.principal_owner = {li.principal_id.lower(): k for k, li in self.live.identities.items()}
@@ -182,7 +185,7 @@ class _Planner:
             return ()
         found: dict[str, list[LiveIdentity]] = {}
         for li in self.live.identities.values():
-            if li.owner is not None and li.owner not in self.desired.owners and li.tags.get(SOURCE_TAG) == source:
+            if li.owner is not None and li.owner not in self.desired.owners and tag_value(li.tags, SOURCE_TAG) == source:
                 found.setdefault(li.owner, []).append(li)
         out = []
         for owner, identities in sorted(found.items()):
@@ -366,7 +369,9 @@ class _Planner:
             if have.owner not in self.desired.owners:
                 self._report_undeclared_identity(key, have)
                 continue
-            if have.tags.get(PROTECTED_TAG) == "true":
+            if not self._in_owner_groups(have, have.owner):
+                continue
+            if is_protected(have.tags):
                 self.errors.append(
                     f"identity '{have.name}' ({have.id}) is protected but no manifest declares it any more; "
                     "declare it again, or set `protect: false` and apply before removing it"
@@ -379,12 +384,28 @@ class _Planner:
                 before=_live_identity_fields(have), after=None, drift=DriftClass.UNMANAGED,
             ))
 
+    def _in_owner_groups(self, have: LiveIdentity, owner: str) -> bool:
+        """Deletions by tag are limited to resource groups the owner's manifests name: anyone
+        who can write tags can copy an owner's tags onto any identity, and must not thereby
+        make that owner's apply delete it. Outside them, the identity is a warning."""
+        if owner not in self.owner_groups:
+            self.owner_groups[owner] = self.desired.groups_of(owner)
+        if (have.subscription.lower(), have.resource_group.lower()) in self.owner_groups[owner]:
+            return True
+        self.warnings.append(
+            f"identity '{have.name}' ({have.id}) carries the ownership tags of '{owner}' but lies in resource "
+            f"group '{have.resource_group}', which no manifest of '{owner}' names: it is not deleted (reconciler "
+            "deletes only in resource groups an owner's manifests name); delete it by hand if it is really "
+            "unwanted, or remove its tags"
+        )
+        return False
+
     def _report_undeclared_identity(self, key: IdentityKey, have: LiveIdentity) -> None:
         """Identities that are not provably ours: context, or deletion only on request."""
-        claimed = have.tags.get(OWNER_TAG)
+        claimed = tag_value(have.tags, OWNER_TAG)
         before = _live_identity_fields(have)
         address = addresses.identity(key)
-        if have.owner is None and claimed in self.desired.owners:
+        if have.owner is None and claimed in self.desired.owners and self._in_owner_groups(have, claimed):
             # Tagged with one of our owners by hand, never created by reconciler.
             action = Action.DELETE if self.options.prune_unmanaged else Action.NOOP
             if action is Action.DELETE:
@@ -525,6 +546,11 @@ class _Planner:
                      if ra.name.lower() == assignment_name(o, ra.scope, ra.role_definition_id, ra.principal_id)), None)
         if ours is not None and ident is None and ra.principal_id not in self.external_principals \
                 and (ra.principal_type or "").lower() == "serviceprincipal":
+            if self.desired.excluded_subscriptions:
+                # The principal may be an identity in a subscription this run did not read (a
+                # cross-subscription grant, planned by a run that selects both): a principal
+                # outside the subscriptions read is never evidence of an orphan.
+                return None
             # We granted it to a service principal that is no live identity any more: its
             # identity was deleted out of band and ARM left the assignment behind.
             if opts.prune_orphans:

@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from reconciler.applier import DONE, FAILED, StepResult
 from reconciler.plan import Change, Plan
 from reconciler.render.describe import title
+from reconciler.textsafe import one_line, scrub
 
 _STYLE = {"done": "green", "failed": "red", "skipped": "yellow", "not-started": "yellow", "interrupted": "red"}
 
@@ -67,8 +68,8 @@ class LineReporter:
         else:
             name = self.lines.titles.get(result.address, result.address)
             text = f"{result.status:7s} {result.action.value:7s} {name}: {self.lines.readable(result.detail)}"
-        self.console.print(f"{stamp} {text}", style=_STYLE[result.status], markup=False, highlight=False,
-                           emoji=False)
+        self.console.print(f"{stamp} {scrub(one_line(text))}", style=_STYLE[result.status], markup=False,
+                           highlight=False, emoji=False)
 
 
 class BarReporter:
@@ -106,5 +107,5 @@ class BarReporter:
             waited = self.throttle_wait()
             self.progress.update(self.task, advance=1, rate=f"{self.done / elapsed:.1f} steps/s",
                                  waits=f"throttled {waited:.1f}s" if waited else "")
-            self.progress.console.print(self.lines.line(result), style=_STYLE[result.status], markup=False,
-                                        highlight=False, emoji=False)
+            self.progress.console.print(scrub(one_line(self.lines.line(result))), style=_STYLE[result.status],
+                                        markup=False, highlight=False, emoji=False)

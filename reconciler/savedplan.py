@@ -230,9 +230,13 @@ def _schema() -> dict[str, Any]:
 
 def read_plan(path: Path, key: bytes | None = None) -> Plan:
     """Read a saved plan; with `key`, refuse it unless its signature is valid."""
+    if path.exists() and not path.is_file():  # a FIFO or device would block or never end
+        raise ReconcilerError(f"{path}: not a regular file, so not a plan file")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+    except RecursionError:
+        raise ReconcilerError(f"{path}: not a readable plan file (nested too deeply)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ReconcilerError(f"{path}: not a readable plan file ({str(e)[:200]})") from None
     if not isinstance(data, dict) or "format_version" not in data:
         raise ReconcilerError(f"{path}: not a reconciler plan (no format_version)")
@@ -250,7 +254,10 @@ def read_plan(path: Path, key: bytes | None = None) -> Plan:
             f"{path}: plan format {data['format_version']} cannot be applied by this version "
             f"(format {FORMAT_VERSION}); run plan again"
         )
-    errors = sorted(jsonschema.Draft202012Validator(_schema()).iter_errors(data), key=lambda e: list(e.path))
+    try:
+        errors = sorted(jsonschema.Draft202012Validator(_schema()).iter_errors(data), key=lambda e: list(e.path))
+    except RecursionError:
+        raise ReconcilerError(f"{path}: invalid plan file (nested too deeply)") from None
     if errors:
         where = "/".join(str(p) for p in errors[0].path) or "(top)"
         raise ReconcilerError(f"{path}: invalid plan file at {where}: {errors[0].message}")

@@ -20,7 +20,7 @@ from typing import Any
 from azure.core.credentials import AccessToken, TokenCredential
 
 from reconciler.azure.budget import BudgetConfig, RateBudget
-from reconciler.azure.client import ArmTarget, StaticTokenCredential
+from reconciler.azure.client import ArmTarget, StaticTokenCredential, checked_token
 from reconciler.azure.gateway import AzureGateway
 from reconciler.errors import ReconcilerError
 from reconciler.model import DesiredState
@@ -135,6 +135,11 @@ def open_gateway(options: TargetOptions, desired: DesiredState) -> Iterator[Azur
         raise ReconcilerError(f"--cloud {options.cloud}: unknown; choose one of {', '.join(CLOUDS)}")
     cloud = CLOUDS[options.cloud]
     token = os.environ.get(TOKEN_ENV)
+    if token:
+        try:
+            token = checked_token(token, TOKEN_ENV)
+        except ValueError as e:
+            raise ReconcilerError(str(e)) from None
     credential = StaticTokenCredential(token) if token else default_credential(cloud, options.tenant)
     endpoint = (options.arm_endpoint or cloud.arm_endpoint).rstrip("/")
     if not endpoint.startswith("https://"):

@@ -32,10 +32,27 @@ from azure.mgmt.resource.resources import ResourceManagementClient
 from azure.mgmt.resource.subscriptions import SubscriptionClient
 
 from reconciler.azure.budget import BudgetPolicy, BudgetStats, RateBudget
-from reconciler.azure.retry import ArmRetryPolicy, Backoff, RetryStats
+from reconciler.azure.retry import ArmRetryPolicy, Backoff, Reachability, RetryStats
 from reconciler.resource_id import RESOURCE_GROUPS, SUBSCRIPTIONS, ResourceId
 
 PUBLIC_ARM = "https://management.azure.com"
+
+
+def checked_token(raw: str, source: str) -> str:
+    """A bearer token as handed to us, fit for an Authorization header.
+
+    Surrounding whitespace is stripped: `$(cat token)`, `echo` and CI secret stores add line
+    breaks, and no token contains whitespace. Anything else outside visible ASCII is refused,
+    by position only: the message never quotes the token."""
+    token = raw.strip()
+    if not token:
+        raise ValueError(f"{source} is set but empty")
+    for position, ch in enumerate(token, start=1):
+        if not "!" <= ch <= "~":
+            what = "whitespace" if ch.isspace() else "a control character" if ord(ch) < 32 else "a non-ASCII character"
+            raise ValueError(f"{source} holds {what} at character {position}, which an HTTP header cannot carry; "
+                             "set it to the bare token")
+    return token
 
 
 class StaticTokenCredential:
@@ -125,6 +142,9 @@ class ArmTarget:
     budget: RateBudget | None = field(default_factory=RateBudget)
     counter: CallCounter = field(default_factory=CallCounter)
     retry_stats: RetryStats = field(default_factory=RetryStats)
+    # Shared by every call: when ARM stays unreachable, the run stops instead of every call
+    # spending its own retry time (retry.FailFast says when).
+    reachability: Reachability = field(default_factory=Reachability)
     # Seams for tests: an in-process transport, and the retry policy's clock and sleeper (a
     # RateBudget passed in carries its own).
     transport: Any = None
@@ -134,7 +154,7 @@ class ArmTarget:
     def _kwargs(self) -> dict[str, Any]:
         retry = ArmRetryPolicy(max_retries=self.retry_total, total_seconds=self.retry_timeout,
                                backoff=self.retry_backoff, stats=self.retry_stats,
-                               clock=self.clock, sleeper=self.sleeper)
+                               clock=self.clock, sleeper=self.sleeper, reachability=self.reachability)
         per_retry: list[Any] = [BudgetPolicy(self.budget)] if self.budget is not None else []
         per_retry.append(self.counter)  # last: it counts what actually goes out
         kwargs: dict[str, Any] = {

@@ -26,7 +26,7 @@ from azure.mgmt.resource.resources import ResourceManagementClient
 from azure.mgmt.resource.subscriptions import SubscriptionClient
 
 from reconciler.azure.client import ArmTarget
-from reconciler.azure.retry import DeadlineExceededError
+from reconciler.azure.retry import ArmUnreachableError, DeadlineExceededError, unbuildable_request
 from reconciler.errors import ArmError, LiveReadError, RetryableArmError, TerminalArmError
 from reconciler.model import (
     IdentityKey,
@@ -41,6 +41,7 @@ from reconciler.model import (
 )
 from reconciler.resource_id import ResourceId
 from reconciler.roles import GUID_RE, Role
+from reconciler.textsafe import scrub
 
 T = TypeVar("T")
 
@@ -78,9 +79,18 @@ def to_arm_error(exc: Exception, address: str | None = None) -> ArmError:
         message = exc.error.message if exc.error and exc.error.message else str(exc.message)
         cls = TerminalArmError if 400 <= status < 500 and status not in (408, 429) else RetryableArmError
         return cls(code, message, status=status, address=address, hint=_HINTS.get(code))
+    if isinstance(exc, ArmUnreachableError):
+        return RetryableArmError("ArmUnreachable", str(exc), address=address,
+                                 hint="not sent: the run stopped calling ARM; run again once it is reachable")
     if isinstance(exc, DeadlineExceededError):
         return RetryableArmError("ClientThrottled", str(exc), address=address,
                                  hint="ARM's rate limits need more time than the retry limit allows; retry later")
+    if unbuildable_request(exc):
+        # requests refused to build the request (e.g. a line break in a header value): ARM was
+        # never contacted, and the message quotes the header, which may be the bearer token.
+        return TerminalArmError("InvalidRequestHeader", scrub(str(exc).splitlines()[0]), address=address,
+                                hint="a request header holds a character HTTP forbids; check the token "
+                                "(RECONCILER_ACCESS_TOKEN) for line breaks or spaces")
     if isinstance(exc, ServiceRequestError | ServiceResponseError):
         return RetryableArmError("ConnectionError", str(exc).splitlines()[0], address=address,
                                  hint="ARM could not be reached; check the endpoint and network, then retry")
@@ -242,6 +252,9 @@ class AzureGateway:
 
     def stats_summary(self) -> str:
         return self.target.stats().summary()
+
+    def unreachable(self) -> str | None:
+        return self.target.reachability.down
 
     # -- reads -------------------------------------------------------------------------
 

@@ -88,6 +88,7 @@ def load_manifests(
         owners=frozenset(builder.owners),
         files=tuple(files),
         declared_subscriptions=frozenset(builder.subscriptions),
+        owner_groups=frozenset(builder.owner_groups),
     )
     return state, diagnostics
 
@@ -134,7 +135,8 @@ def collect_files(paths: Sequence[str | Path], diagnostics: list[Diagnostic]) ->
                         None,
                         f"{text}: no *.yaml or *.yml manifests in this directory",
                         "an empty directory never means 'delete everything'; to delete every "
-                        "identity of an owner, keep its IdentitySet with `identities: []`",
+                        "identity of an owner, keep its IdentitySet with `identities: []` and "
+                        "`defaults.resourceGroup` naming their resource group",
                     )
                 )
             for file in found:
@@ -231,6 +233,7 @@ class _StateBuilder:
         self.assignments: list[DesiredRoleAssignment] = []
         self.owners: set[str] = set()
         self.subscriptions: set[str] = set()
+        self.owner_groups: set[tuple[str, str, str]] = set()
         self._identity_at: dict[IdentityKey, SourceLocation] = {}
         self._assignment_at: dict[tuple[str, str, object], SourceLocation] = {}
         self._bad_locations: set[str] = set()
@@ -263,6 +266,9 @@ class _StateBuilder:
         if isinstance(subscription, str) and ctx.ok(("spec", "subscription")):
             ctx.subscription = subscription.lower()
             self.subscriptions.add(ctx.subscription)
+        default_group = _get(_get(spec, "defaults"), "resourceGroup")
+        if ctx.owner and ctx.subscription and isinstance(default_group, str):
+            self.owner_groups.add((ctx.owner, ctx.subscription, default_group.lower()))
         if ctx.ok(("spec", "defaults", "tags")):
             ctx.default_tags = self._check_tags(ctx, ("spec", "defaults", "tags"))
         identities = _list(_get(spec, "identities"))

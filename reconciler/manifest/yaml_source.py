@@ -17,7 +17,9 @@ string keys.
 from __future__ import annotations
 
 import codecs
+import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,8 +32,13 @@ from reconciler.errors import Diagnostic, SourceLocation
 Path = tuple[str | int, ...]
 Position = tuple[int, int]  # 1-based (line, col)
 
+# Bounds that keep time and memory proportional to a real estate, whatever a file holds: a
+# manifest has one document per IdentitySet and a dozen values per identity; 10 MiB of `---`
+# or of `[[[[` must end in a clear error, not minutes of work and gigabytes of memory.
 MAX_FILE_BYTES = 10 * 1024 * 1024
 MAX_DEPTH = 64
+MAX_DOCUMENTS = 1_000  # per file
+MAX_NODES = 250_000  # per file: about 15,000 identities with a credential and a grant each
 
 _TAG = "tag:yaml.org,2002:"
 _LINE_BREAK = re.compile("\r\n|[\n\r\x85\u2028\u2029]")
@@ -82,6 +89,8 @@ class _Loader(yaml.SafeLoader):
     they are resolved."""
 
     document_start: Position = (1, 1)
+    nodes = 0
+    depth = 0
 
     def compose_document(self) -> Node | None:
         # Remember where the document begins (its `---`): an empty document has no node of
@@ -97,7 +106,19 @@ class _Loader(yaml.SafeLoader):
                 f"YAML alias '*{event.anchor}' is not supported",
                 "write the value out in full; for values shared by all identities use spec.defaults",
             )
-        return super().compose_node(parent, index)
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise _Refused(self.peek_event().start_mark,  # type: ignore[no-untyped-call]
+                           f"file has more than {MAX_NODES:,} values", "split it into several files")
+        # Counted here, before PyYAML recurses, so deep nesting never reaches Python's stack limit.
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH + 1:  # the document's own node is depth 1, at path ()
+                raise _Refused(self.peek_event().start_mark,  # type: ignore[no-untyped-call]
+                               f"value nested deeper than {MAX_DEPTH} levels", "flatten the document")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 def _pos(mark: yaml.Mark) -> Position:
@@ -255,6 +276,12 @@ def parse(text: str, file: str) -> tuple[list[YamlDocument], list[Diagnostic]]:
     try:
         loader = _Loader(text)
         while loader.check_node():
+            if len(documents) >= MAX_DOCUMENTS:
+                mark = loader.peek_event().start_mark  # type: ignore[no-untyped-call]
+                diagnostics.append(Diagnostic(SourceLocation(file, *_pos(mark)),
+                                              f"file has more than {MAX_DOCUMENTS:,} documents; the rest is not read",
+                                              "split it into several files, or remove stray '---' lines"))
+                break
             node = loader.get_node()
             if node is None:  # pragma: no cover - check_node() said a node follows
                 break
@@ -295,14 +322,35 @@ def parse(text: str, file: str) -> tuple[list[YamlDocument], list[Diagnostic]]:
     return documents, diagnostics
 
 
+def _not_regular(mode: int) -> str | None:
+    """What a non-regular file is, or None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    for test, kind in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a directory")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
 def read_file(path: str) -> tuple[list[YamlDocument], list[Diagnostic]]:
     """Read and parse one file; `path` is used as given in every location."""
     where = SourceLocation(path, 1, 1)
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
+        # Never open what is not a regular file: a FIFO blocks the reader forever, a device
+        # never ends. Checked before opening (opening some devices acts) and again on the open
+        # file, which is opened non-blocking so that a FIFO swapped in between cannot hang us.
+        kind = _not_regular(os.stat(path).st_mode)
+        if kind is None:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+            with os.fdopen(fd, "rb") as handle:
+                kind = _not_regular(os.fstat(fd).st_mode)
+                data = handle.read(MAX_FILE_BYTES + 1) if kind is None else b""
     except OSError as exc:
         return [], [Diagnostic(where, f"cannot read file: {exc.strerror or exc}")]
+    if kind is not None:
+        return [], [Diagnostic(where, f"not a regular file ({kind}); it is not read",
+                               "keep only manifest files under the given paths")]
     if len(data) > MAX_FILE_BYTES:
         return [], [
             Diagnostic(where, f"file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB", "split it")

@@ -48,6 +48,7 @@ from reconciler.plan import Action, Change, DriftClass, Plan, ResourceType
 from reconciler.render.describe import VERB, field_lines, title
 from reconciler.render.text import summary_line
 from reconciler.resource_id import IDENTITY_TYPE, MANAGEMENT_GROUPS, ResourceId, scope_key
+from reconciler.textsafe import one_line
 
 # Below this there is no room for the heading, the tables and the abridged note together.
 MIN_MAX_CHARS = 2_000
@@ -108,8 +109,9 @@ _EMOJI_CODE = re.compile(r":(?=(?:[A-Za-z][A-Za-z0-9_+-]*|100|1234|\+1|-1|8ball)
 
 
 def _one_line(text: str) -> str:
-    # A line break inside a value would end a table row, a list item or a callout line.
-    return re.sub(r"[\r\n\t\v\f]+", " ", text)
+    # A line break inside a value would end a table row, a list item or a callout line; other
+    # control characters (terminal escapes, bidi overrides) are shown as escapes.
+    return one_line(re.sub(r"[\r\n\t\v\f\u2028\u2029]+", " ", text))
 
 
 def md_text(text: str) -> str:
@@ -392,7 +394,8 @@ def _change_block(change: Change, by_address: dict[str, Change], level: Level) -
         line += f" <sub>{' · '.join(extras)}</sub>"
     if level is Level.ONE_LINE:
         return [f"- {line}{_credential_fields(change)}"]
-    diff = [f"{_DIFF_MARKER[marker]} {name} = {text}" for marker, name, text in field_lines(change)]
+    # Field names come from tag keys and values from anywhere: one line each, no CI commands.
+    diff = [one_line(f"{_DIFF_MARKER[marker]} {name} = {text}") for marker, name, text in field_lines(change)]
     return [line, "", *([*_code_fence(diff, "diff"), ""] if diff else [])]
 
 

@@ -1,7 +1,9 @@
 """Terminal rendering of a Plan, read like Terraform's: one block per change, then a summary.
 
 Colour is ANSI and only when asked for (the CLI asks on a TTY), so the same function serves
-golden-file tests and CI logs.
+golden-file tests and CI logs. Every line passes through `textsafe.one_line` before colour is
+added: names, tags, reasons and file names from manifests, Azure or a saved plan can neither
+drive the terminal nor start a line of their own (a CI logging command such as `##vso[…]`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from collections.abc import Callable
 
 from reconciler.plan import Action, Change, DriftClass, Plan
 from reconciler.render.describe import VERB, field_lines, title
+from reconciler.textsafe import one_line
 
 _COLOURS = {
     Action.CREATE: "\x1b[32m",
@@ -52,6 +55,7 @@ def abandoned_lines(plan: Plan) -> list[str]:
 
 def render_text(plan: Plan, *, color: bool = False, verbose: bool = False) -> str:
     def paint(code: str, text: str) -> str:
+        text = one_line(text)
         return f"{code}{text}{_RESET}" if color and code else text
 
     out: list[str] = []
@@ -75,12 +79,12 @@ def render_text(plan: Plan, *, color: bool = False, verbose: bool = False) -> st
         out.append("Drift reported, not changed:")
         out.append("")
         for change in reported:
-            out.append(f"  ! [{change.drift}] {title(change)}: {change.reason}")
+            out.append(one_line(f"  ! [{change.drift}] {title(change)}: {change.reason}"))
         out.append("")
     if in_sync:
         out.append("In sync:")
         for change in in_sync:
-            out.append(f"    {title(change)}" + (f" ({change.reason})" if change.reason != "in sync" else ""))
+            out.append(one_line(f"    {title(change)}" + (f" ({change.reason})" if change.reason != "in sync" else "")))
         out.append("")
     out.append(paint(_BOLD, summary_line(plan)))
     return "\n".join(out) + "\n"
@@ -95,8 +99,8 @@ def _block(change: Change, paint: Callable[[str, str], str], titles: dict[str, s
         head += f" ({'; '.join(extras)})"
     lines = [paint(_COLOURS[change.action], f"  {head}")]
     for marker, name, text in field_lines(change):
-        lines.append(f"      {paint(_MARKER_COLOURS.get(marker, ''), marker)} {name} = {text}")
+        lines.append(f"      {paint(_MARKER_COLOURS.get(marker, ''), marker)} {one_line(f'{name} = {text}')}")
     if change.source:
-        lines.append(f"      declared at {change.source}")
+        lines.append(one_line(f"      declared at {change.source}"))
     lines.append("")
     return lines

@@ -98,6 +98,9 @@ class FakeGateway:
     def stats_summary(self) -> str:
         return ""
 
+    def unreachable(self) -> str | None:
+        return None
+
 
 def desired(*names: str, fics: int = 0) -> DesiredState:
     ids = tuple(DesiredIdentity("o", SUB, "rg", n, "westeurope", {}) for n in names)
@@ -172,7 +175,7 @@ def test_credentials_of_an_identity_whose_delete_failed_are_not_reported_deleted
                         tags=ownership_tags("o"), principal_id="p", client_id="c", tenant_id="t")
     fic = LiveFederatedCredential(gone.key, "/x/gone/fic", "fic", "https://issuer", "s", ("a",))
     live = LiveState(identities={gone.key: gone}, federated_credentials={gone.key: (fic,)})
-    plan = make_plan(DesiredState(owners=frozenset({"o"})), live)
+    plan = make_plan(DesiredState(owners=frozenset({"o"}), owner_groups=frozenset({("o", SUB, "rg")})), live)
     report = apply_plan(plan, FakeGateway(fail_identity="gone"))
     status = {r.address.rsplit("/", 1)[-1]: r.status for r in report.results}
     assert status == {"gone": FAILED, "fic": SKIPPED}

@@ -592,7 +592,7 @@ def test_scalars_become_json_values_and_keys_stay_as_written() -> None:
                                "(while parsing a flow sequence)"),
         (b"a: " + b"9" * 5000 + b"\n", "m.yaml:1:4: cannot read '9999999999999999999999999999999999999...' "
                                        "as an int"),
-        (b"a: " + b"[" * 1500 + b"]" * 1500, "m.yaml:1:1: YAML nested too deeply to read"),
+        (b"a: " + b"[" * 1500 + b"]" * 1500, "m.yaml:1:68: value nested deeper than 64 levels"),
         (b"a:\n" + b"".join(b"  " * i + b"- \n" for i in range(1, 80)), "m.yaml:66:131: value nested deeper "
                                                                         "than 64 levels"),
     ],
