@@ -185,7 +185,8 @@ class _Planner:
             return ()
         found: dict[str, list[LiveIdentity]] = {}
         for li in self.live.identities.values():
-            if li.owner is not None and li.owner not in self.desired.owners and tag_value(li.tags, SOURCE_TAG) == source:
+            if (li.owner is not None and li.owner not in self.desired.owners
+                    and tag_value(li.tags, SOURCE_TAG) == source):
                 found.setdefault(li.owner, []).append(li)
         out = []
         for owner, identities in sorted(found.items()):
