@@ -148,8 +148,13 @@ class AbandonedOwner:
                               int(data["role_assignments"]), tuple(data["subscriptions"]))
 
     def how_to_delete(self) -> str:
-        return (f"add an IdentitySet with `metadata.owner: {self.owner}` and `identities: []` (one per subscription) "
-                "and apply it with --allow-mass-delete; to keep them, restore the owner's manifest")
+        # Deletions by owner tag happen only in resource groups the owner's manifests name
+        # (docs/security.md), so the empty set must name each group.
+        groups = sorted({i.split("/", 1)[0] for i in self.identities})
+        return (f"add an IdentitySet with `metadata.owner: {self.owner}`, `identities: []` and "
+                f"`defaults.resourceGroup` naming its resource group (one set per subscription and group: "
+                f"{', '.join(groups)}) and apply it with --allow-mass-delete; to keep them, restore the "
+                "owner's manifest")
 
     def sentence(self) -> str:
         n, g = len(self.identities), self.role_assignments

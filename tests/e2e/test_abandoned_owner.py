@@ -58,7 +58,8 @@ def test_an_owner_without_manifests_is_reported_and_another_repositorys_owner_is
     assert ("Note: owner 'payments' has 2 identities and 4 role assignments in Azure created from this "
             "repository (tag reconciler-source=manifests) but no manifest any more: "
             "rg-payments/payments-api, rg-payments/payments-worker") in out
-    assert "add an IdentitySet with `metadata.owner: payments` and `identities: []`" in out
+    assert ("add an IdentitySet with `metadata.owner: payments`, `identities: []` and `defaults.resourceGroup` "
+            "naming its resource group (one set per subscription and group: rg-payments)") in out
     assert "No changes. 1 owner has identities in Azure but no manifest." in out
     assert "analytics" not in out  # another repository's owner: not ours to mention
 
@@ -80,7 +81,7 @@ def test_an_owner_without_manifests_is_reported_and_another_repositorys_owner_is
     # Following the hint deletes them; then nothing is left to report.
     (manifests / "payments-retired.yaml").write_text(
         f"apiVersion: reconciler/v1\nkind: IdentitySet\nmetadata: {{owner: payments}}\n"
-        f"spec:\n  subscription: {SUB}\n  identities: []\n")
+        f"spec:\n  subscription: {SUB}\n  defaults: {{resourceGroup: rg-payments}}\n  identities: []\n")
     code, out, err = run(capsys, "apply", str(manifests), "--auto-approve", "--allow-mass-delete", *cli_env)
     assert code == 0, out + err
     assert "Plan: 0 to add, 0 to change, 0 to replace, 9 to destroy." in out  # 2 identities, 3 FICs, 4 grants
