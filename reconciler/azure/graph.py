@@ -36,6 +36,7 @@ from azure.core.rest import HttpRequest, HttpResponse
 from reconciler.azure.budget import READS, TENANT, WRITES, BucketLimit, BudgetConfig, BudgetTimeout, RateBudget
 from reconciler.azure.retry import MAX_WAIT_KEY, ArmRetryPolicy, Backoff, DeadlineExceededError, parse_retry_after
 from reconciler.errors import ReconcilerError
+from reconciler.principals import DirectoryPermissionError
 
 # Graph's service root per cloud, keyed like target.CLOUDS (GRAPH-FACTS §13).
 GRAPH_ENDPOINTS = {
@@ -94,7 +95,7 @@ class GraphError(ReconcilerError):
         super().__init__(f"Microsoft Graph: {what} failed: {shown}: {message}\n  hint: {hint}")
 
 
-class GraphPermissionError(GraphError):
+class GraphPermissionError(GraphError, DirectoryPermissionError):
     """403: the credential may not read the directory. `permission` is the least Graph application
     permission that would allow this lookup."""
 

@@ -359,7 +359,7 @@ def test_one_of_reports_the_alternative_that_was_meant(tmp_path: Path) -> None:
     text = replace(f"principal: {{objectId: {GROUP}, type: Group}}", "principal: {}")
     assert errors_of(tmp_path, text) == [
         (19, 18, "spec.roleAssignments[0].principal must be one of: directory principal, identity "
-                 "reference; got mapping {}")
+                 "reference, group by name, user by UPN, service principal by app id or name; got mapping {}")
     ]
 
 
