@@ -172,8 +172,9 @@ def resolve(desired: DesiredState, live: LiveState, directory: Directory | Unava
     by_id: Mapping[str, DirectoryEntry] | None = None
     batches = 0
     if isinstance(directory, Unavailable):
-        warnings.append(f"principals are shown by object id only and declared object ids are not checked: "
-                        f"{directory.reason}; {directory.hint}")
+        if ids:
+            warnings.append(f"principals are shown by object id only and declared object ids are not checked: "
+                            f"{directory.reason}; {directory.hint}")
     elif ids:
         try:
             batches = 1

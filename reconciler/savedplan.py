@@ -150,6 +150,7 @@ def recorded_target(target: TargetOptions, cwd: Path | None = None) -> dict[str,
         "ca_cert": _portable(target.ca_cert, cwd) if target.ca_cert else None,
         "cloud": target.cloud,
         "tenant": target.tenant,
+        "graph_endpoint": target.graph_endpoint,
     }
 
 
@@ -174,6 +175,8 @@ def saved_target(saved: Plan, given: TargetOptions, explicit: frozenset[str]) ->
     recorded = TargetOptions(
         sandbox_db=rec.get("sandbox_db"), arm_endpoint=rec.get("arm_endpoint"), ca_cert=rec.get("ca_cert"),
         cloud=rec.get("cloud") or "AzureCloud", tenant=rec.get("tenant"),
+        # Where names are looked up; apply may give its own (the pinned ids are checked anyway).
+        graph_endpoint=given.graph_endpoint or rec.get("graph_endpoint"),
     )
     differ = [
         name for name in TARGET_FIELDS
