@@ -697,3 +697,30 @@ def test_schema_identity_pattern_matches_the_arm_name_rule() -> None:
     assert fic == "^[a-zA-Z0-9][a-zA-Z0-9_-]{2,119}$"
     fics = schema()["$defs"]["identity"]["properties"]["federatedCredentials"]["maxItems"]
     assert fics == MAX_FICS_PER_IDENTITY
+
+
+def test_principals_by_name_load_offline_and_duplicates_by_name_are_located(tmp_path: Path) -> None:
+    text = VALID + "".join(
+        f"    - principal: {{{form}}}\n      role: Reader\n      scope: /subscriptions/{SUB}/resourceGroups/rg-data\n"
+        for form in ("group: sg-payments-admins", "user: alice@contoso.com",
+                     "servicePrincipal: 00000000-0000-0000-0000-0000000000aa", "servicePrincipal: billing-api"))
+    desired, _ = load_manifests([write(tmp_path, "m.yaml", text)], RoleCatalog())  # no directory: no lookups
+    named = [ra.principal for ra in desired.role_assignments if ra.principal.name is not None]
+    assert named == [
+        PrincipalRef(principal_type="Group", name=("group", "sg-payments-admins")),
+        PrincipalRef(principal_type="User", name=("user", "alice@contoso.com")),
+        PrincipalRef(principal_type="ServicePrincipal",
+                     name=("servicePrincipal", "00000000-0000-0000-0000-0000000000aa")),
+        PrincipalRef(principal_type="ServicePrincipal", name=("servicePrincipal", "billing-api")),
+    ]
+    assert not any(p.resolved for p in named) and named[0].label() == "group 'sg-payments-admins'"
+    twice = VALID + (f"    - principal: {{group: SG-Admins}}\n      role: Reader\n      scope: /subscriptions/{SUB}\n"
+                     f"    - principal: {{group: sg-admins}}\n      role: Reader\n      scope: /subscriptions/{SUB}\n")
+    assert [e[:2] for e in errors_of(tmp_path, twice)] == [(25, 7)]
+
+
+def test_principal_name_forms_are_validated_by_the_schema(tmp_path: Path) -> None:
+    text = replace(f"principal: {{objectId: {GROUP}, type: Group}}", "principal: {user: alice}")
+    assert errors_of(tmp_path, text)[0][:2] == (19, 25)
+    text = replace(f"principal: {{objectId: {GROUP}, type: Group}}", "principal: {group: sg-a, type: Group}")
+    assert errors_of(tmp_path, text) == [(19, 32, "unknown field 'type' in group by name")]
