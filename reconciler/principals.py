@@ -71,6 +71,7 @@ class DirectoryPermissionError(ReconcilerError):
     sets `permission`: the least Graph permission that would allow the lookup."""
 
     permission: str = IDS_PERMISSION
+    reason: str = "the credential may not read the directory (Microsoft Graph answered 403)"
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,7 @@ def resolve(desired: DesiredState, live: LiveState, directory: Directory | Unava
             found[key] = list(finder(value))
         except DirectoryPermissionError as exc:
             permission = _permission_of(exc, NAME_PERMISSIONS[kind])
-            refused[key] = ("the credential may not read the directory (Microsoft Graph answered 403)",
+            refused[key] = (exc.reason,
                             f"grant the signed-in principal the Graph application permission {permission} "
                             "(docs/permissions.md), or write the principal as {objectId, type}")
 
@@ -181,8 +182,8 @@ def resolve(desired: DesiredState, live: LiveState, directory: Directory | Unava
             by_id = directory.get_by_ids(sorted(ids))
         except DirectoryPermissionError as exc:
             warnings.append(
-                "principals are shown by object id only and declared object ids are not checked: the credential "
-                "may not read the directory (Microsoft Graph answered 403); the Graph application permission "
+                f"principals are shown by object id only and declared object ids are not checked: {exc.reason}; "
+                "the Graph application permission "
                 f"{_permission_of(exc, IDS_PERMISSION)} (or the Directory Readers role) would add names")
     if by_id is not None:
         for oid, entry in by_id.items():

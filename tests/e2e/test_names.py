@@ -9,10 +9,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from azure.core.credentials import AccessToken
+from azure.core.exceptions import ClientAuthenticationError
 from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
 
 from reconciler.azure.client import ArmTarget, StaticTokenCredential
 from reconciler.azure.gateway import AzureGateway
+from reconciler.azure.graph import GraphTarget, graph_scope
+from reconciler.model import DesiredRoleAssignment, DesiredState, LiveState, PrincipalRef
+from reconciler.principals import resolve
 from reconciler.sandbox import SandboxConfig, SandboxServer
 from tests.e2e.support import SUB, gateway_for, run, seed
 from tests.sandbox.graphapi import DOMAIN, create_app_and_sp, create_group, create_user, graph_token
@@ -232,3 +237,20 @@ def test_static_arm_token_without_graph_token_plans_ids_and_says_what_to_set(
     assert code == 1
     assert "names.yaml:10:7: cannot resolve group 'sg-readers': RECONCILER_ACCESS_TOKEN carries an ARM token " \
            "only" in err and "set RECONCILER_GRAPH_ACCESS_TOKEN" in err
+
+
+class NoGraphCredential:
+    """Signs in to ARM but gets no Graph token, as a credential without consent for Graph does."""
+
+    def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
+        raise ClientAuthenticationError("AADSTS65001: consent required for Microsoft Graph")
+
+
+def test_a_credential_without_a_graph_token_plans_ids_with_one_warning(srv: SandboxServer) -> None:
+    d = GraphTarget(NoGraphCredential(), srv.url, graph_scope("AzureCloud"), ca_cert=srv.ca_cert_path).directory()
+    declared = DesiredRoleAssignment("names", RG, READER, "Reader", PrincipalRef(object_id=str(uuid.uuid4()),
+                                                                                principal_type="Group"))
+    result = resolve(DesiredState(role_assignments=(declared,)), LiveState(), d)
+    (warning,) = result.warnings
+    assert "could not get a Microsoft Graph token (AADSTS65001: consent required" in warning
+    assert result.desired.role_assignments == (declared,)
