@@ -23,14 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from reconciler.errors import Diagnostic, ManifestError, ReconcilerError, SourceLocation
-from reconciler.model import (
-    NAMED_PRINCIPAL_KINDS,
-    DesiredRoleAssignment,
-    DesiredState,
-    LiveState,
-    PrincipalRef,
-    norm_scope,
-)
+from reconciler.model import DesiredRoleAssignment, DesiredState, LiveState, norm_scope
 from reconciler.plan import Change, Plan
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -40,6 +33,8 @@ CHECKABLE_TYPES = frozenset({"User", "Group", "ServicePrincipal"})
 NAME_PERMISSIONS = {"group": "GroupMember.Read.All", "user": "User.Read.All",
                     "servicePrincipal": "Application.Read.All"}
 IDS_PERMISSION = "Directory.Read.All"
+# Keys `with_names` adds to a plan's `principal`: display only, never compared.
+DISPLAY_KEYS = frozenset({"type", "displayName", "userPrincipalName", "appId"})
 # Plan input recording what each principal name resolved to (`group:sg-admins` -> object id).
 PINS_KEY = "principals"
 
@@ -320,12 +315,3 @@ def annotate(plan: Plan, resolution: Resolution) -> Plan:
     named = with_names(plan, resolution.names, resolution.warnings)
     pinned = pins(resolution.desired)
     return replace(named, inputs={**named.inputs, PINS_KEY: pinned}) if pinned else named
-
-
-def display_keys() -> frozenset[str]:
-    """Keys `with_names` adds to a `principal`: display only, never compared."""
-    return frozenset({"type", "displayName", "userPrincipalName", "appId"})
-
-
-__all__ = ["NAMED_PRINCIPAL_KINDS", "Directory", "DirectoryEntry", "DirectoryPermissionError", "PrincipalRef",
-           "Resolution", "Unavailable", "describe", "pins", "repinned", "resolve", "with_names"]

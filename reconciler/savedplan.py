@@ -26,7 +26,7 @@ import jsonschema
 from reconciler.errors import ReconcilerError, StalePlanError
 from reconciler.model import DesiredState
 from reconciler.plan import FORMAT_VERSION, Change, Plan
-from reconciler.principals import PINS_KEY, display_keys, repinned
+from reconciler.principals import DISPLAY_KEYS, PINS_KEY, repinned
 from reconciler.target import TargetOptions
 
 MANIFESTS_KEY = "manifests"
@@ -285,7 +285,7 @@ def _compared(fields: dict[str, Any] | None) -> dict[str, Any] | None:
     principal = (fields or {}).get("principal")
     if fields is None or not isinstance(principal, dict):
         return fields
-    return {**fields, "principal": {k: v for k, v in principal.items() if k not in display_keys()}}
+    return {**fields, "principal": {k: v for k, v in principal.items() if k not in DISPLAY_KEYS}}
 
 
 def _dict_diff(name: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[str]:
