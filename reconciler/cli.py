@@ -38,6 +38,7 @@ from reconciler.manifest.privileged import privileged_grant_diagnostics
 from reconciler.model import DesiredState
 from reconciler.plan import Plan
 from reconciler.planner import PlanOptions, make_plan
+from reconciler.principals import Directory, Unavailable, annotate, resolve
 from reconciler.progress import BarReporter, LineReporter
 from reconciler.render.markdown import render_markdown
 from reconciler.render.text import render_text
@@ -57,7 +58,7 @@ from reconciler.savedplan import (
     with_fingerprints,
 )
 from reconciler.sourceid import source_id
-from reconciler.target import CLOUDS, DEFAULT_SANDBOX_DB, TargetOptions, open_gateway, seed_of
+from reconciler.target import CLOUDS, DEFAULT_SANDBOX_DB, TargetOptions, open_target, seed_of
 from reconciler.textsafe import json_safe, one_line, safe_message, scrub
 
 EXIT_OK = 0
@@ -190,6 +191,10 @@ CaCert = Annotated[str | None, typer.Option("--ca-cert", metavar="PATH",
 
 def _sandbox_db(sandbox: bool, sandbox_db: str | None) -> str | None:
     return sandbox_db or (DEFAULT_SANDBOX_DB if sandbox else None)
+GraphEndpoint = Annotated[
+    str | None, typer.Option("--graph-endpoint", metavar="URL", help="Microsoft Graph endpoint URL for principal "
+                             "names (default: the cloud's; the embedded sandbox serves its own).")
+]
 
 
 def _print_diagnostics(diagnostics: Sequence[Diagnostic]) -> None:
@@ -235,10 +240,11 @@ def _check_selected_subscriptions(selected: list[str], desired: DesiredState) ->
 @contextmanager
 def _session(
     paths: list[str], target: TargetOptions, subscriptions: list[str] | None = None
-) -> Iterator[tuple[DesiredState, ArmGateway, RoleCatalog]]:
-    """Load the manifests and open the target. The embedded sandbox is seeded from the
-    manifests, so they are loaded first (built-in roles only); any other target is opened
-    first so that custom role names resolve against the live role definitions."""
+) -> Iterator[tuple[DesiredState, ArmGateway, RoleCatalog, Directory | Unavailable]]:
+    """Load the manifests and open the target (ARM and the directory, Microsoft Graph). The
+    embedded sandbox is seeded from the manifests, so they are loaded first (built-in roles
+    only); any other target is opened first so that custom role names resolve against the live
+    role definitions."""
 
     def load(catalog: RoleCatalog) -> DesiredState:
         desired, warnings = load_manifests(paths, catalog)
@@ -255,19 +261,22 @@ def _session(
     if target.sandbox_db:
         catalog = RoleCatalog()
         desired = load(catalog)
-        with open_gateway(target, desired) as gateway:
-            yield desired, gateway, catalog
+        with open_target(target, desired) as (gateway, directory):
+            yield desired, gateway, catalog, directory
         return
-    with open_gateway(target, DesiredState()) as gateway:
+    with open_target(target, DesiredState()) as (gateway, directory):
         catalog = RoleCatalog(live_lookup=gateway.lookup_role)
-        yield load(catalog), gateway, catalog
+        yield load(catalog), gateway, catalog, directory
 
 
 def _make_plan(
-    desired: DesiredState, gateway: ArmGateway, catalog: RoleCatalog, options: PlanOptions | None = None
+    desired: DesiredState, gateway: ArmGateway, catalog: RoleCatalog, directory: Directory | Unavailable,
+    options: PlanOptions | None = None,
 ) -> Plan:
     live = gateway.read_live(desired.subscriptions, desired.owners, [i.key for i in desired.identities])
-    return make_plan(desired, live, catalog.name_of, options)
+    # Names to object ids, declared ids checked, before the pure planner (reconciler/principals.py).
+    resolution = resolve(desired, live, directory)
+    return annotate(make_plan(resolution.desired, live, catalog.name_of, options), resolution)
 
 
 def _print_calls(gateway: ArmGateway, label: str) -> None:
@@ -341,17 +350,18 @@ def plan(
     cloud: Cloud = "AzureCloud",
     tenant: Tenant = None,
     subscription: Subscriptions = None,
+    graph_endpoint: GraphEndpoint = None,
 ) -> None:
     """Show what apply would create, change or delete."""
     options = PlanOptions(prune_unmanaged=prune_unmanaged, prune_orphans=prune_orphans, include_foreign=verbose)
-    target = TargetOptions(_sandbox_db(sandbox, sandbox_db), arm_endpoint, ca_cert, cloud, tenant)
+    target = TargetOptions(_sandbox_db(sandbox, sandbox_db), arm_endpoint, ca_cert, cloud, tenant, graph_endpoint)
     if out:
         _check_output(out, "--out")
     # A saved plan records its paths relative to the working directory: check before any I/O.
     saved_paths_ = recorded_paths(paths) if out else [str(p) for p in paths]
     key = plan_key() if out else None
-    with _session(paths, target, subscription) as (desired, gateway, catalog):
-        the_plan = _make_plan(desired, gateway, catalog, options)
+    with _session(paths, target, subscription) as (desired, gateway, catalog, directory):
+        the_plan = _make_plan(desired, gateway, catalog, directory, options)
         the_plan = with_fingerprints(the_plan, desired, {
             "paths": saved_paths_, "prune_unmanaged": prune_unmanaged,
             "prune_orphans": prune_orphans, "target": target.describe(), "subscriptions": subscription or [],
@@ -628,6 +638,7 @@ def apply(
     cloud: Cloud = "AzureCloud",
     tenant: Tenant = None,
     subscription: Subscriptions = None,
+    graph_endpoint: GraphEndpoint = None,
 ) -> None:
     """Make Azure match the manifests: plan, confirm, apply, then verify a fresh plan is empty.
 
@@ -636,7 +647,7 @@ def apply(
     if report_file:
         _check_output(report_file, "--report")
     saved = read_plan(Path(paths[0]), key=plan_key()) if _is_plan_file(paths) else None
-    target = TargetOptions(_sandbox_db(sandbox, sandbox_db), arm_endpoint, ca_cert, cloud, tenant)
+    target = TargetOptions(_sandbox_db(sandbox, sandbox_db), arm_endpoint, ca_cert, cloud, tenant, graph_endpoint)
     if saved is not None:
         paths = saved_paths(saved)
         prune_unmanaged = bool(saved.inputs.get("prune_unmanaged", False))
@@ -647,8 +658,8 @@ def apply(
             given = (given - {"sandbox"}) | {"sandbox_db"}
         target = saved_target(saved, target, given)
     options = PlanOptions(prune_unmanaged=prune_unmanaged, prune_orphans=prune_orphans)
-    with _session(paths, target, subscription) as (desired, gateway, catalog):
-        fresh = _make_plan(desired, gateway, catalog, options)
+    with _session(paths, target, subscription) as (desired, gateway, catalog, directory):
+        fresh = _make_plan(desired, gateway, catalog, directory, options)
         the_plan = fresh  # a saved plan is a commitment: what runs is always the fresh plan
         if saved is not None:
             check_fresh(saved, desired, fresh)
@@ -671,7 +682,7 @@ def apply(
             _confirm(auto_approve)
         report = _run_steps(the_plan, gateway, parallelism, report_file)
         _echo(f"Apply complete: {report.counts()['done']} step(s) done.\n")
-        after = _make_plan(desired, gateway, catalog, options)
+        after = _make_plan(desired, gateway, catalog, directory, options)
         if verbose:
             _print_calls(gateway, "plan + apply + verify")
         if after.has_changes:
@@ -703,6 +714,7 @@ def drift(
     cloud: Cloud = "AzureCloud",
     tenant: Tenant = None,
     subscription: Subscriptions = None,
+    graph_endpoint: GraphEndpoint = None,
 ) -> None:
     """Report what changed in Azure out of band, by drift class. Never writes to Azure.
 
@@ -711,9 +723,9 @@ def drift(
         classes = drift_report.parse_classes(fail_on)
     except ValueError as e:
         raise ReconcilerError(f"--fail-on: {e}") from None
-    target = TargetOptions(_sandbox_db(sandbox, sandbox_db), arm_endpoint, ca_cert, cloud, tenant)
-    with _session(paths, target, subscription) as (desired, gateway, catalog):
-        the_plan = _make_plan(desired, gateway, catalog)
+    target = TargetOptions(_sandbox_db(sandbox, sandbox_db), arm_endpoint, ca_cert, cloud, tenant, graph_endpoint)
+    with _session(paths, target, subscription) as (desired, gateway, catalog, directory):
+        the_plan = _make_plan(desired, gateway, catalog, directory)
         if format is Format.json:
             _echo(json_safe(drift_report.dumps(the_plan)))
         elif format is Format.markdown:
@@ -795,7 +807,7 @@ def output(
     from reconciler import outputs
 
     target = TargetOptions(_sandbox_db(sandbox, sandbox_db), arm_endpoint, ca_cert, cloud, tenant)
-    with _session(paths, target, subscription) as (desired, gateway, _catalog):
+    with _session(paths, target, subscription) as (desired, gateway, _catalog, _directory):
         live = gateway.read_live(desired.subscriptions, desired.owners, [i.key for i in desired.identities])
     found, missing = outputs.identity_outputs(desired, live)
     if missing:

@@ -55,8 +55,9 @@ def _who(change: Change) -> str:
     m = change.modified or {}
     if not m.get("by") and not m.get("at"):
         return ""
-    who = m.get("by") or "unknown"
-    if m.get("byType"):
+    # byName: the directory's name for the actor's object id, when plan could read it.
+    who = m.get("byName") or m.get("by") or "unknown"
+    if m.get("byType") and not m.get("byName"):
         who += f" ({m['byType']})"
     return f"last modified by {who}" + (f" at {m['at']}" if m.get("at") else "")
 

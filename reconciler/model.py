@@ -157,17 +157,37 @@ class DesiredFederatedCredential:
     source: SourceLocation | None = None
 
 
+# Principals written by name in manifests, resolved through Microsoft Graph at plan time:
+# manifest key -> the principal type ARM records for it.
+NAMED_PRINCIPAL_KINDS = {"group": "Group", "user": "User", "servicePrincipal": "ServicePrincipal"}
+
+
 @dataclass(frozen=True)
 class PrincipalRef:
-    """Who a role assignment is granted to: one of our identities, or any directory object."""
+    """Who a role assignment is granted to: one of our identities, or any directory object.
+
+    A directory object may be written by name (`name` = ("group", "sg-admins")); its object id is
+    None until plan resolves the name through Graph (reconciler/principals.py), which keeps the
+    name beside the id so a saved plan can pin what the name meant."""
 
     identity: IdentityKey | None = None
     object_id: str | None = None
     principal_type: str = "ServicePrincipal"
+    name: tuple[str, str] | None = None  # (kind in NAMED_PRINCIPAL_KINDS, name as written)
 
     def __post_init__(self) -> None:
-        if (self.identity is None) == (self.object_id is None):
-            raise ValueError("PrincipalRef needs exactly one of identity or object_id")
+        if (self.identity is None) == (self.object_id is None and self.name is None):
+            raise ValueError("PrincipalRef needs exactly one of identity or object_id/name")
+
+    @property
+    def resolved(self) -> bool:
+        return self.identity is not None or self.object_id is not None
+
+    def label(self) -> str:
+        """How the manifest names it: `group 'sg-admins'`, or the object id."""
+        if self.name is not None:
+            return f"{self.name[0]} '{self.name[1]}'"
+        return str(self.object_id)
 
 
 @dataclass(frozen=True)

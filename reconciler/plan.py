@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-FORMAT_VERSION = "1.1"
+FORMAT_VERSION = "1.2"
 UNKNOWN = "(known after apply)"
 
 

@@ -656,4 +656,7 @@ def make_plan(
 ) -> Plan:
     """Compare desired with live and say what to do. Raises PlanError when they cannot be
     reconciled as written (ownership conflicts, protected identities, missing resource groups)."""
+    unresolved = [ra.principal.label() for ra in desired.role_assignments if not ra.principal.resolved]
+    if unresolved:  # names are resolved through the directory first (reconciler/principals.py)
+        raise PlanError(f"principal names not resolved to object ids: {', '.join(sorted(set(unresolved)))}")
     return _Planner(desired, live, role_name or (lambda guid: guid), options or PlanOptions()).run()

@@ -26,6 +26,7 @@ import jsonschema
 from reconciler.errors import ReconcilerError, StalePlanError
 from reconciler.model import DesiredState
 from reconciler.plan import FORMAT_VERSION, Change, Plan
+from reconciler.principals import DISPLAY_KEYS, PINS_KEY, repinned
 from reconciler.target import TargetOptions
 
 MANIFESTS_KEY = "manifests"
@@ -90,7 +91,8 @@ def with_fingerprints(plan: Plan, desired: DesiredState, inputs: dict[str, Any])
     prints = {MANIFESTS_KEY: desired_fingerprint(desired)}
     for change in plan.actionable:
         prints[LIVE_PREFIX + change.address] = live_fingerprint(change)
-    return replace(plan, fingerprints=prints, inputs=inputs)
+    # The plan's own inputs (the object ids its principal names resolved to) are kept.
+    return replace(plan, fingerprints=prints, inputs={**plan.inputs, **inputs})
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -148,6 +150,7 @@ def recorded_target(target: TargetOptions, cwd: Path | None = None) -> dict[str,
         "ca_cert": _portable(target.ca_cert, cwd) if target.ca_cert else None,
         "cloud": target.cloud,
         "tenant": target.tenant,
+        "graph_endpoint": target.graph_endpoint,
     }
 
 
@@ -172,6 +175,8 @@ def saved_target(saved: Plan, given: TargetOptions, explicit: frozenset[str]) ->
     recorded = TargetOptions(
         sandbox_db=rec.get("sandbox_db"), arm_endpoint=rec.get("arm_endpoint"), ca_cert=rec.get("ca_cert"),
         cloud=rec.get("cloud") or "AzureCloud", tenant=rec.get("tenant"),
+        # Where names are looked up; apply may give its own (the pinned ids are checked anyway).
+        graph_endpoint=given.graph_endpoint or rec.get("graph_endpoint"),
     )
     differ = [
         name for name in TARGET_FIELDS
@@ -281,7 +286,17 @@ def _file_of(change: Change) -> str:
     return change.source.rsplit(":", 2)[0] if change.source else "(manifests)"
 
 
+def _compared(fields: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A change's before/after without the display info principals.with_names adds (a group
+    renamed between plan and apply changes no grant)."""
+    principal = (fields or {}).get("principal")
+    if fields is None or not isinstance(principal, dict):
+        return fields
+    return {**fields, "principal": {k: v for k, v in principal.items() if k not in DISPLAY_KEYS}}
+
+
 def _dict_diff(name: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[str]:
+    old, new = _compared(old), _compared(new)
     if old == new:
         return []
     if old is None or new is None:
@@ -317,9 +332,9 @@ def manifest_differences(saved: Plan, fresh: Plan) -> list[str]:
             out.append(f"{_file_of(now)}: {_entry(address)}: added")
         elif now is None and was is not None:
             out.append(f"{_file_of(was)}: {_entry(address)}: removed")
-        elif was is not None and now is not None and was.after != now.after:
-            assert was.after is not None and now.after is not None
-            fields = [k for k in sorted(set(was.after) | set(now.after)) if was.after.get(k) != now.after.get(k)]
+        elif was is not None and now is not None and _compared(was.after) != _compared(now.after):
+            old_after, new_after = _compared(was.after) or {}, _compared(now.after) or {}
+            fields = [k for k in sorted(set(old_after) | set(new_after)) if old_after.get(k) != new_after.get(k)]
             out.append(f"{_file_of(now)}: {_entry(address)}: {', '.join(fields)} changed")
     if set(saved.owners) != set(fresh.owners):
         out.append(f"owners changed: {sorted(saved.owners)} -> {sorted(fresh.owners)}")
@@ -330,6 +345,10 @@ def commitment_problems(saved: Plan, desired: DesiredState, fresh: Plan) -> list
     """Why a saved plan may not be applied now; empty when every change of a fresh plan is
     identical to the saved one and the desired state is the one it was made from."""
     problems: list[str] = []
+    moved = repinned(saved.inputs.get(PINS_KEY) or {}, fresh.inputs.get(PINS_KEY) or {})
+    if moved:
+        # Same manifests, but a name means another object now: every grant to it would move.
+        return moved
     if desired_fingerprint(desired) != saved.fingerprints.get(MANIFESTS_KEY):
         # Every change may follow from that; the desired state is what to review first.
         return ["the manifests' desired state changed since the plan was made:"] + [

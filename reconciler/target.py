@@ -6,6 +6,10 @@
     --arm-endpoint URL     any ARM-compatible endpoint (`reconciler sandbox serve`, Azure Stack);
                            bearer token from RECONCILER_ACCESS_TOKEN, else DefaultAzureCredential
     (neither)              real Azure through DefaultAzureCredential
+
+Microsoft Graph (principal names) uses the same credential with the cloud's Graph scope, at
+--graph-endpoint or the cloud's Graph; the embedded sandbox serves Graph itself. With a static
+RECONCILER_ACCESS_TOKEN, Graph needs RECONCILER_GRAPH_ACCESS_TOKEN (else ids only, one warning).
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ from reconciler.azure.client import ArmTarget, StaticTokenCredential, checked_to
 from reconciler.azure.gateway import AzureGateway
 from reconciler.errors import ReconcilerError
 from reconciler.model import DesiredState
+from reconciler.principals import Directory, Unavailable
 from reconciler.resource_id import ResourceId
 
 DEFAULT_SANDBOX_DB = ".reconciler/sandbox.db"
 TOKEN_ENV = "RECONCILER_ACCESS_TOKEN"
+GRAPH_TOKEN_ENV = "RECONCILER_GRAPH_ACCESS_TOKEN"
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,7 @@ class TargetOptions:
     ca_cert: str | None = None
     cloud: str = "AzureCloud"
     tenant: str | None = None
+    graph_endpoint: str | None = None  # Microsoft Graph for names; None: the cloud's (or the sandbox)
 
     def describe(self) -> str:
         if self.sandbox_db:
@@ -110,6 +117,25 @@ def seed_of(desired: DesiredState) -> dict[str, list[tuple[str, ...]]]:
 
 @contextmanager
 def open_gateway(options: TargetOptions, desired: DesiredState) -> Iterator[AzureGateway]:
+    with open_target(options, desired) as (gateway, _directory):
+        yield gateway
+
+
+def _graph(credential: TokenCredential, options: TargetOptions, ca_cert: str | None) -> Directory | Unavailable:
+    """Microsoft Graph with the run's credential (a token for the cloud's Graph resource)."""
+    from reconciler.azure.graph import GRAPH_ENDPOINTS, GraphTarget, graph_scope
+
+    endpoint = (options.graph_endpoint or GRAPH_ENDPOINTS[options.cloud]).rstrip("/")
+    if not endpoint.startswith("https://"):
+        raise ReconcilerError(f"--graph-endpoint must be an https:// URL (got {endpoint}); tokens never go over http")
+    return GraphTarget(credential, endpoint, graph_scope(options.cloud), ca_cert=ca_cert).directory()
+
+
+@contextmanager
+def open_target(
+    options: TargetOptions, desired: DesiredState
+) -> Iterator[tuple[AzureGateway, Directory | Unavailable]]:
+    """The ARM gateway and the directory (Microsoft Graph) of a target, with one credential."""
     if options.sandbox_db:
         from reconciler.sandbox import SandboxServer
 
@@ -127,7 +153,11 @@ def open_gateway(options: TargetOptions, desired: DesiredState) -> Iterator[Azur
                                 .scaled(server.config.throttle_scale))
             target = ArmTarget(StaticTokenCredential(server.admin_token()), server.url, server.ca_cert_path,
                                budget=budget)
-            yield AzureGateway(target)
+            from reconciler.sandbox.graph import GRAPH_AUDIENCE
+
+            graph_token = server.token_for(server.admin_object_id, audience=GRAPH_AUDIENCE)
+            graph_options = TargetOptions(cloud=options.cloud, graph_endpoint=options.graph_endpoint or server.url)
+            yield AzureGateway(target), _graph(StaticTokenCredential(graph_token), graph_options, server.ca_cert_path)
         finally:
             server.stop()
         return
@@ -141,6 +171,16 @@ def open_gateway(options: TargetOptions, desired: DesiredState) -> Iterator[Azur
         except ValueError as e:
             raise ReconcilerError(str(e)) from None
     credential = StaticTokenCredential(token) if token else default_credential(cloud, options.tenant)
+    directory: Directory | Unavailable
+    if token:
+        # A static token has one audience (ARM); Graph needs its own.
+        static_graph = os.environ.get(GRAPH_TOKEN_ENV)
+        directory = _graph(StaticTokenCredential(static_graph), options, options.ca_cert) if static_graph else \
+            Unavailable(f"{TOKEN_ENV} carries an ARM token only and {GRAPH_TOKEN_ENV} is not set",
+                        f"set {GRAPH_TOKEN_ENV} to a Microsoft Graph token (`az account get-access-token "
+                        "--resource-type ms-graph`, or `reconciler sandbox token --resource https://graph.microsoft.com`)")
+    else:
+        directory = _graph(credential, options, options.ca_cert)
     endpoint = (options.arm_endpoint or cloud.arm_endpoint).rstrip("/")
     if not endpoint.startswith("https://"):
         raise ReconcilerError(f"--arm-endpoint must be an https:// URL (got {endpoint}); ARM tokens never go over http")
@@ -148,4 +188,4 @@ def open_gateway(options: TargetOptions, desired: DesiredState) -> Iterator[Azur
         raise ReconcilerError(f"--ca-cert {options.ca_cert}: no such file")
     # The token audience follows the cloud; a custom endpoint (Azure Stack) keeps it too.
     scopes = (cloud.scope,) if options.cloud != "AzureCloud" else None
-    yield AzureGateway(ArmTarget(credential, endpoint, options.ca_cert, credential_scopes=scopes))
+    yield AzureGateway(ArmTarget(credential, endpoint, options.ca_cert, credential_scopes=scopes)), directory

@@ -27,7 +27,7 @@ from urllib.parse import quote, urlparse
 
 from azure.core import PipelineClient
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError, ServiceResponseError
 from azure.core.pipeline import PipelineRequest, PipelineResponse
 from azure.core.pipeline.policies import BearerTokenCredentialPolicy, HTTPPolicy, UserAgentPolicy
 from azure.core.pipeline.transport import RequestsTransport
@@ -36,6 +36,7 @@ from azure.core.rest import HttpRequest, HttpResponse
 from reconciler.azure.budget import READS, TENANT, WRITES, BucketLimit, BudgetConfig, BudgetTimeout, RateBudget
 from reconciler.azure.retry import MAX_WAIT_KEY, ArmRetryPolicy, Backoff, DeadlineExceededError, parse_retry_after
 from reconciler.errors import ReconcilerError
+from reconciler.principals import DirectoryPermissionError
 
 # Graph's service root per cloud, keyed like target.CLOUDS (GRAPH-FACTS §13).
 GRAPH_ENDPOINTS = {
@@ -94,7 +95,7 @@ class GraphError(ReconcilerError):
         super().__init__(f"Microsoft Graph: {what} failed: {shown}: {message}\n  hint: {hint}")
 
 
-class GraphPermissionError(GraphError):
+class GraphPermissionError(GraphError, DirectoryPermissionError):
     """403: the credential may not read the directory. `permission` is the least Graph application
     permission that would allow this lookup."""
 
@@ -103,6 +104,16 @@ class GraphPermissionError(GraphError):
         super().__init__(status, code, message, what,
                          f"grant the signed-in principal the Graph application permission {permission} (or the "
                          "Directory Readers role); without it principals are shown by object id only")
+
+
+class GraphCredentialError(GraphError, DirectoryPermissionError):
+    """The credential signed in to ARM but got no token for Graph (no consent, a token source that
+    serves ARM only): treated like a 403, so plans of object ids still work."""
+
+    def __init__(self, message: str, what: str) -> None:
+        self.reason = f"the credential could not get a Microsoft Graph token ({message})"
+        super().__init__(None, "CredentialUnavailable", message, what,
+                         "sign in with a credential that may get tokens for Microsoft Graph")
 
 
 def odata_string(value: str) -> str:
@@ -249,6 +260,11 @@ class GraphDirectory:
         except DeadlineExceededError as exc:
             raise GraphError(None, "ClientBudgetExhausted", str(exc), what,
                              "Graph is throttling this caller; retry later") from exc
+        except ClientAuthenticationError as exc:
+            if getattr(exc, "status_code", None) is not None:
+                raise GraphError(exc.status_code, "AuthenticationFailed", str(exc).splitlines()[0], what,
+                                 "the credential's token is not valid for Microsoft Graph; sign in again") from exc
+            raise GraphCredentialError(str(exc).strip().splitlines()[0][:300], what) from exc
         except (ServiceRequestError, ServiceResponseError) as exc:
             raise GraphError(None, type(exc).__name__, str(exc).splitlines()[0], what,
                              "check the network path to Microsoft Graph and retry") from exc

@@ -30,6 +30,7 @@ from reconciler.manifest.yaml_source import YamlDocument, read_file
 from reconciler.model import (
     DEFAULT_AUDIENCES,
     MAX_FICS_PER_IDENTITY,
+    NAMED_PRINCIPAL_KINDS,
     RESERVED_TAGS,
     VM_SAFE_NAME_LENGTH,
     DesiredFederatedCredential,
@@ -534,6 +535,10 @@ class _StateBuilder:
             if entry is None or entry.key is None:
                 return None
             return PrincipalRef(identity=entry.key, principal_type="ServicePrincipal")
+        for kind, principal_type in NAMED_PRINCIPAL_KINDS.items():
+            if kind in principal:
+                # Resolved to an object id at plan time (reconciler/principals.py), never offline.
+                return PrincipalRef(principal_type=principal_type, name=(kind, str(principal[kind])))
         return PrincipalRef(object_id=str(principal["objectId"]).lower(), principal_type=principal["type"])
 
     def _assignment(
@@ -566,7 +571,8 @@ class _StateBuilder:
             return
         guid, role_name = role
         where = doc.location(path)
-        key = (norm_scope(scope), guid, principal.identity or principal.object_id)
+        named = (principal.name[0], principal.name[1].lower()) if principal.name else None
+        key = (norm_scope(scope), guid, principal.identity or principal.object_id or named)
         first = self._assignment_at.get(key)
         if first is not None:
             self.error(

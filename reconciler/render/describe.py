@@ -8,6 +8,7 @@ from typing import Any
 from deepdiff import DeepDiff
 
 from reconciler.plan import UNKNOWN, Action, Change, ResourceType
+from reconciler.principals import describe as describe_principal
 
 TYPE_LABEL = {
     ResourceType.IDENTITY: "identity",
@@ -39,7 +40,9 @@ def _principal_text(fields: dict[str, Any]) -> str:
         # address form: identity/{sub}/{rg}/{name}
         rg, name = principal["identity"].rsplit("/", 2)[-2:]
         return f"identity {rg}/{name}"
-    return f"{fields.get('principalType') or 'principal'} {principal.get('objectId', fields.get('principalId'))}"
+    object_id = str(principal.get("objectId", fields.get("principalId")))
+    # Display info from the directory, when plan could read it (principals.with_names).
+    return describe_principal(object_id, principal if "type" in principal else None, fields.get("principalType"))
 
 
 def title(change: Change) -> str:

@@ -216,14 +216,22 @@ def _groups(plan: Plan) -> list[_Group]:
             if not key:
                 object_id = str(principal.get("objectId") or fields.get("principalId") or "unknown")
                 key = f"principal:{object_id.lower()}"
-                kind = str(fields.get("principalType") or "principal")
-                return groups.setdefault(key, _Group(key, kind, object_id))
+                kind = str(principal.get("type") or fields.get("principalType") or "principal")
+                return groups.setdefault(key, _Group(key, kind, _principal_name(principal, object_id)))
         return groups.setdefault(key, _Group(key, "identity", _identity_name(key, by_address)))
 
     for change in _shown(plan):
         group_of(change).changes.append(change)
     # Identities first, in address order; then other principals.
     return sorted(groups.values(), key=lambda g: (g.key.startswith("principal:"), g.key))
+
+
+def _principal_name(principal: dict[str, str], object_id: str) -> str:
+    """`sg-admins <upn or appId> (object id)` when plan could read the directory, else the id."""
+    if principal.get("displayName") is None:
+        return object_id
+    extra = principal.get("userPrincipalName") or principal.get("appId")
+    return f"{principal['displayName']}" + (f" <{extra}>" if extra else "") + f" ({object_id})"
 
 
 # ----------------------------------------------------------------------------- pieces
@@ -388,7 +396,8 @@ def _change_block(change: Change, by_address: dict[str, Change], level: Level) -
         extras.append(f"declared at {md_code(change.source)}")
     if change.modified and (change.modified.get("by") or change.modified.get("at")):
         # Who touched it last tells a reviewer whether drift was a person, a pipeline or us.
-        by, at = change.modified.get("by"), change.modified.get("at")
+        by = change.modified.get("byName") or change.modified.get("by")
+        at = change.modified.get("at")
         extras.append("last changed" + (f" by {md_code(by)}" if by else "") + (f" at {md_text(at)}" if at else ""))
     if extras:
         line += f" <sub>{' · '.join(extras)}</sub>"
@@ -475,8 +484,9 @@ def _diagram(plan: Plan, groups: list[_Group]) -> list[str]:
             key = str(ref["identity"])
             return node(key, ("([", "])"), [identity_names.get(key) or "/".join(key.split("/")[-2:])])
         object_id = str(ref.get("objectId") or fields.get("principalId") or "unknown")
+        named = [str(ref["displayName"])] if ref.get("displayName") is not None else []
         return node(f"principal:{object_id.lower()}", ("[/", "/]"),
-                    [str(fields.get("principalType") or "principal"), object_id])
+                    [str(ref.get("type") or fields.get("principalType") or "principal"), *named, object_id])
 
     def scope_node(scope: str) -> str:
         identity = _identity_at(scope)

@@ -359,7 +359,7 @@ def test_one_of_reports_the_alternative_that_was_meant(tmp_path: Path) -> None:
     text = replace(f"principal: {{objectId: {GROUP}, type: Group}}", "principal: {}")
     assert errors_of(tmp_path, text) == [
         (19, 18, "spec.roleAssignments[0].principal must be one of: directory principal, identity "
-                 "reference; got mapping {}")
+                 "reference, group by name, user by UPN, service principal by app id or name; got mapping {}")
     ]
 
 
@@ -741,3 +741,30 @@ def test_fic_fields_azure_refuses_are_located_errors(tmp_path: Path, old: str, n
     found = [d for d in failures(file) if d.severity == "error"]
     assert len(found) == 1 and found[0].location is not None and found[0].location.line in (14, 15), found
     assert field in found[0].message or field.rstrip("s") in found[0].message, found[0].message
+
+
+def test_principals_by_name_load_offline_and_duplicates_by_name_are_located(tmp_path: Path) -> None:
+    text = VALID + "".join(
+        f"    - principal: {{{form}}}\n      role: Reader\n      scope: /subscriptions/{SUB}/resourceGroups/rg-data\n"
+        for form in ("group: sg-payments-admins", "user: alice@contoso.com",
+                     "servicePrincipal: 00000000-0000-0000-0000-0000000000aa", "servicePrincipal: billing-api"))
+    desired, _ = load_manifests([write(tmp_path, "m.yaml", text)], RoleCatalog())  # no directory: no lookups
+    named = [ra.principal for ra in desired.role_assignments if ra.principal.name is not None]
+    assert named == [
+        PrincipalRef(principal_type="Group", name=("group", "sg-payments-admins")),
+        PrincipalRef(principal_type="User", name=("user", "alice@contoso.com")),
+        PrincipalRef(principal_type="ServicePrincipal",
+                     name=("servicePrincipal", "00000000-0000-0000-0000-0000000000aa")),
+        PrincipalRef(principal_type="ServicePrincipal", name=("servicePrincipal", "billing-api")),
+    ]
+    assert not any(p.resolved for p in named) and named[0].label() == "group 'sg-payments-admins'"
+    twice = VALID + (f"    - principal: {{group: SG-Admins}}\n      role: Reader\n      scope: /subscriptions/{SUB}\n"
+                     f"    - principal: {{group: sg-admins}}\n      role: Reader\n      scope: /subscriptions/{SUB}\n")
+    assert [e[:2] for e in errors_of(tmp_path, twice)] == [(25, 7)]
+
+
+def test_principal_name_forms_are_validated_by_the_schema(tmp_path: Path) -> None:
+    text = replace(f"principal: {{objectId: {GROUP}, type: Group}}", "principal: {user: alice}")
+    assert errors_of(tmp_path, text)[0][:2] == (19, 25)
+    text = replace(f"principal: {{objectId: {GROUP}, type: Group}}", "principal: {group: sg-a, type: Group}")
+    assert errors_of(tmp_path, text) == [(19, 32, "unknown field 'type' in group by name")]
