@@ -189,7 +189,8 @@ def test_plans_show_names_beside_ids_pin_them_and_compare_ids_only() -> None:
     state = desired(ra(named("group", "sg-admins", "Group"), 10))
     actor = Modified(ALICE, "2026-01-01T00:00:00Z", "User")
     live = LiveState(role_assignments=(LiveRoleAssignment("/ra", "n", SCOPE, READER, ADMINS, "Group",
-                                                          modified=actor),), subscriptions=frozenset({SUB}))
+                                                          modified=actor),), subscriptions=frozenset({SUB}),
+                     resource_groups=frozenset({(SUB, "rg-data")}))
     result = resolve(state, live, directory())
     plan = annotate(make_plan(result.desired, live), result)
     (change,) = plan.changes
