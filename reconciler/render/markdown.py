@@ -80,6 +80,7 @@ _PHRASE = {
     Action.REPLACE: "to replace",
     Action.DELETE: "to destroy",
     Action.NOOP: "reported, not changed",  # only no-ops with a drift class are listed
+    Action.ADOPT: "to adopt",
 }
 # GitHub colours `diff` fences by the first character: `+` green, `-` red, `!` orange. `~`
 # gets no colour, so in-place changes are marked `!` (as Terraform PR-comment tools do).
@@ -232,7 +233,8 @@ def _summary_table(plan: Plan) -> list[str]:
     rows = ["| Action | Count | Drift | Count |", "| :-- | --: | :-- | --: |"]
     # Side by side because there are as many actions as drift classes; should either list
     # grow, the shorter column is padded rather than the comment failing.
-    for column, klass in zip_longest(_ACTION_COLUMNS, DriftClass):
+    columns = [*_ACTION_COLUMNS, *([(Action.ADOPT, "adopt")] if "adopt" in actions else [])]
+    for column, klass in zip_longest(columns, DriftClass):
         left = right = " | "
         if column is not None:
             action, label = column
@@ -317,7 +319,7 @@ def _destroys(plan: Plan, items: list[str]) -> list[str]:
 
 
 def _counts_text(counts: Counter[Action]) -> str:
-    return ", ".join(f"{counts[a]} {_PHRASE[a]}" for a, _ in _ACTION_COLUMNS if counts[a])
+    return ", ".join(f"{counts[a]} {_PHRASE[a]}" for a in (Action.ADOPT, *(a for a, _ in _ACTION_COLUMNS)) if counts[a])
 
 
 def _group_label(group: _Group) -> str:
