@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -191,3 +192,23 @@ def test_export_to_stdout_writes_no_files_and_bad_input_is_an_error(
     assert code == 1 and "not a valid owner" in err and "Traceback" not in err
     code, _, err = run(capsys, "export", "--subscription", "nope", "--owner", "payments", "--stdout", *estate.env)
     assert code == 1 and "not a subscription id" in err
+
+
+def test_readme_bring_an_existing_estate_runs_as_written(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, estate: Estate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commands of README's "Bring an existing estate", pointed at the sandbox estate."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Bring an existing estate", 1)[1]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    commands = [shlex.split(line, comments=True) for line in block.splitlines() if line.strip()]
+    assert [c[:2] for c in commands] == [["reconciler", "export"], ["reconciler", "plan"], ["reconciler", "apply"],
+                                         ["reconciler", "plan"]]
+    monkeypatch.chdir(tmp_path)
+    outputs = []
+    for command in commands:
+        code, out, err = run(capsys, *command[1:], *estate.env)
+        assert code == 0, f"{command}: {err}"
+        outputs.append(out)
+    assert "to adopt, 0 to add, 0 to change, 0 to replace, 0 to destroy." in outputs[1]
+    assert outputs[3].rstrip().endswith("No changes. Azure matches the manifests.")
