@@ -212,3 +212,33 @@ def test_readme_bring_an_existing_estate_runs_as_written(
         outputs.append(out)
     assert "to adopt, 0 to add, 0 to change, 0 to replace, 0 to destroy." in outputs[1]
     assert outputs[3].rstrip().endswith("No changes. Azure matches the manifests.")
+
+
+def test_renaming_an_owner_with_take_over_from_transfers_without_recreating(
+    capsys: pytest.CaptureFixture[str], manifests: Path, cli_env: list[str], seeded: SandboxServer
+) -> None:
+    assert run(capsys, "apply", str(manifests), "--auto-approve", *cli_env)[0] == 0
+    gw = gateway_for(seeded)
+    before = {a.id.lower() for a in gw.auth(SUB).role_assignments.list_for_subscription()}
+    principals = {i.name: i.principal_id for i in gw.msi(SUB).user_assigned_identities.list_by_subscription()}
+    text = (manifests / "payments.yaml").read_text()
+    renamed = text.replace("  owner: payments\n", "  owner: payments-team\n", 1)
+    # without takeOverFrom the new owner may take nothing
+    (manifests / "payments.yaml").write_text(renamed)
+    code, _, err = run(capsys, "plan", str(manifests), *cli_env)
+    assert code == 1 and "owned by 'payments', not 'payments-team'" in err and "takeOverFrom: [payments]" in err
+    (manifests / "payments.yaml").write_text(
+        renamed.replace("  owner: payments-team\n", "  owner: payments-team\n  takeOverFrom: [payments]\n", 1))
+    plan = _plan(capsys, manifests, cli_env)
+    actionable = [c for c in plan["changes"] if c["action"] != "no-op"]
+    assert actionable and {c["action"] for c in actionable} == {"adopt"}
+    assert all(c["reason"].startswith("transfer from payments") for c in actionable)
+    assert run(capsys, "apply", str(manifests), "--auto-approve", *cli_env)[0] == 0
+    code, text_out, err = run(capsys, "plan", str(manifests), "--detailed-exitcode", *cli_env)
+    assert code == 0, text_out + err
+    after = gw.auth(SUB).role_assignments.list_for_subscription()
+    assert {a.id.lower() for a in after} == before  # not one grant re-created
+    identities = list(gw.msi(SUB).user_assigned_identities.list_by_subscription())
+    assert {i.name: i.principal_id for i in identities} == principals  # not one identity re-created
+    owners = {i.name: (i.tags or {}).get("reconciler-owner") for i in identities}
+    assert owners["payments-api"] == "payments-team" and owners["platform-deployer"] == "platform"
