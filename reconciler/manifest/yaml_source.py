@@ -135,7 +135,9 @@ def decode(data: bytes, file: str) -> tuple[str | None, Diagnostic | None]:
                     "save the file as UTF-8",
                 )
     if b"\0" in data:
-        line, col = _line_col(data.decode("latin-1"), data.index(b"\0"))
+        # Count in characters, not bytes: the bytes of "Å" (C3 85) read as latin-1 end in NEL, a break.
+        before = data[: data.index(b"\0")].decode("utf-8", "replace")
+        line, col = _line_col(before, len(before))
         return None, Diagnostic(
             SourceLocation(file, line, col),
             "file is binary (contains a NUL byte), not a YAML manifest",
