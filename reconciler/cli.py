@@ -605,6 +605,7 @@ def export(
     them) as manifests that plan only adoptions. Never writes to Azure."""
     import re
     import tempfile
+    import threading
     import time
     from importlib import resources as importlib_resources
 
@@ -634,7 +635,20 @@ def export(
     with open_gateway(target, DesiredState()) as gateway:
         started = time.monotonic()
         err.print(f"Reading {len(subscription)} subscription(s) from {target.describe()}...", markup=False)
-        live = gateway.read_estate(options.subscriptions, owner, options.resource_groups)
+        done = threading.Event()
+
+        def tick() -> None:  # a line every 10 s while ARM is read, so a long export is visibly alive
+            while not done.wait(10.0):
+                err.print(f"  ... {sum(gateway.call_counts().values())} ARM calls so far, "
+                          f"{time.monotonic() - started:.0f} s", markup=False)
+
+        ticker = threading.Thread(target=tick, daemon=True)
+        ticker.start()
+        try:
+            live = gateway.read_estate(options.subscriptions, owner, options.resource_groups)
+        finally:
+            done.set()
+            ticker.join()
         err.print(f"Read {len(live.identities)} identities, {len(live.role_assignments)} role assignments and "
                   f"the federated credentials of {len(live.federated_credentials)} identities in "
                   f"{time.monotonic() - started:.1f} s.", markup=False)
