@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from reconciler.manifest.loader import load_manifests
@@ -100,7 +101,7 @@ def _live_grants(server: SandboxServer) -> dict[str, Any]:
 
 
 def test_export_plans_only_adoptions_then_nothing_and_an_adopted_grant_can_be_removed(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, estate: Estate
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, estate: Estate, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "exported"
     code, _, err = run(capsys, "export", "--subscription", SUB, "--owner", "payments", "--out", str(out), *estate.env)
@@ -128,12 +129,19 @@ def test_export_plans_only_adoptions_then_nothing_and_an_adopted_grant_can_be_re
     actions = {c["address"]: c["action"] for c in plan["changes"] if c["action"] != "no-op"}
     assert set(actions.values()) == {"adopt"}, actions
     assert plan["summary"]["adopt"] == 3 + 5  # every identity and every grant; FICs need no adoption
+    schema = json.loads((Path(__file__).resolve().parents[2] / "schemas" / "plan.schema.json").read_text())
+    jsonschema.Draft202012Validator(schema).validate(plan)
     code, text, err = run(capsys, "plan", str(out), *estate.env)
     assert "Plan: 8 to adopt, 0 to add, 0 to change, 0 to replace, 0 to destroy." in text
 
+    # A saved plan of adoptions is a commitment like any other: apply re-plans and finds it identical.
     before = _live_grants(estate.server)
-    code, _, err = run(capsys, "apply", str(out), "--auto-approve", *estate.env)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "plan", "exported", "--out", "adopt.json", *estate.env)
     assert code == 0, err
+    code, _, err = run(capsys, "apply", "adopt.json", "--auto-approve", "--ca-cert", estate.server.ca_cert_path)
+    assert code == 0, err
+    assert "The saved plan is current: applying its 8 change(s)" in err
     code, text, err = run(capsys, "plan", str(out), "--detailed-exitcode", *estate.env)
     assert code == 0, text + err
     assert "No changes. Azure matches the manifests." in text
