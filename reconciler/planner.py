@@ -301,8 +301,9 @@ class _Planner:
                 self._add_identity(address, Action.ADOPT, want, before, after,
                                    f"transfer from {have.owner}: rewrite ownership tags", None)
             elif have.owner is None:
+                # Still drift for `drift`: our tags may have been removed out of band.
                 self._add_identity(address, Action.ADOPT, want, before, after,
-                                   "adopt existing identity: add ownership tags", None)
+                                   "adopt existing identity: add ownership tags", DriftClass.CHANGED)
             elif norm_tags(dict(have.tags)) != norm_tags(want.desired_tags()):
                 self._add_identity(address, Action.UPDATE, want, before, after, "tags differ", DriftClass.CHANGED)
             else:

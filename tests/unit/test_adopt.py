@@ -11,7 +11,7 @@ import pytest
 from reconciler.errors import ManifestError, PlanError
 from reconciler.manifest.loader import load_manifests
 from reconciler.model import assignment_name, split_owner_marker, with_owner_marker
-from reconciler.plan import Action, Plan, ResourceType
+from reconciler.plan import Action, DriftClass, Plan, ResourceType
 from reconciler.planner import make_plan
 from reconciler.roles import RoleCatalog
 from tests.unit.test_planner import DATA_SCOPE, READER, grant, ident, live, live_grant, live_ident, state
@@ -106,3 +106,12 @@ def test_take_over_from_is_read_from_metadata(tmp_path: Path) -> None:
     with pytest.raises(ManifestError) as failed:
         load_manifests([tmp_path], RoleCatalog())
     assert "a.yaml:5:18: metadata.takeOverFrom[0] 'Old' is not a valid owner" in str(failed.value.diagnostics[0])
+
+
+def test_identity_that_lost_its_ownership_tags_is_adopted_and_still_reported_as_drift() -> None:
+    plan = make_plan(state(ident()), live(live_ident(owner=None)))
+    change = plan.changes[0]
+    assert change.action is Action.ADOPT and change.drift is DriftClass.CHANGED
+    # a deliberate transfer is no drift
+    plan = make_plan(state(ident(take_over_from=frozenset({"old"}))), live(live_ident(owner="old")))
+    assert plan.changes[0].drift is None
