@@ -356,13 +356,21 @@ def _group_sections(plan: Plan, groups: list[_Group], level: Level) -> Iterator[
         yield [*out, "</details>", ""]
 
 
-def _group_rows(groups: list[_Group]) -> list[str]:
+def _group_rows(groups: list[_Group], adopt: bool = False) -> list[str]:
     rows = []
+    columns = [a for a, _ in _ACTION_COLUMNS] + ([Action.ADOPT] if adopt else [])
     for group in groups:
         counts = group.counts()
         label = f"{md_text(group.kind)} {md_code(_clip(group.name, _CLIP), in_table=True)}"
-        rows.append(f"| {label} | " + " | ".join(str(counts[a]) for a, _ in _ACTION_COLUMNS) + " |")
+        rows.append(f"| {label} | " + " | ".join(str(counts[a]) for a in columns) + " |")
     return rows
+
+
+def _group_table_head(adopt: bool) -> list[str]:
+    """The group table's header; an `adopt` column only when the plan adopts anything."""
+    if not adopt:
+        return _GROUP_TABLE_HEAD
+    return [_GROUP_TABLE_HEAD[0] + " adopt |", _GROUP_TABLE_HEAD[1] + " --: |"]
 
 
 _GROUP_TABLE_HEAD = [
@@ -502,20 +510,21 @@ def _render_counts(plan: Plan, groups: list[_Group], max_chars: int, hint: str |
     tail = _footer(hint)
     warnings = _warning_items(plan, _CLIP)
     destroys = _destroy_items(plan, _CLIP)
-    rows = _group_rows(groups)
+    adopt = "adopt" in plan.summary()
+    rows = _group_rows(groups, adopt)
     # Fixed lines of each section (callout headers, table header, blank lines) come first.
     fixed = len(_join([*head, *_warnings([], len(warnings)), *_destroys(plan, []), *tail]))
-    fixed += sum(len(r) + 1 for r in _GROUP_TABLE_HEAD) + 2 if rows else 0
+    fixed += sum(len(r) + 1 for r in _group_table_head(adopt)) + 2 if rows else 0
     left = max_chars - 1 - fixed
     # Shares: warnings are few and short in practice, destroys matter most, groups take the rest.
     kept_warnings, used = _fit(warnings, left // 4, lambda n: f"> - …and {n} more warnings")
     left -= used
     kept_destroys, used = _fit(destroys, left * 2 // 3, lambda n: f"> - …and {n} more destroyed or replaced")
     left -= used
-    kept_rows, _ = _fit(rows, left, lambda n: f"| …and {n} more groups | | | | | |")
+    kept_rows, _ = _fit(rows, left, lambda n: f"| …and {n} more groups | | | | | |" + (" |" if adopt else ""))
     out = [*head, *_warnings(kept_warnings, len(warnings)), *_destroys(plan, kept_destroys)]
     if rows:
-        out += [*_GROUP_TABLE_HEAD, *kept_rows, ""]
+        out += [*_group_table_head(adopt), *kept_rows, ""]
     return _join([*out, *tail])
 
 

@@ -115,3 +115,18 @@ def test_identity_that_lost_its_ownership_tags_is_adopted_and_still_reported_as_
     # a deliberate transfer is no drift
     plan = make_plan(state(ident(take_over_from=frozenset({"old"}))), live(live_ident(owner="old")))
     assert plan.changes[0].drift is None
+
+
+def test_markdown_shows_adoptions_in_every_form_of_the_comment() -> None:
+    from reconciler.render.markdown import render_markdown
+
+    names = [f"app-{n:02d}" for n in range(40)]
+    principals = [f"aaaa0000-0000-0000-0000-0000000000{n:02d}" for n in range(40)]
+    plan = make_plan(state(*(ident(n) for n in names)),
+                     live(*(live_ident(n, owner=None, principal=p) for n, p in zip(names, principals, strict=True))))
+    full = render_markdown(plan)
+    assert "Plan: 40 to adopt, 0 to add" in full and "| `&` adopt | 40 |" in full
+    short = render_markdown(plan, max_chars=3000)
+    assert "only counts per group are shown" in short
+    assert "| Group | add | change | replace | destroy | reported | adopt |" in short
+    assert "| identity `rg-payments/app-00` | 0 | 0 | 0 | 0 | 0 | 1 |" in short
