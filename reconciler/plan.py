@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-FORMAT_VERSION = "1.1"
+FORMAT_VERSION = "1.2"  # 1.2: the action "adopt" (and summary.adopt)
 UNKNOWN = "(known after apply)"
 
 
