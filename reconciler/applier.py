@@ -149,9 +149,9 @@ class _Run:
         assert change.after is not None
         sub, rg, name = _identity_parts(change.after)
         tags = dict(change.after["tags"])
-        if change.action is Action.UPDATE:
+        if change.action in (Action.UPDATE, Action.ADOPT):
             self.gateway.update_identity_tags(sub, rg, name, tags)
-            return "tags updated"
+            return "adopted (ownership tags written)" if change.action is Action.ADOPT else "tags updated"
         if change.action is Action.REPLACE:
             assert change.before is not None
             self.gateway.delete_identity(*_identity_parts(change.before))
@@ -239,7 +239,8 @@ class _Run:
                 attempt += 1
         if live.name.lower() != name.lower():
             return f"already existed as {live.name}; adopted"
-        return {Action.CREATE: "created", Action.REPLACE: "replaced"}.get(change.action, "updated")
+        return {Action.CREATE: "created", Action.REPLACE: "replaced",
+                Action.ADOPT: "adopted (ownership recorded in its description)"}.get(change.action, "updated")
 
 
 _HANDLERS: dict[ResourceType, Callable[[_Run, Change], str]] = {

@@ -58,7 +58,7 @@ from reconciler.savedplan import (
     with_fingerprints,
 )
 from reconciler.sourceid import source_id
-from reconciler.target import CLOUDS, DEFAULT_SANDBOX_DB, TargetOptions, open_target, seed_of
+from reconciler.target import CLOUDS, DEFAULT_SANDBOX_DB, TargetOptions, open_gateway, open_target, seed_of
 from reconciler.textsafe import json_safe, one_line, safe_message, scrub
 
 EXIT_OK = 0
@@ -819,6 +819,117 @@ def output(
     render = {OutputFormat.json: outputs.render_json, OutputFormat.env: outputs.render_env,
               OutputFormat.table: outputs.render_table}[format]
     _echo(render(found))
+
+
+class ExportPer(StrEnum):
+    resource_group = "resource-group"
+    subscription = "subscription"
+
+
+@app.command(cls=_Command)
+def export(
+    subscription: Annotated[
+        list[str], typer.Option("--subscription", metavar="ID", help="Subscription to export (repeatable).")
+    ],
+    owner: Annotated[str, typer.Option("--owner", metavar="TEXT", help="metadata.owner of the manifests written.")],
+    resource_group: Annotated[
+        list[str] | None, typer.Option("--resource-group", metavar="TEXT",
+                                       help="Only identities in this resource group (repeatable).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", metavar="PATH", help="Folder to write the manifests to.")] = None,
+    stdout: Annotated[bool, typer.Option("--stdout", help="Print the manifests instead of writing them.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Write into a folder that is not empty.")] = False,
+    per: Annotated[ExportPer, typer.Option("--per", metavar="[resource-group|subscription]",
+                                           help="One file per resource group or per subscription.")]
+    = ExportPer.resource_group,
+    sandbox: Sandbox = False,
+    sandbox_db: SandboxDb = None,
+    arm_endpoint: ArmEndpoint = None,
+    ca_cert: CaCert = None,
+    cloud: Cloud = "AzureCloud",
+    tenant: Tenant = None,
+) -> None:
+    """Write the live estate (identities, their federated credentials, the grants to them and on
+    them) as manifests that plan only adoptions. Never writes to Azure."""
+    import re
+    import tempfile
+    import threading
+    import time
+    from importlib import resources as importlib_resources
+
+    from reconciler import export as exporter
+    from reconciler.manifest.schema import schema
+    from reconciler.roles import GUID_RE
+
+    if not re.match(schema()["$defs"]["owner"]["pattern"], owner):
+        raise ReconcilerError(f"--owner {owner!r} is not a valid owner: {schema()['$defs']['owner']['description']}")
+    bad = [s for s in subscription if not GUID_RE.match(s)]
+    if bad:
+        raise ReconcilerError(f"--subscription {bad[0]!r} is not a subscription id (a GUID)")
+    if out is None and not stdout:
+        raise ReconcilerError("say where the manifests go: --out DIR, or --stdout")
+    if out is not None and not stdout and out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+        raise ReconcilerError(f"{out} exists and is not empty; choose another folder, or pass --force to write "
+                              "into it (files of the same name are overwritten, others are left alone)")
+    target = TargetOptions(_sandbox_db(sandbox, sandbox_db), arm_endpoint, ca_cert, cloud, tenant)
+    local_schema = Path("schemas/manifest.schema.json")
+    schema_path = local_schema if local_schema.is_file() else Path(
+        str(importlib_resources.files("reconciler.data").joinpath("manifest.schema.json")))
+    options = exporter.ExportOptions(
+        owner=owner, subscriptions=tuple(s.lower() for s in subscription),
+        resource_groups=frozenset(g.lower() for g in resource_group or ()), per=per.value,
+        out_dir=str(out or "."), schema_path=str(schema_path.resolve()),
+    )
+    with open_gateway(target, DesiredState()) as gateway:
+        started = time.monotonic()
+        err.print(f"Reading {len(subscription)} subscription(s) from {target.describe()}...", markup=False)
+        done = threading.Event()
+
+        def tick() -> None:  # a line every 10 s while ARM is read, so a long export is visibly alive
+            while not done.wait(10.0):
+                err.print(f"  ... {sum(gateway.call_counts().values())} ARM calls so far, "
+                          f"{time.monotonic() - started:.0f} s", markup=False)
+
+        ticker = threading.Thread(target=tick, daemon=True)
+        ticker.start()
+        try:
+            live = gateway.read_estate(options.subscriptions, owner, options.resource_groups)
+        finally:
+            done.set()
+            ticker.join()
+        err.print(f"Read {len(live.identities)} identities, {len(live.role_assignments)} role assignments and "
+                  f"the federated credentials of {len(live.federated_credentials)} identities in "
+                  f"{time.monotonic() - started:.1f} s.", markup=False)
+        catalog = RoleCatalog(live_lookup=gateway.lookup_role)
+
+        def role_name(sub: str, guid: str) -> str | None:
+            role = catalog.resolve(guid, sub)
+            return role.name if role is not None else None
+
+        result = exporter.export_estate(live, options, role_name)
+        if not result.files:
+            raise ReconcilerError("no identity to export (" + "; ".join(result.summary()[1:] or ["none found"])
+                                  + "); nothing was written")
+        # The round trip starts here: what we write must load without a single error.
+        with tempfile.TemporaryDirectory() as tmp:
+            for rel, text in result.files.items():
+                (Path(tmp) / rel).parent.mkdir(parents=True, exist_ok=True)
+                (Path(tmp) / rel).write_text(text, encoding="utf-8")
+            try:
+                load_manifests([tmp], catalog)
+            except ManifestError as e:
+                raise ReconcilerError(f"export produced manifests that do not load (a bug; please report it):\n{e}"
+                                      ) from None
+    if stdout:
+        _echo("---\n".join(result.files.values()))
+    else:
+        assert out is not None
+        for rel, text in result.files.items():
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            (out / rel).write_text(text, encoding="utf-8")
+            err.print(f"Wrote {out / rel}", markup=False)
+    for line in result.summary():
+        err.print(line, markup=False)
 
 
 _DB_SUFFIXES = (".db", ".sqlite", ".sqlite3")

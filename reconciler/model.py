@@ -7,6 +7,7 @@ for display and for the requests we send.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,11 @@ VM_SAFE_NAME_LENGTH = 24
 # Namespace of every role assignment name reconciler derives; never change it, or every
 # existing assignment would look foreign.
 ASSIGNMENT_NAMESPACE = uuid.UUID("5b1f3b5e-2f7c-4f3e-9a51-6d1c0a6e7d42")
+
+# A grant that already existed under another name when it was adopted (or taken over from
+# another owner) records its owner at the end of its description, after the user's own text:
+# the deterministic name cannot be given to an existing assignment without re-creating it.
+OWNER_MARKER_RE = re.compile(r"\s*\[reconciler:owner=([a-z0-9][a-z0-9._-]{0,62})\]\s*$")
 
 IDENTITY_PROVIDER = IDENTITY_TYPE
 PRINCIPAL_TYPES = ("User", "Group", "ServicePrincipal", "ForeignGroup", "Device")
@@ -102,6 +108,24 @@ def assignment_name(owner: str, scope: str, role_definition: str, principal_id: 
     return str(uuid.uuid5(ASSIGNMENT_NAMESPACE, key))
 
 
+def split_owner_marker(description: str | None) -> tuple[str | None, str | None]:
+    """(the user's description, the owner its marker names) of a live grant's description."""
+    if description is None:
+        return None, None
+    match = OWNER_MARKER_RE.search(description)
+    if match is None:
+        return description, None
+    user = description[: match.start()]
+    return (user or None), match.group(1)
+
+
+def with_owner_marker(description: str | None, owner: str) -> str:
+    """The description to write on an adopted grant: the user's text, then our marker."""
+    user = split_owner_marker(description)[0]
+    marker = f"[reconciler:owner={owner}]"
+    return f"{user} {marker}" if user else marker
+
+
 @dataclass(frozen=True, order=True)
 class IdentityKey:
     """Natural key of a user-assigned identity: ARM treats all three case-insensitively."""
@@ -130,6 +154,8 @@ class DesiredIdentity:
     tags: Mapping[str, str]
     protect: bool = False
     source: SourceLocation | None = None
+    # metadata.takeOverFrom: owners whose identities and grants this set may take over.
+    take_over_from: frozenset[str] = frozenset()
 
     @property
     def key(self) -> IdentityKey:
@@ -203,6 +229,7 @@ class DesiredRoleAssignment:
     source: SourceLocation | None = None
     # `acknowledgePrivileged: true`: an intended grant of a role that can grant any access.
     privileged_acknowledged: bool = False
+    take_over_from: frozenset[str] = frozenset()  # see DesiredIdentity
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ A Change's `before` and `after` hold only managed fields, as JSON-ready dicts:
     update    live fields         desired fields
     replace   live fields         desired fields (the live object is deleted, then created)
     delete    live fields         None
+    adopt     live fields         desired fields, with our ownership recorded
     no-op     live fields         the same fields
 
 `reason` explains the action to people; it never steers apply. `requires` lists addresses
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-FORMAT_VERSION = "1.2"
+FORMAT_VERSION = "1.2"  # 1.2: the action "adopt" (and summary.adopt)
 UNKNOWN = "(known after apply)"
 
 
@@ -32,6 +33,10 @@ class Action(StrEnum):
     REPLACE = "replace"
     DELETE = "delete"
     NOOP = "no-op"
+    # Take ownership of something that already exists, as declared: write our ownership tags
+    # on an identity, or our ownership marker into a grant's description. Nothing is created,
+    # deleted or re-created; a take-over (metadata.takeOverFrom) is an adopt from another owner.
+    ADOPT = "adopt"
 
     @property
     def symbol(self) -> str:
@@ -44,6 +49,7 @@ _SYMBOLS = {
     Action.REPLACE: "-/+",
     Action.DELETE: "-",
     Action.NOOP: " ",
+    Action.ADOPT: "&",
 }
 
 
@@ -188,7 +194,9 @@ class Plan:
 
     def summary(self) -> dict[str, int]:
         counts = Counter(c.action.value for c in self.changes)
-        return {a.value: counts.get(a.value, 0) for a in Action}
+        # "adopt" only when there are adoptions: plans of an estate already under management
+        # keep the shape they had before adoption existed.
+        return {a.value: counts.get(a.value, 0) for a in Action if a is not Action.ADOPT or counts.get(a.value)}
 
     def by_address(self) -> dict[str, Change]:
         return {c.address: c for c in self.changes}

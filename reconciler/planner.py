@@ -36,7 +36,9 @@ from reconciler.model import (
     norm_location,
     norm_scope,
     scope_resource_group,
+    split_owner_marker,
     tag_value,
+    with_owner_marker,
 )
 from reconciler.plan import AbandonedOwner, Action, Change, DriftClass, Plan, ResourceType
 from reconciler.roles import privileged_grant_warning
@@ -334,10 +336,12 @@ class _Planner:
                 self._add_identity(address, Action.CREATE, want, None, after, "declared, not in Azure",
                                    DriftClass.MISSING, unknown=("principalId", "clientId"))
                 continue
-            if have.owner is not None and have.owner != want.owner:
+            transfer = have.owner is not None and have.owner != want.owner
+            if transfer and have.owner not in want.take_over_from:
                 self.errors.append(
                     f"{want.source}: identity '{have.name}' exists and is owned by '{have.owner}', "
-                    f"not '{want.owner}'; change metadata.owner or remove the identity from one of the sets"
+                    f"not '{want.owner}'; change metadata.owner, remove the identity from one of the sets, "
+                    f"or take it over with metadata.takeOverFrom: [{have.owner}]"
                 )
                 continue
             before = _live_identity_fields(have)
@@ -358,9 +362,15 @@ class _Planner:
                                    DriftClass.CHANGED, unknown=("principalId", "clientId"))
                 continue
             after["principalId"], after["clientId"], after["id"] = have.principal_id, have.client_id, have.id
-            if norm_tags(dict(have.tags)) != norm_tags(tags):
-                reason = "tags differ" if have.owner else "adopt existing identity: add ownership tags"
-                self._add_identity(address, Action.UPDATE, want, before, after, reason, DriftClass.CHANGED)
+            if transfer:
+                self._add_identity(address, Action.ADOPT, want, before, after,
+                                   f"transfer from {have.owner}: rewrite ownership tags", None)
+            elif have.owner is None:
+                # Still drift for `drift`: our tags may have been removed out of band.
+                self._add_identity(address, Action.ADOPT, want, before, after,
+                                   "adopt existing identity: add ownership tags", DriftClass.CHANGED)
+            elif norm_tags(dict(have.tags)) != norm_tags(tags):
+                self._add_identity(address, Action.UPDATE, want, before, after, "tags differ", DriftClass.CHANGED)
             else:
                 self._add_identity(address, Action.NOOP, want, before, after, "in sync", None)
 
@@ -543,8 +553,8 @@ class _Planner:
             verb = "deleted" if self.identity_action[ident] is Action.DELETE else "replaced"
             return (Action.DELETE, DriftClass.UNMANAGED, f"granted to an identity being {verb}; would be orphaned",
                     self._live_owner(ident), addresses.identity(ident))
-        ours = next((o for o in sorted(self.desired.owners)
-                     if ra.name.lower() == assignment_name(o, ra.scope, ra.role_definition_id, ra.principal_id)), None)
+        ours = grant_owner(ra, self.desired.owners)
+        ours = ours if ours in self.desired.owners else None
         if ours is not None and ident is None and ra.principal_id not in self.external_principals \
                 and (ra.principal_type or "").lower() == "serviceprincipal":
             if self.desired.excluded_subscriptions:
@@ -636,19 +646,55 @@ class _Planner:
         # and ARM refuses a second one with the same key (409 RoleAssignmentExists).
         after["name"], after["id"] = have.name, have.id
         after["principalType"] = have.principal_type or after["principalType"]
-        same = (norm_text(have.description) == norm_text(want.description)
+        user_description, marked = split_owner_marker(have.description)
+        same = (norm_text(user_description) == norm_text(want.description)
                 and norm_text(have.condition) == norm_text(want.condition))
-        adopted = have.name.lower() != assignment_name(want.owner, want.scope, want.role_definition_id,
-                                                        principal_id or "")
-        if same:
-            reason = f"in sync (adopted: already granted as {have.name})" if adopted else "in sync"
-        else:
-            reason = "description or condition differs"
+        current = grant_owner(have, {want.owner, *self.desired.owners, *want.take_over_from})
+        if current != want.owner:
+            self._adopt_assignment(want, have, address, before, after, current, same)
+            return
+        if marked:
+            # Adopted earlier: the marker stays, after whatever the manifest now says.
+            after["description"] = with_owner_marker(want.description, want.owner)
         self.changes.append(Change(
             address=address, type=ResourceType.ROLE_ASSIGNMENT, action=Action.NOOP if same else Action.UPDATE,
-            reason=reason, owner=want.owner, before=before, after=after,
-            drift=None if same else DriftClass.CHANGED, source=_src(want),
+            reason="in sync" if same else "description or condition differs", owner=want.owner,
+            before=before, after=after, drift=None if same else DriftClass.CHANGED, source=_src(want),
         ))
+
+    def _adopt_assignment(self, want: DesiredRoleAssignment, have: LiveRoleAssignment, address: str,
+                          before: dict[str, object], after: dict[str, object], current: str | None,
+                          same: bool) -> None:
+        """A declared grant that exists but is not provably ours: made by hand (adopt), or
+        owned by an owner this set takes over from (transfer). Ownership is recorded in the
+        description, so that removing the grant from the manifests later deletes it."""
+        if current is not None and current not in want.take_over_from:
+            self.errors.append(
+                f"{want.source}: role assignment {have.name} ({want.role_name} on {want.scope}) is owned by "
+                f"'{current}', not '{want.owner}'; remove it from one of the sets, or take it over with "
+                f"metadata.takeOverFrom: [{current}]"
+            )
+            return
+        after["description"] = with_owner_marker(want.description, want.owner)
+        what = "record ownership in its description"
+        if not same:
+            what += ", and set its description and condition as declared"
+        reason = (f"transfer from {current}: {what}" if current is not None
+                  else f"adopt existing grant {have.name}: {what}")
+        self.changes.append(Change(
+            address=address, type=ResourceType.ROLE_ASSIGNMENT, action=Action.ADOPT, reason=reason,
+            owner=want.owner, before=before, after=after, source=_src(want),
+        ))
+
+
+def grant_owner(ra: LiveRoleAssignment, candidates: Iterable[str]) -> str | None:
+    """Who owns a live grant: the owner its description's marker names, else the candidate
+    whose deterministic name it carries, else nobody we can prove."""
+    marked = split_owner_marker(ra.description)[1]
+    if marked is not None:
+        return marked
+    return next((o for o in sorted(candidates)
+                 if ra.name.lower() == assignment_name(o, ra.scope, ra.role_definition_id, ra.principal_id)), None)
 
 
 def make_plan(

@@ -211,6 +211,7 @@ class _SetContext:
     # Some identity's name could not be read: a reference that matches nothing may mean it.
     unnamed: bool = False
     names: dict[str, list[_IdentityEntry]] = field(default_factory=dict)
+    take_over_from: frozenset[str] = frozenset()  # metadata.takeOverFrom
 
     def ok(self, path: DocPath) -> bool:
         """True when the schema found nothing wrong at or below `path`."""
@@ -262,6 +263,9 @@ class _StateBuilder:
         if isinstance(owner, str) and ctx.ok(("metadata", "owner")):
             ctx.owner = owner
             self.owners.add(owner)
+        take_over = _get(_get(data, "metadata"), "takeOverFrom")
+        if isinstance(take_over, list) and ctx.ok(("metadata", "takeOverFrom")):
+            ctx.take_over_from = frozenset(str(o) for o in take_over) - {owner}
         spec = _get(data, "spec")
         subscription = _get(spec, "subscription")
         if isinstance(subscription, str) and ctx.ok(("spec", "subscription")):
@@ -346,6 +350,7 @@ class _StateBuilder:
                     tags=tags,
                     protect=protect is True,
                     source=doc.location(path),
+                    take_over_from=ctx.take_over_from,
                 )
             )
         self._credentials(ctx, item, path, key)
@@ -598,6 +603,7 @@ class _StateBuilder:
                 ),
                 source=where,
                 privileged_acknowledged=item.get("acknowledgePrivileged") is True,
+                take_over_from=ctx.take_over_from,
             )
         )
 

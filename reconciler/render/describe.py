@@ -22,6 +22,7 @@ VERB = {
     Action.REPLACE: "must be replaced",
     Action.DELETE: "will be destroyed",
     Action.NOOP: "is in sync",
+    Action.ADOPT: "will be adopted",
 }
 
 # The fields shown per type, in display order.
@@ -83,7 +84,7 @@ def field_lines(change: Change) -> list[tuple[str, str, str]]:
                 lines.append(("~", name, f"{value_text(before.get(name))} -> {UNKNOWN}"))
             elif before.get(name) != after.get(name):
                 lines.append(("~", name, f"{value_text(before.get(name))} -> {value_text(after.get(name))}"))
-        elif change.action is Action.UPDATE and name in change.changed_fields():
+        elif change.action in (Action.UPDATE, Action.ADOPT) and name in change.changed_fields():
             if isinstance(before.get(name), dict) and isinstance(after.get(name), dict):
                 lines.extend(_dict_diff(name, before[name], after[name]))
             else:

@@ -88,6 +88,7 @@ _PHRASE = {
     Action.REPLACE: "to replace",
     Action.DELETE: "to destroy",
     Action.NOOP: "reported, not changed",  # only no-ops with a drift class are listed
+    Action.ADOPT: "to adopt",
 }
 # GitHub colours `diff` fences by the first character: `+` green, `-` red, `!` orange. `~`
 # gets no colour, so in-place changes are marked `!` (as Terraform PR-comment tools do).
@@ -251,7 +252,8 @@ def _summary_table(plan: Plan) -> list[str]:
     rows = ["| Action | Count | Drift | Count |", "| :-- | --: | :-- | --: |"]
     # Side by side because there are as many actions as drift classes; should either list
     # grow, the shorter column is padded rather than the comment failing.
-    for column, klass in zip_longest(_ACTION_COLUMNS, DriftClass):
+    columns = [*_ACTION_COLUMNS, *([(Action.ADOPT, "adopt")] if "adopt" in actions else [])]
+    for column, klass in zip_longest(columns, DriftClass):
         left = right = " | "
         if column is not None:
             action, label = column
@@ -382,7 +384,7 @@ def _destroys(plan: Plan, items: list[str]) -> list[str]:
 
 
 def _counts_text(counts: Counter[Action]) -> str:
-    return ", ".join(f"{counts[a]} {_PHRASE[a]}" for a, _ in _ACTION_COLUMNS if counts[a])
+    return ", ".join(f"{counts[a]} {_PHRASE[a]}" for a in (Action.ADOPT, *(a for a, _ in _ACTION_COLUMNS)) if counts[a])
 
 
 def _group_label(group: _Group) -> str:
@@ -421,13 +423,21 @@ def _group_sections(plan: Plan, groups: list[_Group], level: Level) -> Iterator[
         yield [*out, "</details>", ""]
 
 
-def _group_rows(groups: list[_Group]) -> list[str]:
+def _group_rows(groups: list[_Group], adopt: bool = False) -> list[str]:
     rows = []
+    columns = [a for a, _ in _ACTION_COLUMNS] + ([Action.ADOPT] if adopt else [])
     for group in groups:
         counts = group.counts()
         label = f"{md_text(group.kind)} {md_code(_clip(group.name, _CLIP), in_table=True)}"
-        rows.append(f"| {label} | " + " | ".join(str(counts[a]) for a, _ in _ACTION_COLUMNS) + " |")
+        rows.append(f"| {label} | " + " | ".join(str(counts[a]) for a in columns) + " |")
     return rows
+
+
+def _group_table_head(adopt: bool) -> list[str]:
+    """The group table's header; an `adopt` column only when the plan adopts anything."""
+    if not adopt:
+        return _GROUP_TABLE_HEAD
+    return [_GROUP_TABLE_HEAD[0] + " adopt |", _GROUP_TABLE_HEAD[1] + " --: |"]
 
 
 _GROUP_TABLE_HEAD = [
@@ -616,10 +626,11 @@ def _render_counts(plan: Plan, groups: list[_Group], max_chars: int, hint: str |
     destroys = _destroy_items(plan, abridged=True)
     security = {c.address for c in _security_changes(plan)}
     section = ["#### Credentials and access", ""] if security else []
-    rows = _group_rows(groups)
+    adopt = "adopt" in plan.summary()
+    rows = _group_rows(groups, adopt)
     # Fixed lines of each section (callout headers, table header, blank lines) come first.
     fixed = len(_join([*head, *_warnings([], len(warnings)), *_destroys(plan, []), *section, *tail]))
-    fixed += sum(len(r) + 1 for r in _GROUP_TABLE_HEAD) + 2 if rows else 0
+    fixed += sum(len(r) + 1 for r in _group_table_head(adopt)) + 2 if rows else 0
     left = max_chars - 1 - fixed - 2
     # Security first, whole: credentials (who may sign in as an identity) and grants (what
     # it may do), then deletions (the destroy callout counts them all in any case). Only what
@@ -658,12 +669,12 @@ def _render_counts(plan: Plan, groups: list[_Group], max_chars: int, hint: str |
     left -= sum(len(i) + 1 for i in [*security_lines, *kept_destroys, *note])
     kept_warnings, used = _fit(warnings, max(left // 2, 0), lambda n: f"> - …and {n} more warnings")
     left -= used
-    kept_rows, _ = _fit(rows, max(left, 0), lambda n: f"| …and {n} more groups | | | | | |")
+    kept_rows, _ = _fit(rows, max(left, 0), lambda n: f"| …and {n} more groups | | | | | |" + (" |" if adopt else ""))
     out = [*head, *note, *_warnings(kept_warnings, len(warnings)), *_destroys(plan, kept_destroys)]
     if security_lines:
         out += [*section, *security_lines, ""]
     if rows:
-        out += [*_GROUP_TABLE_HEAD, *kept_rows, ""]
+        out += [*_group_table_head(adopt), *kept_rows, ""]
     return _join([*out, *tail])
 
 

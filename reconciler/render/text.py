@@ -20,6 +20,7 @@ _COLOURS = {
     Action.REPLACE: "\x1b[35m",
     Action.DELETE: "\x1b[31m",
     Action.NOOP: "",
+    Action.ADOPT: "\x1b[36m",
 }
 _MARKER_COLOURS = {"+": "\x1b[32m", "-": "\x1b[31m", "~": "\x1b[33m"}
 _RESET = "\x1b[0m"
@@ -37,8 +38,9 @@ def summary_line(plan: Plan) -> str:
             return f"No changes. {n} {'owner has' if n == 1 else 'owners have'} identities in Azure but no manifest."
         return "No changes. Azure matches the manifests."
     s = plan.summary()
+    adopt = f"{s['adopt']} to adopt, " if s.get("adopt") else ""
     return (
-        f"Plan: {s['create']} to add, {s['update']} to change, "
+        f"Plan: {adopt}{s['create']} to add, {s['update']} to change, "
         f"{s['replace']} to replace, {s['delete']} to destroy."
     )
 

@@ -96,12 +96,16 @@ def test_assignment_made_by_hand_under_a_random_name_is_adopted(
         principal_id=api.principal_id, principal_type="ServicePrincipal", description="read invoices",
     ))
     code, out, err = run(capsys, "plan", str(manifests), "--detailed-exitcode", *cli_env)
-    assert code == 0, out + err
+    assert code == 2, out + err
+    assert "Plan: 1 to adopt, 0 to add, 0 to change, 0 to replace, 0 to destroy." in out
     code, out, err = run(capsys, "apply", str(manifests), "--auto-approve", *cli_env)
+    assert code == 0, out + err
+    code, out, err = run(capsys, "plan", str(manifests), "--detailed-exitcode", *cli_env)
     assert code == 0 and "No changes." in out
-    names = [a.name for a in live_assignments(seeded) if a.principal_id == api.principal_id
+    # adopted under its own name; ownership is recorded after the user's description
+    found = [(a.name, a.description) for a in live_assignments(seeded) if a.principal_id == api.principal_id
              and a.role_definition_id.endswith(blob_reader)]
-    assert names == [random_name]
+    assert found == [(random_name, "read invoices [reconciler:owner=payments]")]
 
 
 def test_removing_an_identity_deletes_it_and_its_assignments(

@@ -229,3 +229,13 @@ def test_malformed_bytes_never_escape_as_another_exception(workdir: Path, data: 
     file = workdir / "b.yaml"
     file.write_bytes(data)
     check(file, None)
+
+
+def test_nul_byte_after_a_multibyte_character_is_placed_on_its_line(workdir: Path) -> None:
+    # Found by the fuzz test above: C3 85 ("Å") read as latin-1 ends in NEL, a YAML line break.
+    file = workdir / "m.yaml"
+    file.write_text("Å\x00", encoding="utf-8")
+    with pytest.raises(ManifestError) as failed:
+        load_manifests([str(file)], RoleCatalog())
+    location = failed.value.diagnostics[0].location
+    assert location is not None and (location.line, location.col) == (1, 2)

@@ -144,21 +144,25 @@ def test_assignment_under_a_random_name_is_adopted_not_recreated() -> None:
     li = live_ident()
     by_hand = live_grant(li.principal_id, "0b0e1a3c-7d0f-4e43-9c54-000000000abc")
     plan = make_plan(state(a, ras=(grant(a),)), live(li, ras=(by_hand,)))
-    assert not plan.has_changes
     ra = next(c for c in plan.changes if c.type is ResourceType.ROLE_ASSIGNMENT)
+    # adopted under its live name: only the ownership marker is written into its description
+    assert ra.action is Action.ADOPT and "adopt existing grant" in ra.reason
     assert ra.after is not None and ra.after["name"] == by_hand.name
-    assert "adopted" in ra.reason
+    assert ra.after["description"] == "[reconciler:owner=payments]"
 
 
 def test_description_change_updates_in_place_under_the_live_name() -> None:
     a = ident()
     li = live_ident()
-    have = live_grant(li.principal_id, "some-name", description="old")
+    # adopted earlier under a random name: the marker after the user's text proves it ours
+    have = live_grant(li.principal_id, "some-name", description="old [reconciler:owner=payments]")
     plan = make_plan(state(a, ras=(grant(a, description="new"),)), live(li, ras=(have,)))
     ra = next(c for c in plan.changes if c.type is ResourceType.ROLE_ASSIGNMENT)
     assert ra.action is Action.UPDATE and ra.after is not None and ra.after["name"] == "some-name"
+    assert ra.after["description"] == "new [reconciler:owner=payments]"
     # whitespace and None-vs-empty are not differences
-    plan = make_plan(state(a, ras=(grant(a, description="  "),)), live(li, ras=(live_grant(li.principal_id, "n"),)))
+    ours = assignment_name("payments", DATA_SCOPE, READER, li.principal_id)
+    plan = make_plan(state(a, ras=(grant(a, description="  "),)), live(li, ras=(live_grant(li.principal_id, ours),)))
     assert not plan.has_changes
 
 
@@ -205,7 +209,7 @@ def test_identity_owned_by_someone_else_is_a_plan_error() -> None:
 def test_unowned_existing_identity_is_adopted_by_tagging() -> None:
     plan = make_plan(state(ident()), live(live_ident(owner=None)))
     change = plan.changes[0]
-    assert change.action is Action.UPDATE and "adopt" in change.reason
+    assert change.action is Action.ADOPT and "adopt" in change.reason
     assert change.after is not None and change.after["tags"]["reconciler-owner"] == "payments"
 
 
