@@ -22,11 +22,11 @@ from reconciler.manifest.schema import schema
 from reconciler.model import (
     DEFAULT_AUDIENCES,
     PRINCIPAL_TYPES,
-    PROTECTED_TAG,
     RESERVED_TAGS,
     LiveIdentity,
     LiveRoleAssignment,
     LiveState,
+    is_protected,
     norm_scope,
     split_owner_marker,
 )
@@ -203,7 +203,7 @@ def _document(doc: _Doc, live: LiveState, owner: str, result: ExportResult) -> d
         own = {k: v for k, v in tags[li.id].items() if k not in common}
         if own:
             entry["tags"] = own
-        if {k.lower(): v for k, v in li.tags.items()}.get(PROTECTED_TAG) == "true":
+        if is_protected(li.tags):  # the one reader of reserved tags, as the planner reads them
             entry["protect"] = True
         fics = sorted(live.federated_credentials.get(li.key, ()), key=lambda f: f.name.lower())
         if fics:
