@@ -152,7 +152,8 @@ def test_export_plans_only_adoptions_then_nothing_and_an_adopted_grant_can_be_re
     assert after[estate.grants["resource"].lower()].condition == CONDITION
     api = gw.msi(SUB).user_assigned_identities.get("rg-app", "app-api")
     assert api.tags == {"team": "payments", "component": "api", "cost-center": "4711",
-                        "managed-by": "reconciler", "reconciler-owner": "payments"}
+                        "managed-by": "reconciler", "reconciler-owner": "payments",
+                        "reconciler-source": "exported"}  # the manifests' folder: no .git above it
     foreign = gw.msi(SUB).user_assigned_identities.get("rg-app", "platform-tool")
     assert foreign.tags["reconciler-owner"] == "platform"
 

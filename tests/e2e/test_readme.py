@@ -73,7 +73,9 @@ def test_readme_blocks_are_found_and_few_are_skipped() -> None:
     blocks = shell_blocks((REPO / "README.md").read_text(encoding="utf-8"))
     run = [b for b in blocks if b.skipped_because is None]
     assert len(run) >= 2 and any(SERVE in b.body for b in run) and any("curl" in b.body for b in run)
-    assert len(blocks) - len(run) <= 2, [b.line for b in blocks if b.skipped_because]
+    # Each skip says why: make demo/test (tested on their own), the PyPI install, real-Azure export.
+    assert len(blocks) - len(run) <= 3, [b.line for b in blocks if b.skipped_because]
+    assert all(b.skipped_because for b in blocks if b.skipped_because is not None)
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="the README's curl walkthrough needs curl")

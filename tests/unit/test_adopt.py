@@ -127,6 +127,6 @@ def test_markdown_shows_adoptions_in_every_form_of_the_comment() -> None:
     full = render_markdown(plan)
     assert "Plan: 40 to adopt, 0 to add" in full and "| `&` adopt | 40 |" in full
     short = render_markdown(plan, max_chars=3000)
-    assert "only counts per group are shown" in short
+    assert "other changes are counted per group" in short
     assert "| Group | add | change | replace | destroy | reported | adopt |" in short
     assert "| identity `rg-payments/app-00` | 0 | 0 | 0 | 0 | 0 | 1 |" in short
