@@ -1,4 +1,4 @@
-"""`python -m bench.plan_worker MANIFESTS URL CA SCALE`: one `reconciler plan`, measured from inside.
+"""`python -m bench.plan_worker MANIFESTS URL CA SCALE [SUB,SUB…]`: one `reconciler plan`, measured from inside.
 
 What `reconciler plan MANIFESTS --arm-endpoint URL --ca-cert CA` does (load the manifests with a
 live role catalog, read the live state, make the plan, render it as text), with the client-side
@@ -34,6 +34,8 @@ def main(argv: list[str]) -> int:
     gateway = AzureGateway(target)
     catalog = RoleCatalog(live_lookup=gateway.lookup_role)
     desired, _warnings = load_manifests([manifests], catalog)
+    if len(argv) > 4 and argv[4]:  # a shard: `--subscription A --subscription B`, as a CI matrix job runs
+        desired, _skipped = desired.restricted(frozenset(argv[4].lower().split(",")))
     loaded = time.perf_counter()
     live = gateway.read_live(desired.subscriptions, desired.owners, [i.key for i in desired.identities])
     read = time.perf_counter()

@@ -122,9 +122,15 @@ FIGURE2 = Estate(subscriptions=1, groups_per_subscription=5, identities_per_grou
 FIGURE4 = Estate(subscriptions=10, groups_per_subscription=10, identities_per_group=100, roles_per_identity=4,
                  operator_grants=True, fic_every=4)  # 10,000 identities, 50,000 RAs, 2,500 FICs
 
+# Figure 6: 20 subscriptions of 1,000 identities each (1 grant each, a FIC on every 4th).
+FIGURE6 = Estate(subscriptions=20, groups_per_subscription=10, identities_per_group=100, roles_per_identity=1,
+                 operator_grants=False, fic_every=4)  # 20,000 identities, 20,000 RAs, 5,000 FICs
+
 QUICK1 = Estate(subscriptions=1, groups_per_subscription=5, identities_per_group=20, roles_per_identity=2,
                 operator_grants=True, fic_every=2)  # 100 identities, 300 RAs, 50 FICs
 QUICK2 = Estate(subscriptions=1, groups_per_subscription=2, identities_per_group=15, roles_per_identity=2,
                 operator_grants=False, fic_every=3, fics_per_identity=2)  # 30 identities, 60 RAs, 20 FICs
 QUICK4 = Estate(subscriptions=2, groups_per_subscription=5, identities_per_group=100, roles_per_identity=4,
                 operator_grants=True, fic_every=4)  # 1,000 identities, 5,000 RAs, 250 FICs
+QUICK6 = Estate(subscriptions=20, groups_per_subscription=1, identities_per_group=50, roles_per_identity=1,
+                operator_grants=False, fic_every=4)  # 1,000 identities, 1,000 RAs, 260 FICs
