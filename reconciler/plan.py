@@ -138,6 +138,10 @@ class Plan:
     # What the plan was made from, so `apply plan.json` can re-check it: manifest paths and
     # the options that change what is planned (prune flags).
     inputs: dict[str, Any] = field(default_factory=dict)
+    # Which steps the applying principal is predicted to be refused (reconciler/preflight), as
+    # its JSON: {"principal", "failures": [...], "unknown": [...]}; None when not evaluated. Not
+    # a change: saved plans are not compared on it.
+    preflight: dict[str, Any] | None = None
 
     @property
     def actionable(self) -> tuple[Change, ...]:
@@ -155,15 +159,18 @@ class Plan:
         return {c.address: c for c in self.changes}
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "format_version": self.format_version,
             "owners": list(self.owners),
             "summary": self.summary(),
             "warnings": list(self.warnings),
             "inputs": dict(self.inputs),
             "fingerprints": dict(self.fingerprints),
-            "changes": [c.to_json() for c in self.changes],
         }
+        if self.preflight is not None:
+            out["preflight"] = self.preflight
+        out["changes"] = [c.to_json() for c in self.changes]
+        return out
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n"
@@ -177,4 +184,5 @@ class Plan:
             format_version=data["format_version"],
             fingerprints=dict(data.get("fingerprints", {})),
             inputs=dict(data.get("inputs", {})),
+            preflight=data.get("preflight"),
         )

@@ -21,11 +21,13 @@ from azure.core.credentials import AccessToken, TokenCredential
 from reconciler.azure.budget import BudgetConfig, RateBudget
 from reconciler.azure.client import ArmTarget, StaticTokenCredential
 from reconciler.azure.gateway import AzureGateway
+from reconciler.azure.graph import GRAPH_ENDPOINTS, GraphTarget, graph_scope
 from reconciler.errors import ReconcilerError
 from reconciler.model import DesiredState
 
 DEFAULT_SANDBOX_DB = ".reconciler/sandbox.db"
 TOKEN_ENV = "RECONCILER_ACCESS_TOKEN"
+GRAPH_TOKEN_ENV = "RECONCILER_GRAPH_TOKEN"  # with RECONCILER_ACCESS_TOKEN: a Microsoft Graph token
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,12 @@ def open_gateway(options: TargetOptions, desired: DesiredState) -> Iterator[Azur
             budget = RateBudget(BudgetConfig().scaled(server.config.throttle_scale))
             target = ArmTarget(StaticTokenCredential(server.admin_token()), server.url, server.ca_cert_path,
                                budget=budget)
-            yield AzureGateway(target)
+            from reconciler.sandbox.tokens import issue
+
+            graph_token = issue(server.admin_object_id, server.tenant_id, audience="https://graph.microsoft.com")
+            sandbox_graph = GraphTarget(StaticTokenCredential(graph_token), endpoint=server.url,
+                                ca_cert=server.ca_cert_path)
+            yield AzureGateway(target, graph=sandbox_graph)
         finally:
             server.stop()
         return
@@ -140,4 +147,20 @@ def open_gateway(options: TargetOptions, desired: DesiredState) -> Iterator[Azur
         raise ReconcilerError(f"--ca-cert {options.ca_cert}: no such file")
     # The token audience follows the cloud; a custom endpoint (Azure Stack) keeps it too.
     scopes = (cloud.scope,) if options.cloud != "AzureCloud" else None
-    yield AzureGateway(ArmTarget(credential, endpoint, options.ca_cert, credential_scopes=scopes))
+    graph, why = _graph_target(options, credential, bool(token), endpoint)
+    yield AzureGateway(ArmTarget(credential, endpoint, options.ca_cert, credential_scopes=scopes),
+                       graph=graph, graph_unavailable=why)
+
+
+def _graph_target(options: TargetOptions, credential: TokenCredential, static: bool,
+                  endpoint: str) -> tuple[GraphTarget | None, str]:
+    """Microsoft Graph for preflight's one membership read. A bearer token handed in for ARM is
+    not valid for Graph: with RECONCILER_ACCESS_TOKEN, Graph needs RECONCILER_GRAPH_TOKEN, and an
+    --arm-endpoint (a sandbox) serves Graph at the same URL."""
+    if static:
+        graph_token = os.environ.get(GRAPH_TOKEN_ENV)
+        if not graph_token:
+            return None, f"{TOKEN_ENV} is set but {GRAPH_TOKEN_ENV} is not (a token for Microsoft Graph)"
+        where = endpoint if options.arm_endpoint else GRAPH_ENDPOINTS[options.cloud]
+        return GraphTarget(StaticTokenCredential(graph_token), endpoint=where, ca_cert=options.ca_cert), ""
+    return GraphTarget(credential, endpoint=GRAPH_ENDPOINTS[options.cloud], scope=graph_scope(options.cloud)), ""

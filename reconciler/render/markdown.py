@@ -41,6 +41,7 @@ from itertools import zip_longest
 
 from reconciler.plan import Action, Change, DriftClass, Plan, ResourceType
 from reconciler.render.describe import VERB, field_lines, title
+from reconciler.render.preflight import markdown_lines as preflight_markdown
 from reconciler.render.text import summary_line
 
 # Below this there is no room for the heading, the tables and the abridged note together.
@@ -264,6 +265,10 @@ def _warning_items(plan: Plan, clip: int | None) -> list[str]:
     return [f"> - {md_text(_clip(w, clip) if clip else w)}" for w in plan.warnings]
 
 
+def _preflight(plan: Plan) -> list[str]:
+    return preflight_markdown(plan, md_text, lambda t: md_code(t, in_table=True))
+
+
 def _warnings(items: list[str], total: int) -> list[str]:
     if not total:
         return []
@@ -459,6 +464,7 @@ def _render(plan: Plan, groups: list[_Group], level: Level, hint: str | None, ma
     rendered in full only to be thrown away."""
     def blocks() -> Iterator[list[str]]:
         yield [*_heading(plan), *_summary_table(plan), *_abridged_note(level, hint)]
+        yield _preflight(plan)
         yield _warnings(_warning_items(plan, None), len(plan.warnings))
         yield _destroys(plan, _destroy_items(plan, None))
         yield from _group_sections(plan, groups, level)
@@ -496,7 +502,7 @@ def _fit(items: list[str], budget: int, more: Callable[[int], str]) -> tuple[lis
 
 
 def _render_counts(plan: Plan, groups: list[_Group], max_chars: int, hint: str | None) -> str:
-    head = [*_heading(plan), *_summary_table(plan), *_abridged_note(Level.COUNTS, hint)]
+    head = [*_heading(plan), *_summary_table(plan), *_abridged_note(Level.COUNTS, hint), *_preflight(plan)]
     tail = _footer(hint)
     warnings = _warning_items(plan, _CLIP)
     destroys = _destroy_items(plan, _CLIP)
