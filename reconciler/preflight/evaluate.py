@@ -100,6 +100,12 @@ def _at_or_above(outer: str, inner: str) -> bool:
     return a == "/" or a == b or b.startswith(a + "/")
 
 
+def _group_scope(scope: str) -> bool:
+    """A management group scope: above the subscriptions it was listed with (ARM lists a
+    subscription's inherited assignments), though its path is no prefix of theirs."""
+    return norm_scope(scope).startswith("/providers/microsoft.management/managementgroups/")
+
+
 def _block_allows(block: PermissionBlock, action: str) -> bool:
     return (any(actions.matches(p, action) for p in block.actions)
             and not any(actions.matches(p, action) for p in block.not_actions))
@@ -140,7 +146,7 @@ def _decide(facts: Facts, check: actions.Check) -> _Verdict:
     unsure: list[str] = []
     conditioned: list[str] = []
     relevant = [a for a in facts.assignments
-                if a.principal_id.lower() in holders and _at_or_above(a.scope, check.scope)]
+                if a.principal_id.lower() in holders and (_at_or_above(a.scope, check.scope) or _group_scope(a.scope))]
     for ra in relevant:
         role = facts.roles.get(ra.role_definition_id.lower())
         if role is None:
@@ -157,7 +163,12 @@ def _decide(facts: Facts, check: actions.Check) -> _Verdict:
             continue
         ra_ok, problem = _condition(ra.condition, check.action, attributes)
         if role_ok is True and ra_ok is True:
-            return _Verdict(True, "", "")
+            if not _group_scope(ra.scope) or len(facts.subscriptions) <= 1:
+                return _Verdict(True, "", "")
+            # ARM lists a management group's assignments with each subscription below it, but
+            # the plan's live state does not say which of several subscriptions that was.
+            unsure.append(f"{role.name} at management group {ra.scope} may not be above this subscription")
+            continue
         if ra_ok is False:
             conditioned.append(f"{role.name} at {ra.scope}" + (f": {problem}" if problem else ""))
             continue

@@ -142,7 +142,7 @@ def test_group_grant_needs_memberships_and_without_graph_is_unknown_not_allowed(
     server, manifests = estate
     env = target(server, monkeypatch, server.admin_object_id)
     monkeypatch.delenv("RECONCILER_GRAPH_TOKEN")
-    code, out, err = run(capsys, "plan", str(manifests), "--apply-as", APPLY_SP, "--format", "json", *env)
+    code, out, _ = run(capsys, "plan", str(manifests), "--apply-as", APPLY_SP, "--format", "json", *env)
     pre = json.loads(out)["preflight"]
     unknown = {f["address"] for f in pre["unknown"]}
     # rg-b's identity and FIC are allowed only through the group: not decidable without Graph
@@ -163,8 +163,8 @@ def test_no_preflight_prints_and_saves_the_plan_and_exits_by_changes(
     server, manifests = estate
     env = target(server, monkeypatch, server.admin_object_id)
     monkeypatch.chdir(tmp_path)
-    code, out, err = run(capsys, "plan", str(manifests.relative_to(tmp_path)), "--apply-as", APPLY_SP,
-                         "--format", "markdown", "--out", "plan.json", *env)
+    code, out, _ = run(capsys, "plan", str(manifests.relative_to(tmp_path)), "--apply-as", APPLY_SP,
+                       "--format", "markdown", "--out", "plan.json", *env)
     assert code == 1
     assert "#### Preflight" in out and out.index("#### Preflight") < out.index("identity")
     assert "preflight" in json.loads((tmp_path / "plan.json").read_text())

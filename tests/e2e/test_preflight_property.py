@@ -130,7 +130,8 @@ def _setup(server: SandboxServer, drawn_grants: list[tuple[str, str, str, str | 
     admin = gateway_for(server)
     admin.auth(SUB).role_definitions.create_or_update(f"/subscriptions/{SUB}", CUSTOM, RoleDefinition(
         role_name="random custom", role_type="CustomRole",
-        permissions=[Permission(actions=custom[0], not_actions=custom[1])], assignable_scopes=[f"/subscriptions/{SUB}"]))
+        permissions=[Permission(actions=custom[0], not_actions=custom[1])],
+        assignable_scopes=[f"/subscriptions/{SUB}"]))
     for rg in ("rg-a", "rg-b"):
         admin.msi(SUB).user_assigned_identities.create_or_update(rg, f"id-{rg[-1]}", Identity(location="westeurope"))
         admin.msi(SUB).federated_identity_credentials.create_or_update(
@@ -183,8 +184,8 @@ def _step(server: SandboxServer, i: int, kind: str, rg: str, role: str, level: s
             lambda g: g.auth(SUB).role_assignments.delete(scope, name))
 
 
-@settings(max_examples=int(os.environ.get("PREFLIGHT_EXAMPLES", "20")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                   HealthCheck.too_slow])
+@settings(max_examples=int(os.environ.get("PREFLIGHT_EXAMPLES", "20")), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(drawn_grants=grants, custom=custom_role, custom_granted=custom_grant, drawn_steps=steps)
 # Replayed every run, whatever is drawn: notActions, a conditioned RBAC Administrator, a group grant.
 @example(drawn_grants=[], custom=(["*"], [f"{MI}/federatedIdentityCredentials/write"]),
@@ -192,8 +193,9 @@ def _step(server: SandboxServer, i: int, kind: str, rg: str, role: str, level: s
          drawn_steps=[("fic-write", "rg-a", "Reader", "sub"), ("identity-write", "rg-b", "Reader", "sub")])
 @example(drawn_grants=[("Role Based Access Control Administrator", "rg-a", P,
                         f"((!(ActionMatches{{'{RA}/write'}})) OR (@Request[{RA}:RoleDefinitionId] "
-                        f"ForAnyOfAnyValues:GuidEquals {{{ROLES['Reader']}}})) AND ((!(ActionMatches{{'{RA}/delete'}})) "
-                        f"OR (@Resource[{RA}:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {{{ROLES['Reader']}}}))")],
+                        f"ForAnyOfAnyValues:GuidEquals {{{ROLES['Reader']}}})) AND "
+                        f"((!(ActionMatches{{'{RA}/delete'}})) OR (@Resource[{RA}:RoleDefinitionId] "
+                        f"ForAnyOfAnyValues:GuidEquals {{{ROLES['Reader']}}}))")],
          custom=(["*/read"], []), custom_granted=None,
          drawn_steps=[("ra-write", "rg-a", "Owner", "rg-a"), ("ra-write", "rg-a", "Reader", "rg-a"),
                       ("ra-delete", "rg-a", "Contributor", "rg-a"), ("ra-delete", "rg-a", "Reader", "rg-a"),

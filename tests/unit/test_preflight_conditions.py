@@ -24,6 +24,9 @@ RBAC_ADMIN = "f58310d9-a9f6-439a-9e8d-f62e7b41a168"
 GROUP_1 = "a1a1a1a1-0000-4000-8000-000000000001"
 SELF = "b2b2b2b2-0000-4000-8000-000000000002"
 OTHER = "c3c3c3c3-0000-4000-8000-000000000003"
+RD = "Microsoft.Authorization/roleAssignments:RoleDefinitionId"
+PT = "Microsoft.Authorization/roleAssignments:PrincipalType"
+PID = "Microsoft.Authorization/roleAssignments:PrincipalId"
 DOC = Path(__file__).resolve().parents[2] / "docs" / "permissions.md"
 
 # learn.microsoft.com/azure/role-based-access-control/delegate-role-assignments-examples
@@ -33,7 +36,7 @@ CONSTRAIN_ROLES = f"""(
  )
  OR
  (
-  @Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {{{READER}, {CONTRIBUTOR}}}
+  @Request[{RD}] ForAnyOfAnyValues:GuidEquals {{{READER}, {CONTRIBUTOR}}}
  )
 )
 AND
@@ -43,34 +46,34 @@ AND
  )
  OR
  (
-  @Resource[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {{{READER}, {CONTRIBUTOR}}}
+  @Resource[{RD}] ForAnyOfAnyValues:GuidEquals {{{READER}, {CONTRIBUTOR}}}
  )
 )"""
 # "Constrain roles and principal types"
 ROLES_AND_TYPES = f"""(
  (!(ActionMatches{{'{WRITE}'}}))
  OR
- (@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {{{READER}}}
-  AND @Request[Microsoft.Authorization/roleAssignments:PrincipalType] ForAnyOfAnyValues:StringEqualsIgnoreCase {{'User', 'Group'}})
+ (@Request[{RD}] ForAnyOfAnyValues:GuidEquals {{{READER}}}
+  AND @Request[{PT}] ForAnyOfAnyValues:StringEqualsIgnoreCase {{'User', 'Group'}})
 )"""
 # "Constrain roles and specific groups"
 ROLES_AND_GROUPS = f"""(
  (!(ActionMatches{{'{WRITE}'}}))
  OR
- (@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {{{READER}}}
-  AND @Request[Microsoft.Authorization/roleAssignments:PrincipalId] ForAnyOfAnyValues:GuidEquals {{{GROUP_1}}})
+ (@Request[{RD}] ForAnyOfAnyValues:GuidEquals {{{READER}}}
+  AND @Request[{PID}] ForAnyOfAnyValues:GuidEquals {{{GROUP_1}}})
 )"""
 # "Allow most roles, but don't allow others to assign roles"
 NOT_PRIVILEGED = f"""(
  (!(ActionMatches{{'{WRITE}'}}))
  OR
- (@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAllValues:GuidNotEquals {{{OWNER}, {UAA}, {RBAC_ADMIN}}})
+ (@Request[{RD}] ForAnyOfAllValues:GuidNotEquals {{{OWNER}, {UAA}, {RBAC_ADMIN}}})
 )"""
 # docs/permissions.md, optional hardening: never to the apply identity itself
 NOT_SELF = f"""(
  (!(ActionMatches{{'{WRITE}'}}))
  OR
- (@Request[Microsoft.Authorization/roleAssignments:PrincipalId] ForAnyOfAllValues:GuidNotEquals {{{SELF}}})
+ (@Request[{PID}] ForAnyOfAllValues:GuidNotEquals {{{SELF}}})
 )"""
 
 
@@ -80,7 +83,8 @@ def documented_condition() -> str:
     return block.group(1)
 
 
-def attrs(role: str | None = None, principal: str | None = OTHER, ptype: str | None = "ServicePrincipal") -> dict[str, str]:
+def attrs(role: str | None = None, principal: str | None = OTHER,
+          ptype: str | None = "ServicePrincipal") -> dict[str, str]:
     out = {}
     if role:
         out[f"{NS}:roledefinitionid"] = role
@@ -144,7 +148,8 @@ def test_attributes_it_cannot_know_make_the_answer_unknown_never_true() -> None:
                "(@Resource[Microsoft.Storage/storageAccounts/blobServices/containers:name] StringEquals 'logs')")
     assert core.holds(core.parse(storage), WRITE, {"request": attrs(READER)}) is None
     assert core.holds(core.parse(storage), DELETE, {"resource": attrs(READER)}) is True  # not this action
-    principal = f"(!(ActionMatches{{'{WRITE}'}})) OR (@Principal[Microsoft.Directory/CustomSecurityAttributes/Attributes:x_y] StringEquals 'z')"
+    principal = (f"(!(ActionMatches{{'{WRITE}'}})) OR "
+                 "(@Principal[Microsoft.Directory/CustomSecurityAttributes/Attributes:x_y] StringEquals 'z')")
     assert core.holds(core.parse(principal), WRITE, {"request": attrs(READER)}) is None
     # false AND unknown is false; true OR unknown is true
     assert core.holds(core.parse(f"{principal} AND ActionMatches{{'x/y'}}"), WRITE, {}) is False
