@@ -426,6 +426,13 @@ def figure4(estate: Estate, scale: float, workdir: Path) -> Section:
             f"floor {spread:.1f} s for {m.requests:,} reads over {estate.subscriptions} subscriptions",
             f"{ratio(wall, spread):.2f}×", "report", INFO),
         Row("4 plan at scale: in sync", f"{w['actionable']} changes", "", "", "0", verdict(w["actionable"] == 0)),
+        Row("4 plan at scale: preflight's extra ARM calls", f"{sum(w['preflight_calls'].values())}",
+            ", ".join(f"{k} {v}" for k, v in sorted(w["preflight_calls"].items())), "",
+            f"≤ {2 * estate.subscriptions} (2 per subscription)",
+            verdict(sum(w["preflight_calls"].values()) <= 2 * estate.subscriptions)),
+        Row("4 plan at scale: preflight wall time", f"{w['wall_preflight']:.1f} s",
+            f"{w['preflight_failures']} failures, {w['preflight_unknown']} unknown (no Graph token)", "",
+            "report", INFO),
     ]
     section.notes += [
         f"Estate: {estate.describe()}, written straight into the sandbox's SQLite store (seed_direct), as "
