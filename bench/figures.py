@@ -431,7 +431,7 @@ def figure4(estate: Estate, scale: float, workdir: Path) -> Section:
             f"≤ {2 * estate.subscriptions} (2 per subscription)",
             verdict(sum(w["preflight_calls"].values()) <= 2 * estate.subscriptions)),
         Row("4 plan at scale: preflight wall time", f"{w['wall_preflight']:.1f} s",
-            f"{w['preflight_failures']} failures, {w['preflight_unknown']} unknown (no Graph token)", "",
+            f"{w['preflight_failures']} failures, {w['preflight_unknown']} unknown", "",
             "report", INFO),
     ]
     section.notes += [
@@ -446,5 +446,8 @@ def figure4(estate: Estate, scale: float, workdir: Path) -> Section:
         f"retries {w['retries']}; {w['planned']:,} plan entries; {w['live_identities']:,} identities and "
         f"{w['live_role_assignments']:,} role assignments read.",
         f"Sandbox during the plan: {m.describe()}.",
+        "Preflight (what `reconciler plan` now adds): evaluated in the worker after the plan, for the caller; "
+        "its Microsoft Graph membership call is not made (the worker has no Graph token), so grants to groups "
+        "would come out unknown.",
     ]
     return section
