@@ -168,6 +168,8 @@ def test_no_preflight_prints_and_saves_the_plan_and_exits_by_changes(
     assert code == 1
     assert "#### Preflight" in out and out.index("#### Preflight") < out.index("identity")
     assert "preflight" in json.loads((tmp_path / "plan.json").read_text())
+    code, shown, _ = run(capsys, "show", "plan.json")  # the saved plan is valid against the schema
+    assert code == 0 and "3 step(s) will fail" in shown
     code, out, _ = run(capsys, "plan", str(manifests.relative_to(tmp_path)), "--apply-as", APPLY_SP,
                        "--no-preflight", "--detailed-exitcode", *env)
     assert code == 2 and "Preflight" not in out
