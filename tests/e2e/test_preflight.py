@@ -173,6 +173,9 @@ def test_no_preflight_prints_and_saves_the_plan_and_exits_by_changes(
     code, out, _ = run(capsys, "plan", str(manifests.relative_to(tmp_path)), "--apply-as", APPLY_SP,
                        "--no-preflight", "--detailed-exitcode", *env)
     assert code == 2 and "Preflight" not in out
+    # preflight is not a change: applying the saved plan (here as the admin) compares changes only
+    code, _, err = run(capsys, "apply", "plan.json", *env)
+    assert code == 0, err
 
 
 def test_the_caller_is_the_default_principal(
