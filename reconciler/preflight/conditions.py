@@ -18,6 +18,7 @@ Grammar, case-insensitive keywords, AND binding tighter than OR:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -235,6 +236,7 @@ class _Reader:
         return out
 
 
+@functools.lru_cache(maxsize=1024)
 def parse(text: str) -> Term:
     if not text.strip():
         raise ConditionSyntaxError("the condition is empty")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from reconciler.model import LiveRoleAssignment, norm_scope, scope_subscription
@@ -246,13 +246,16 @@ def preflight(plan: Plan, facts: Facts) -> Preflight:
     cannot be predicted (`unknown`), with the reason and what to do."""
     failures: list[Finding] = []
     unknown: list[Finding] = []
+    # Only the principal's and its groups' assignments can allow anything: filter them once.
+    holders = {facts.principal.lower()} | {g.lower() for g in (facts.groups or ())}
+    theirs = replace(facts, assignments=tuple(a for a in facts.assignments if a.principal_id.lower() in holders))
     checks: Sequence[actions.Check] = _read_checks(facts) + [
         chk for c in plan.actionable for chk in actions.checks(c)]
     seen: set[tuple[str, str]] = set()
     for check in checks:
         if (check.address, check.action) in seen:
             continue
-        verdict = _decide(facts, check)
+        verdict = _decide(theirs, check)
         finding = Finding(check.address, check.action, check.scope, verdict.why, verdict.hint)
         if verdict.allowed is False:
             failures.append(finding)

@@ -356,7 +356,8 @@ class Simulation:
         workflow = load(path)
         context: dict[str, Any] = {
             # the apply identity preflight evaluates: here the sandbox admin, who may do everything
-            "vars": {"AZURE_APPLY_OBJECT_ID": self.server.admin_object_id}, "github": {"run_number": "1", "event": {"pull_request": {"number": "7"}}}, "needs": {},
+            "vars": {"AZURE_APPLY_OBJECT_ID": self.server.admin_object_id},
+            "github": {"run_number": "1", "event": {"pull_request": {"number": "7"}}}, "needs": {},
         }
         for job_name, job in workflow["jobs"].items():
             for leg in self.github_legs(job, context):
