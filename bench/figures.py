@@ -432,6 +432,13 @@ def figure4(estate: Estate, scale: float, workdir: Path) -> Section:
             f"floor {spread:.1f} s for {m.requests:,} reads over {estate.subscriptions} subscriptions",
             f"{ratio(wall, spread):.2f}×", "report", INFO),
         Row("4 plan at scale: in sync", f"{w['actionable']} changes", "", "", "0", verdict(w["actionable"] == 0)),
+        Row("4 plan at scale: preflight's extra ARM calls", f"{sum(w['preflight_calls'].values())}",
+            ", ".join(f"{k} {v}" for k, v in sorted(w["preflight_calls"].items())), "",
+            f"≤ {2 * estate.subscriptions} (2 per subscription)",
+            verdict(sum(w["preflight_calls"].values()) <= 2 * estate.subscriptions)),
+        Row("4 plan at scale: preflight wall time", f"{w['wall_preflight']:.1f} s",
+            f"{w['preflight_failures']} failures, {w['preflight_unknown']} unknown", "",
+            "report", INFO),
     ]
     section.notes += [
         f"Estate: {estate.describe()}, written straight into the sandbox's SQLite store (seed_direct), as "
@@ -445,6 +452,9 @@ def figure4(estate: Estate, scale: float, workdir: Path) -> Section:
         f"retries {w['retries']}; {w['planned']:,} plan entries; {w['live_identities']:,} identities and "
         f"{w['live_role_assignments']:,} role assignments read.",
         f"Sandbox during the plan: {m.describe()}.",
+        "Preflight (what `reconciler plan` now adds): evaluated in the worker after the plan, for the caller; "
+        "its Microsoft Graph membership call is not made (the worker has no Graph token), so grants to groups "
+        "would come out unknown.",
     ]
     return section
 

@@ -4,7 +4,9 @@ What `reconciler plan MANIFESTS --arm-endpoint URL --ca-cert CA` does (load the 
 live role catalog, read the live state, make the plan, render it as text), with the client-side
 rate budget scaled like the sandbox. The bearer token comes from RECONCILER_ACCESS_TOKEN. Prints
 one JSON object: peak RSS and CPU seconds of this process (the sandbox is another process),
-phase wall times, ARM calls and the plan's size.
+phase wall times, ARM calls and the plan's size, and what preflight added: its wall time and ARM
+calls (the worker has no Microsoft Graph token, so its one membership call is not made and group
+grants come out unknown).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from reconciler import preflight_reads
 from reconciler.azure.budget import BudgetConfig, RateBudget
 from reconciler.azure.client import ArmTarget, StaticTokenCredential
 from reconciler.azure.gateway import AzureGateway
@@ -43,6 +46,11 @@ def main(argv: list[str]) -> int:
     text = render_text(plan, color=False)
     planned = time.perf_counter()
     io.StringIO().write(text)
+    before = gateway.call_counts()
+    checked = preflight_reads.evaluate(gateway, live, plan, None)
+    preflighted = time.perf_counter()
+    after = gateway.call_counts()
+    preflight_calls = {k: n - before.get(k, 0) for k, n in after.items() if n != before.get(k, 0)}
     usage = resource.getrusage(resource.RUSAGE_SELF)
     stats = target.stats()
     print(json.dumps({
@@ -52,8 +60,12 @@ def main(argv: list[str]) -> int:
         "wall_load": loaded - started,
         "wall_read": read - loaded,
         "wall_plan": planned - read,
-        "calls": sum(gateway.call_counts().values()),
-        "call_counts": gateway.call_counts(),
+        "wall_preflight": preflighted - planned,
+        "calls": sum(before.values()),
+        "call_counts": before,
+        "preflight_calls": preflight_calls,
+        "preflight_failures": len(checked.failures),
+        "preflight_unknown": len(checked.unknown),
         "planned": len(plan.changes),
         "actionable": len(plan.actionable),
         "live_identities": len(live.identities),

@@ -32,17 +32,17 @@ from typer.core import TyperArgument, TyperCommand
 from reconciler import drift as drift_report
 from reconciler.applier import FAILED, INTERRUPTED, NOT_STARTED, SKIPPED, ApplyReport, StopRequest, apply_plan
 from reconciler.errors import Diagnostic, ManifestError, ReconcilerError
-from reconciler.gateway import ArmGateway
+from reconciler.gateway import ArmGateway, AuthorizationReader
 from reconciler.manifest.loader import load_manifests
 from reconciler.manifest.privileged import privileged_grant_diagnostics
-from reconciler.model import DesiredState
+from reconciler.model import DesiredState, LiveState
 from reconciler.plan import Plan
 from reconciler.planner import PlanOptions, make_plan
 from reconciler.principals import Directory, Unavailable, annotate, resolve
 from reconciler.progress import BarReporter, LineReporter
 from reconciler.render.markdown import render_markdown
 from reconciler.render.text import render_text
-from reconciler.roles import RoleCatalog
+from reconciler.roles import GUID_RE, RoleCatalog
 from reconciler.safety import DEFAULT_MAX_DELETES, mass_delete_problems
 from reconciler.sandbox import cli as sandbox_cli
 from reconciler.sandbox.cli import sandbox_app
@@ -273,10 +273,28 @@ def _make_plan(
     desired: DesiredState, gateway: ArmGateway, catalog: RoleCatalog, directory: Directory | Unavailable,
     options: PlanOptions | None = None,
 ) -> Plan:
+    return _plan_and_live(desired, gateway, catalog, directory, options)[0]
+
+
+def _plan_and_live(
+    desired: DesiredState, gateway: ArmGateway, catalog: RoleCatalog, directory: Directory | Unavailable,
+    options: PlanOptions | None = None,
+) -> tuple[Plan, LiveState]:
     live = gateway.read_live(desired.subscriptions, desired.owners, [i.key for i in desired.identities])
     # Names to object ids, declared ids checked, before the pure planner (reconciler/principals.py).
     resolution = resolve(desired, live, directory)
-    return annotate(make_plan(resolution.desired, live, catalog.name_of, options), resolution)
+    return annotate(make_plan(resolution.desired, live, catalog.name_of, options), resolution), live
+
+
+def _preflight(gateway: ArmGateway, live: LiveState, the_plan: Plan, apply_as: str | None) -> Plan:
+    """The plan with its `preflight` section: which steps `apply_as` (default: the caller) would
+    be refused (reconciler/preflight)."""
+    from reconciler import preflight_reads
+
+    if not isinstance(gateway, AuthorizationReader):
+        raise ReconcilerError("this target cannot evaluate preflight; pass --no-preflight")
+    result = preflight_reads.evaluate(gateway, live, the_plan, apply_as)
+    return dataclasses.replace(the_plan, preflight=result.to_json())
 
 
 def _print_calls(gateway: ArmGateway, label: str) -> None:
@@ -344,6 +362,14 @@ def plan(
     ] = False,
     full_plan_hint: FullPlanHint = None,
     sandbox: Sandbox = False,
+    apply_as: Annotated[
+        str | None, typer.Option("--apply-as", metavar="OBJECT_ID", help="Preflight for this principal (the apply "
+                                 "identity's object id) instead of the caller.")
+    ] = None,
+    no_preflight: Annotated[
+        bool, typer.Option("--no-preflight", help="Do not predict which steps apply would be refused, and do not "
+                           "exit 1 for them.")
+    ] = False,
     sandbox_db: SandboxDb = None,
     arm_endpoint: ArmEndpoint = None,
     ca_cert: CaCert = None,
@@ -352,7 +378,8 @@ def plan(
     subscription: Subscriptions = None,
     graph_endpoint: GraphEndpoint = None,
 ) -> None:
-    """Show what apply would create, change or delete."""
+    """Show what apply would create, change or delete, and which of its steps the applying
+    principal would be refused (preflight; exit 1 when any)."""
     options = PlanOptions(prune_unmanaged=prune_unmanaged, prune_orphans=prune_orphans, include_foreign=verbose)
     target = TargetOptions(_sandbox_db(sandbox, sandbox_db), arm_endpoint, ca_cert, cloud, tenant, graph_endpoint)
     if out:
@@ -360,8 +387,12 @@ def plan(
     # A saved plan records its paths relative to the working directory: check before any I/O.
     saved_paths_ = recorded_paths(paths) if out else [str(p) for p in paths]
     key = plan_key() if out else None
+    if apply_as is not None and not GUID_RE.match(apply_as):
+        raise ReconcilerError(f"--apply-as {apply_as}: not an object id (a GUID)")
     with _session(paths, target, subscription) as (desired, gateway, catalog, directory):
-        the_plan = _make_plan(desired, gateway, catalog, directory, options)
+        the_plan, live = _plan_and_live(desired, gateway, catalog, directory, options)
+        if not no_preflight:
+            the_plan = _preflight(gateway, live, the_plan, apply_as)
         the_plan = with_fingerprints(the_plan, desired, {
             "paths": saved_paths_, "prune_unmanaged": prune_unmanaged,
             "prune_orphans": prune_orphans, "target": target.describe(), "subscriptions": subscription or [],
@@ -377,6 +408,11 @@ def plan(
             err.print(_saved_hint(out, target, bool(mass_deletes), key is not None), markup=False)
         if verbose:
             _print_calls(gateway, "plan")
+    failures = len(the_plan.preflight["failures"]) if the_plan.preflight else 0
+    if failures:
+        raise ReconcilerError(f"preflight: {failures} step(s) of this plan will fail for principal "
+                              f"{the_plan.preflight['principal'] if the_plan.preflight else ''} (listed above); "
+                              "grant what they need first, or pass --no-preflight")
     if detailed_exitcode and the_plan.has_changes:
         raise typer.Exit(EXIT_CHANGES)
 

@@ -6,9 +6,10 @@ official SDKs; the core never imports the SDK.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from reconciler.model import IdentityKey, LiveIdentity, LiveRoleAssignment, LiveState
+from reconciler.preflight.evaluate import DenyAssignment, RoleDefinition
 from reconciler.roles import Role
 
 
@@ -63,3 +64,22 @@ class ArmGateway(Protocol):
 
     def unreachable(self) -> str | None:
         """Why ARM counts as gone for this run (connections failing for a while), else None."""
+
+
+@runtime_checkable
+class AuthorizationReader(Protocol):
+    """The reads preflight adds to a plan's (see reconciler/preflight): who the caller is, the
+    custom role definitions and deny assignments of each subscription, and one principal's
+    transitive group memberships. Each raises `ReconcilerError` when it cannot read."""
+
+    def caller_object_id(self) -> str:
+        """The object id (`oid` claim) of the principal the gateway signs in as."""
+
+    def custom_role_definitions(self, subscriptions: Iterable[str]) -> dict[str, RoleDefinition]:
+        """Custom role definitions visible in the subscriptions, by lower-case GUID."""
+
+    def deny_assignments(self, subscriptions: Iterable[str]) -> list[DenyAssignment]:
+        """Deny assignments at or above each subscription, and below it."""
+
+    def group_memberships(self, object_id: str, principal_type: str | None) -> frozenset[str]:
+        """The groups the principal is a direct or nested member of (Microsoft Graph, one call)."""

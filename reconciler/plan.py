@@ -183,6 +183,10 @@ class Plan:
     # What the plan was made from, so `apply plan.json` can re-check it: manifest paths and
     # the options that change what is planned (prune flags).
     inputs: dict[str, Any] = field(default_factory=dict)
+    # Which steps the applying principal is predicted to be refused (reconciler/preflight), as
+    # its JSON: {"principal", "failures": [...], "unknown": [...]}; None when not evaluated. Not
+    # a change: saved plans are not compared on it.
+    preflight: dict[str, Any] | None = None
 
     @property
     def actionable(self) -> tuple[Change, ...]:
@@ -202,7 +206,7 @@ class Plan:
         return {c.address: c for c in self.changes}
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "format_version": self.format_version,
             "owners": list(self.owners),
             "abandoned_owners": [a.to_json() for a in self.abandoned],
@@ -210,8 +214,11 @@ class Plan:
             "warnings": list(self.warnings),
             "inputs": dict(self.inputs),
             "fingerprints": dict(self.fingerprints),
-            "changes": [c.to_json() for c in self.changes],
         }
+        if self.preflight is not None:
+            out["preflight"] = self.preflight
+        out["changes"] = [c.to_json() for c in self.changes]
+        return out
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n"
@@ -226,4 +233,5 @@ class Plan:
             format_version=data["format_version"],
             fingerprints=dict(data.get("fingerprints", {})),
             inputs=dict(data.get("inputs", {})),
+            preflight=data.get("preflight"),
         )

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from azure.core.credentials import AccessToken, TokenCredential
 from reconciler.azure.budget import BudgetConfig, RateBudget
 from reconciler.azure.client import ArmTarget, StaticTokenCredential, checked_token
 from reconciler.azure.gateway import AzureGateway
+from reconciler.azure.graph import GRAPH_ENDPOINTS, GraphTarget, graph_scope
 from reconciler.errors import ReconcilerError
 from reconciler.model import DesiredState
 from reconciler.principals import Directory, Unavailable
@@ -121,14 +122,12 @@ def open_gateway(options: TargetOptions, desired: DesiredState) -> Iterator[Azur
         yield gateway
 
 
-def _graph(credential: TokenCredential, options: TargetOptions, ca_cert: str | None) -> Directory | Unavailable:
+def _graph_target(credential: TokenCredential, options: TargetOptions, ca_cert: str | None) -> GraphTarget:
     """Microsoft Graph with the run's credential (a token for the cloud's Graph resource)."""
-    from reconciler.azure.graph import GRAPH_ENDPOINTS, GraphTarget, graph_scope
-
     endpoint = (options.graph_endpoint or GRAPH_ENDPOINTS[options.cloud]).rstrip("/")
     if not endpoint.startswith("https://"):
         raise ReconcilerError(f"--graph-endpoint must be an https:// URL (got {endpoint}); tokens never go over http")
-    return GraphTarget(credential, endpoint, graph_scope(options.cloud), ca_cert=ca_cert).directory()
+    return GraphTarget(credential, endpoint, graph_scope(options.cloud), ca_cert=ca_cert)
 
 
 @contextmanager
@@ -157,7 +156,8 @@ def open_target(
 
             graph_token = server.token_for(server.admin_object_id, audience=GRAPH_AUDIENCE)
             graph_options = TargetOptions(cloud=options.cloud, graph_endpoint=options.graph_endpoint or server.url)
-            yield AzureGateway(target), _graph(StaticTokenCredential(graph_token), graph_options, server.ca_cert_path)
+            sandbox_graph = _graph_target(StaticTokenCredential(graph_token), graph_options, server.ca_cert_path)
+            yield AzureGateway(target, graph=sandbox_graph), sandbox_graph.directory()
         finally:
             server.stop()
         return
@@ -171,16 +171,23 @@ def open_target(
         except ValueError as e:
             raise ReconcilerError(str(e)) from None
     credential = StaticTokenCredential(token) if token else default_credential(cloud, options.tenant)
-    directory: Directory | Unavailable
+    # Microsoft Graph: names of principals (reconciler/principals.py) and preflight's one group
+    # membership read, with the same credential. A static token has one audience (ARM): Graph
+    # needs its own, and a custom --arm-endpoint (a sandbox) serves Graph at the same URL.
+    graph: GraphTarget | None = None
+    why = ""
     if token:
-        # A static token has one audience (ARM); Graph needs its own.
         static_graph = os.environ.get(GRAPH_TOKEN_ENV)
-        directory = _graph(StaticTokenCredential(static_graph), options, options.ca_cert) if static_graph else \
-            Unavailable(f"{TOKEN_ENV} carries an ARM token only and {GRAPH_TOKEN_ENV} is not set",
-                        f"set {GRAPH_TOKEN_ENV} to a Microsoft Graph token (`az account get-access-token "
-                        "--resource-type ms-graph`, or `reconciler sandbox token --resource https://graph.microsoft.com`)")
+        if static_graph:
+            graph_options = replace(options, graph_endpoint=options.graph_endpoint or options.arm_endpoint)
+            graph = _graph_target(StaticTokenCredential(static_graph), graph_options, options.ca_cert)
+        else:
+            why = f"{TOKEN_ENV} carries an ARM token only and {GRAPH_TOKEN_ENV} is not set"
     else:
-        directory = _graph(credential, options, options.ca_cert)
+        graph = _graph_target(credential, options, options.ca_cert)
+    directory: Directory | Unavailable = graph.directory() if graph is not None else Unavailable(
+        why, f"set {GRAPH_TOKEN_ENV} to a Microsoft Graph token (`az account get-access-token --resource-type "
+        "ms-graph`, or `reconciler sandbox token --resource https://graph.microsoft.com`)")
     endpoint = (options.arm_endpoint or cloud.arm_endpoint).rstrip("/")
     if not endpoint.startswith("https://"):
         raise ReconcilerError(f"--arm-endpoint must be an https:// URL (got {endpoint}); ARM tokens never go over http")
@@ -188,4 +195,5 @@ def open_target(
         raise ReconcilerError(f"--ca-cert {options.ca_cert}: no such file")
     # The token audience follows the cloud; a custom endpoint (Azure Stack) keeps it too.
     scopes = (cloud.scope,) if options.cloud != "AzureCloud" else None
-    yield AzureGateway(ArmTarget(credential, endpoint, options.ca_cert, credential_scopes=scopes)), directory
+    yield (AzureGateway(ArmTarget(credential, endpoint, options.ca_cert, credential_scopes=scopes),
+                        graph=graph, graph_unavailable=why), directory)

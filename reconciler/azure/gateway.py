@@ -26,8 +26,9 @@ from azure.mgmt.resource.resources import ResourceManagementClient
 from azure.mgmt.resource.subscriptions import SubscriptionClient
 
 from reconciler.azure.client import ArmTarget
+from reconciler.azure.graph import GraphError, GraphTarget
 from reconciler.azure.retry import ArmUnreachableError, DeadlineExceededError, unbuildable_request
-from reconciler.errors import ArmError, LiveReadError, RetryableArmError, TerminalArmError
+from reconciler.errors import ArmError, LiveReadError, ReconcilerError, RetryableArmError, TerminalArmError
 from reconciler.model import (
     IdentityKey,
     LiveFederatedCredential,
@@ -39,6 +40,7 @@ from reconciler.model import (
     role_guid,
     scope_subscription,
 )
+from reconciler.preflight.evaluate import EVERYONE, DenyAssignment, PermissionBlock, RoleDefinition
 from reconciler.resource_id import ResourceId
 from reconciler.roles import GUID_RE, Role
 from reconciler.textsafe import scrub
@@ -210,9 +212,18 @@ class _TakeTurns:
             raise self.error
 
 
+def _blocks(permissions: Any) -> tuple[PermissionBlock, ...]:
+    return tuple(PermissionBlock(tuple(p.actions or ()), tuple(p.not_actions or ()),
+                                 getattr(p, "condition", None)) for p in permissions or ())
+
+
 class AzureGateway:
-    def __init__(self, target: ArmTarget, *, read_parallelism: int = 8) -> None:
+    def __init__(self, target: ArmTarget, *, read_parallelism: int = 8, graph: GraphTarget | None = None,
+                 graph_unavailable: str = "") -> None:
         self.target = target
+        # Microsoft Graph, for preflight's group memberships; None says why in graph_unavailable.
+        self.graph = graph
+        self.graph_unavailable = graph_unavailable or "no Microsoft Graph endpoint is configured"
         self.read_parallelism = read_parallelism
         self._lock = threading.Lock()
         self._msi: dict[str, ManagedServiceIdentityClient] = {}
@@ -362,6 +373,59 @@ class AzureGateway:
         escaped = name_or_guid.replace("'", "''")
         items = _call(lambda: list(auth.role_definitions.list(scope, filter=f"roleName eq '{escaped}'")), scope)
         return Role(guid=items[0].name.lower(), name=items[0].role_name) if items else None
+
+    # -- preflight reads (reconciler/preflight) ----------------------------------------------
+
+    def caller_object_id(self) -> str:
+        """From the `oid` claim of the ARM token (read, never printed or logged)."""
+        import base64
+        import json
+
+        scopes = self.target.credential_scopes or (f"{self.target.endpoint.rstrip('/')}/.default",)
+        try:
+            token = self.target.credential.get_token(*scopes).token
+            payload = token.split(".")[1]
+            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+            oid = claims["oid"]
+        except ClientAuthenticationError as e:
+            raise to_arm_error(e) from None
+        except (IndexError, ValueError, KeyError, TypeError):
+            raise ReconcilerError("the access token carries no object id (oid claim); pass --apply-as OBJECT_ID "
+                                  "or --no-preflight") from None
+        return str(oid).lower()
+
+    def custom_role_definitions(self, subscriptions: Iterable[str]) -> dict[str, RoleDefinition]:
+        found: dict[str, RoleDefinition] = {}
+        for sub in sorted({s.lower() for s in subscriptions}):
+            scope = f"/subscriptions/{sub}"
+            api = self.auth(sub).role_definitions
+            items = _call(lambda: list(api.list(scope, filter="type eq 'CustomRole'")), scope)  # noqa: B023
+            for rd in items:
+                guid = str(rd.name).lower()
+                found[guid] = RoleDefinition(guid, rd.role_name or guid, _blocks(rd.permissions))
+        return found
+
+    def deny_assignments(self, subscriptions: Iterable[str]) -> list[DenyAssignment]:
+        found: dict[str, DenyAssignment] = {}
+        for sub in sorted({s.lower() for s in subscriptions}):
+            api = self.auth(sub).deny_assignments
+            for da in _call(lambda: list(api.list()), f"subscription {sub}"):  # noqa: B023
+                principals = frozenset(str(p.id).lower() for p in da.principals or () if p.id)
+                found[str(da.id).lower()] = DenyAssignment(
+                    scope=da.scope or "/", principals=principals or frozenset({EVERYONE}),
+                    excluded=frozenset(str(p.id).lower() for p in da.exclude_principals or () if p.id),
+                    permissions=_blocks(da.permissions), applies_to_children=not da.do_not_apply_to_child_scopes,
+                    name=da.deny_assignment_name or da.name or "",
+                )
+        return list(found.values())
+
+    def group_memberships(self, object_id: str, principal_type: str | None) -> frozenset[str]:
+        if self.graph is None:
+            raise ReconcilerError(self.graph_unavailable)
+        try:
+            return self.graph.directory().group_ids(object_id, principal_type)
+        except GraphError as e:
+            raise ReconcilerError(f"{e.code}: {e.hint}") from None
 
     # -- identities --------------------------------------------------------------------
 

@@ -4,6 +4,7 @@
     find_groups(display_name)          GET /groups?$filter=displayName eq '…'      (names are not unique)
     find_service_principals(key)       GET /servicePrincipals?$filter=appId eq '…' (a GUID) or displayName eq '…'
     get_by_ids(ids)                    POST /directoryObjects/getByIds, 1000 ids per call
+    group_ids(object_id, type)         GET /{servicePrincipals|users|groups}/{id}/transitiveMemberOf?$select=id
 
 Every finder returns all matches, so the caller can report "nothing" and "more than one" with the
 candidates. Unknown ids are simply absent from get_by_ids' answer.
@@ -238,6 +239,16 @@ class GraphDirectory:
                 obj = _object(item, _TYPES.get(odata_type, odata_type.removeprefix("#microsoft.graph.")))
                 found[obj.object_id] = obj
         return found
+
+    def group_ids(self, object_id: str, principal_type: str | None) -> frozenset[str]:
+        """The groups `object_id` is a direct or nested member of (lower-case ids), for RBAC's
+        group grants: one paged call (999 a page). `principal_type` picks the collection; a
+        principal of unknown type is taken for a service principal, as apply identities are."""
+        collection = {"User": "users", "Group": "groups"}.get(principal_type or "", "servicePrincipals")
+        url = f"{self._root}/{collection}/{quote(object_id, safe='')}/transitiveMemberOf?$select=id&$top=999"
+        items = self._pages(url, collection, f"listing the group memberships of {object_id}")
+        return frozenset(str(item["id"]).lower() for item in items
+                         if item.get("@odata.type", "#microsoft.graph.group") == "#microsoft.graph.group")
 
     # -- plumbing --------------------------------------------------------------------------
     def _find(self, collection: str, odata_filter: str, select: str, kind: str, what: str) -> list[DirectoryObject]:

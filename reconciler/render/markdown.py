@@ -46,6 +46,7 @@ from itertools import zip_longest
 from reconciler.model import DEFAULT_AUDIENCES
 from reconciler.plan import Action, Change, DriftClass, Plan, ResourceType
 from reconciler.render.describe import VERB, field_lines, title
+from reconciler.render.preflight import markdown_lines as preflight_markdown
 from reconciler.render.text import summary_line
 from reconciler.resource_id import IDENTITY_TYPE, MANAGEMENT_GROUPS, ResourceId, scope_key
 from reconciler.textsafe import one_line
@@ -297,6 +298,10 @@ def _warning_items(plan: Plan, clip: int | None) -> list[str]:
     return [f"> - {md_text(_clip(w, clip) if clip else w)}" for w in plan.warnings]
 
 
+def _preflight(plan: Plan) -> list[str]:
+    return preflight_markdown(plan, md_text, lambda t: md_code(t, in_table=True))
+
+
 def _warnings(items: list[str], total: int) -> list[str]:
     if not total:
         return []
@@ -539,6 +544,7 @@ def _render(plan: Plan, groups: list[_Group], level: Level, hint: str | None, ma
     rendered in full only to be thrown away."""
     def blocks() -> Iterator[list[str]]:
         yield [*_heading(plan), *_summary_table(plan), *_abridged_note(level, hint), *_abandoned(plan)]
+        yield _preflight(plan)
         yield _warnings(_warning_items(plan, None), len(plan.warnings))
         yield _destroys(plan, _destroy_items(plan, abridged=False))
         yield from _group_sections(plan, groups, level)
@@ -620,7 +626,8 @@ def _compact(change: Change, group: _Group) -> str:
 def _render_counts(plan: Plan, groups: list[_Group], max_chars: int, hint: str | None) -> str:
     """Security-relevant changes in full, one short line each under their identity or
     principal; everything else counted per group."""
-    head = [*_heading(plan), *_summary_table(plan), *_abridged_note(Level.COUNTS, hint), *_abandoned(plan)]
+    head = [*_heading(plan), *_summary_table(plan), *_abridged_note(Level.COUNTS, hint), *_abandoned(plan),
+            *_preflight(plan)]
     tail = _footer(hint)
     warnings = _warning_items(plan, _CLIP)
     destroys = _destroy_items(plan, abridged=True)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from reconciler.plan import Action, Change, DriftClass, Plan
 from reconciler.render.describe import VERB, field_lines, title
+from reconciler.render.preflight import text_lines as preflight_lines
 from reconciler.textsafe import one_line
 
 _COLOURS = {
@@ -60,7 +61,7 @@ def render_text(plan: Plan, *, color: bool = False, verbose: bool = False) -> st
         text = one_line(text)
         return f"{code}{text}{_RESET}" if color and code else text
 
-    out: list[str] = []
+    out: list[str] = [*preflight_lines(plan)]
     for warning in plan.warnings:
         out.append(paint("\x1b[33m", f"Warning: {warning}"))
     if plan.warnings:

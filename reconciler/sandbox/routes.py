@@ -32,6 +32,7 @@ ROLE_ASSIGNMENT_VERSIONS = ("2022-04-01", "2020-10-01-preview", "2020-08-01-prev
                             "2017-10-01-preview", "2015-07-01")
 ROLE_DEFINITION_VERSIONS = ("2022-05-01-preview", "2022-04-01", "2018-01-01-preview", "2015-07-01")
 PERMISSION_VERSIONS = ("2022-04-01", "2018-01-01-preview", "2015-07-01")
+DENY_ASSIGNMENT_VERSIONS = ("2022-04-01", "2018-07-01-preview", "2015-07-01")
 
 Handler = Callable[[Call], Reply]
 KINDS = {"GET": "read", "HEAD": "read", "PUT": "write", "PATCH": "write", "POST": "write", "DELETE": "delete"}
@@ -131,6 +132,8 @@ _TABLE: list[tuple[str, str, str, tuple[str, ...], Handler]] = [
      ROLE_DEFINITION_VERSIONS, authz.put_role_definition),
     ("DELETE", "{scope*}" + _AUTHZ + "/roleDefinitions/{roleDefinitionId}", "RoleDefinitions_Delete",
      ROLE_DEFINITION_VERSIONS, authz.delete_role_definition),
+    ("GET", "{scope*}" + _AUTHZ + "/denyAssignments", "DenyAssignments_ListForScope", DENY_ASSIGNMENT_VERSIONS,
+     authz.list_deny_assignments),
     ("GET", _RG + _AUTHZ + "/permissions", "Permissions_ListForResourceGroup", PERMISSION_VERSIONS,
      authz.list_permissions),
     ("GET", _RG + "/providers/{resourcePath*}" + _AUTHZ + "/permissions", "Permissions_ListForResource",

@@ -219,6 +219,19 @@ def test_plan_error_fails_the_step_but_sets_the_outputs(runner: Runner, workspac
     assert not (workspace / "plan.json").exists()
 
 
+def test_plan_refused_by_preflight_fails_the_step_but_keeps_the_plan_and_its_markdown(
+    runner: Runner, workspace: Path, seeded: SandboxServer
+) -> None:
+    nobody = "12121212-0000-4000-8000-000000000001"  # holds no role: every step would be refused
+    seeded.add_principal(nobody, "ServicePrincipal", "no-roles")
+    run = runner(command="plan", **{"extra-args": f"--apply-as {nobody}"})
+    assert run.returncode == 1
+    assert run.outputs["exitcode"] == "1"
+    markdown = Path(run.outputs["plan-markdown-file"]).read_text(encoding="utf-8")
+    assert "#### Preflight" in markdown and nobody in markdown  # the PR comment shows why
+    assert (workspace / "plan.json").is_file()
+
+
 def test_drift_exit_2_is_information_and_the_report_is_kept(
     runner: Runner, workspace: Path, seeded: SandboxServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -355,7 +355,9 @@ class Simulation:
     def run_github(self, path: Path) -> None:
         workflow = load(path)
         context: dict[str, Any] = {
-            "vars": {}, "github": {"run_number": "1", "event": {"pull_request": {"number": "7"}}}, "needs": {},
+            # the apply identity preflight evaluates: here the sandbox admin, who may do everything
+            "vars": {"AZURE_APPLY_OBJECT_ID": self.server.admin_object_id},
+            "github": {"run_number": "1", "event": {"pull_request": {"number": "7"}}}, "needs": {},
         }
         for job_name, job in workflow["jobs"].items():
             for leg in self.github_legs(job, context):
@@ -392,6 +394,7 @@ class Simulation:
             "System.DefaultWorkingDirectory": str(self.workspace),
             "Build.SourcesDirectory": str(self.workspace),
             "Pipeline.Workspace": str(self.temp / "pipeline"),
+            "applyObjectId": self.server.admin_object_id,  # preflight's apply identity: the sandbox admin
         }
         return lambda name: known.get(name.removeprefix("variables."))
 
@@ -804,7 +807,8 @@ def test_permissions_doc_uses_the_same_condition() -> None:
 def test_pipelines_doc_names_every_repository_variable() -> None:
     doc = (REPO / "docs" / "pipelines.md").read_text(encoding="utf-8")
     used = {m for path in GITHUB for m in re.findall(r"vars\.([A-Z_]+)", path.read_text(encoding="utf-8"))}
-    assert used == {"AZURE_TENANT_ID", "AZURE_SUBSCRIPTION_ID", "AZURE_PLAN_CLIENT_ID", "AZURE_APPLY_CLIENT_ID"}
+    assert used == {"AZURE_TENANT_ID", "AZURE_SUBSCRIPTION_ID", "AZURE_PLAN_CLIENT_ID", "AZURE_APPLY_CLIENT_ID",
+                    "AZURE_APPLY_OBJECT_ID"}
     assert all(f"`{name}`" in doc for name in used)
 
 

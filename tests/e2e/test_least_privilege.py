@@ -66,7 +66,12 @@ def test_plan_identity_can_plan_and_drift_but_not_apply(
     capsys: pytest.CaptureFixture[str], pipeline: SandboxServer, manifests: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     env = as_principal(pipeline, PLAN_SP, monkeypatch)
-    assert run(capsys, "plan", str(manifests), "--detailed-exitcode", *env)[0] == 2
+    # Preflight for the caller: a Reader may apply none of it, and plan says so (exit 1)...
+    code, _, err = run(capsys, "plan", str(manifests), "--detailed-exitcode", *env)
+    assert code == 1 and "preflight:" in err
+    assert run(capsys, "plan", str(manifests), "--detailed-exitcode", "--no-preflight", *env)[0] == 2
+    # ...while the apply identity, with the roles docs/permissions.md prescribes, may apply all of it.
+    assert run(capsys, "plan", str(manifests), "--detailed-exitcode", "--apply-as", APPLY_SP, *env)[0] == 2
     assert run(capsys, "drift", str(manifests), *env)[0] == 2
     code, _, err = run(capsys, "apply", str(manifests), "--auto-approve", *env)
     assert code == 1 and "AuthorizationFailed" in err

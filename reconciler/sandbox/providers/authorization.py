@@ -261,6 +261,15 @@ def list_permissions(call: Call) -> Reply:
     return Reply(200, page(call, value))
 
 
+def list_deny_assignments(call: Call) -> Reply:
+    """Always empty: deny assignments are created only by Azure itself (managed applications,
+    deployment stacks, Blueprints), none of which the sandbox models; the API cannot create one."""
+    scope = _list_scope(call)
+    call.backend.require_scope(scope)
+    call.authorize("Microsoft.Authorization/denyAssignments/read", scope)
+    return Reply(200, page(call, []))
+
+
 # --- role assignments ----------------------------------------------------------------------------
 def _render(doc: Doc) -> Doc:
     return {k: v for k, v in doc.items() if not k.startswith("_")}
