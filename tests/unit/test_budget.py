@@ -284,9 +284,14 @@ def test_a_fic_429_pauses_the_fic_buckets_not_the_subscription_writes(clock: Fak
     assert budget.stats().throttled == 1
 
 
-def test_fic_lists_are_not_paced_but_wait_out_a_fic_429(clock: FakeClock) -> None:
+def test_fic_lists_are_paced_per_subscription_and_tenant_and_wait_out_a_fic_429(clock: FakeClock) -> None:
     budget = budget_on(clock, BudgetConfig())
+    # A plan lists each identity once: many identities of one subscription meet its 5 lists/s.
+    waits = [budget.try_acquire(SUB, READS, fic=FicCost(FIC_LIST, f"{FIC_IDENTITY}-{n}")) for n in range(12)]
+    assert waits[:5] == [0.0] * 5 and all(w > 0 for w in waits[5:])
+    clock.now += 60
     listing = FicCost(FIC_LIST, FIC_IDENTITY)
+    # The same identity again at once is not held back by the client (a new run's single list).
     assert [budget.acquire(SUB, READS, fic=listing) for _ in range(3)] == [0.0, 0.0, 0.0]
     BudgetPolicy(budget).observe(RequestCost(SUB, READS, None, listing), 429, {"Retry-After": "2"})
     assert budget.try_acquire(SUB, READS, fic=listing) == pytest.approx(2.0)
