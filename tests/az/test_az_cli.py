@@ -271,3 +271,28 @@ def test_role_assignments_by_upn_and_app_id_with_principal_names(az: Az) -> None
                  "--scope", scope)
     assert unknown.rc != 0 and "Cannot find user or service principal" in unknown.err
     assert unknown.statuses("PUT") == []
+
+
+def test_app_registration_and_its_service_principal(az: Az) -> None:
+    app = az("ad", "app", "create", "--display-name", "orders-api")
+    assert app.rc == 0, app.err[-2000:]
+    # az looks the display name up first (GET 200), then creates the registration
+    assert app.statuses("GET", "/v1.0/applications") == [200] and app.statuses("POST", "/v1.0/applications") == [201]
+    listed = az("ad", "app", "list", "--display-name", "orders-api")
+    assert [a["appId"] for a in listed.out] == [app.out["appId"]]
+    sp = az("ad", "sp", "create", "--id", app.out["appId"])
+    assert sp.rc == 0, sp.err[-2000:]
+    assert sp.statuses("POST", "/v1.0/servicePrincipals") == [201] and sp.out["appId"] == app.out["appId"]
+    shown = az("ad", "sp", "show", "--id", app.out["appId"])
+    assert shown.rc == 0 and shown.out["id"] == sp.out["id"] and shown.out["servicePrincipalType"] == "Application"
+    assert az("group", "create", "-n", "rg-az-app", "-l", "westus").rc == 0
+    scope = f"/subscriptions/{SUB}/resourceGroups/rg-az-app"
+    granted = az("role", "assignment", "create", "--assignee", app.out["appId"], "--role", "Reader", "--scope", scope)
+    assert granted.rc == 0 and granted.out["principalId"] == sp.out["id"]
+    assert [a["principalName"] for a in az("role", "assignment", "list", "--scope", scope).out] == [app.out["appId"]]
+
+
+def test_signed_in_user_is_refused_for_a_managed_identity_login(az: Az) -> None:
+    me = az("ad", "signed-in-user", "show")  # az is logged in with an app-only (managed identity) token
+    assert me.rc != 0 and me.statuses("GET", "/v1.0/me") == [400]
+    assert "/me request is only valid with delegated authentication flow" in me.err
