@@ -172,7 +172,11 @@ def test_an_identity_logs_in_by_client_id_and_gets_only_what_it_was_granted(
     assert granted.rc == 0 and granted.out == [] and granted.statuses("GET") == [200]
     denied = az("identity", "list", "-g", "rg-az-login", config_dir=own)
     assert denied.rc != 0 and denied.statuses("GET") == [403] and az.error_code(denied) == "AuthorizationFailed"
-    assert identity["clientId"] in denied.err  # ARM names the calling client
+    # ARM names an app-only caller by object id twice (public captures, ARM-FACTS / docs/sandbox.md), and
+    # a list by its container plus the provider namespace
+    assert (f"The client '{identity['principalId']}' with object id '{identity['principalId']}' does not have "
+            "authorization to perform action 'Microsoft.ManagedIdentity/userAssignedIdentities/read' over scope "
+            f"'/subscriptions/{SUB}/resourceGroups/rg-az-login/providers/Microsoft.ManagedIdentity'") in denied.err
     assert az(*grant, f"/subscriptions/{SUB}/resourceGroups/rg-az-login").rc == 0
     allowed = az("identity", "list", "-g", "rg-az-login", config_dir=own)
     assert allowed.rc == 0 and [i["name"] for i in allowed.out] == ["robot"]
