@@ -46,14 +46,6 @@ class Caller:
     tenant_id: str
     app_id: str
 
-    @property
-    def client_name(self) -> str:
-        # ARM's AuthorizationFailed names an app-only caller (service principal, managed identity) by its
-        # object id, not its appid: public captures show the same GUID twice ("The client 'X' with object id
-        # 'X'", Azure/azure-sdk-for-net#5026 and #1157, sjkp/letsencrypt-siteextension#279,
-        # Azure/aad-pod-identity#1392). Users are named by UPN on Azure: not modelled (tokens carry no upn).
-        return self.object_id
-
 
 def issue(object_id: str, tenant_id: str, app_id: str = "", lifetime: float = DEFAULT_LIFETIME_SECONDS,
           now: float | None = None, *, key: bytes | None, audience: str = AUDIENCES[0]) -> str:

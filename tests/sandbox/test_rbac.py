@@ -9,6 +9,7 @@ from reconciler.sandbox import SandboxServer
 from reconciler.sandbox.rbac import action_matches
 
 from .conftest import MI_CONTRIBUTOR, MI_OPERATOR, READER, RG, SUB, USER, Clients, clients
+from .graphapi import DOMAIN
 
 RG_SCOPE = f"/subscriptions/{SUB}/resourceGroups/{RG}"
 
@@ -50,9 +51,9 @@ def test_managed_identity_operator_cannot_create_identities(srv: SandboxServer, 
             "userAssignedIdentities/newone"
     assert err.value.error is not None
     assert err.value.error.code == "AuthorizationFailed"
-    assert err.value.error.message == (
-        f"The client '{USER}' with object id '{USER}' does not have authorization to perform action '{action}' "
-        f"over scope '{scope}' or the scope is invalid. If access was recently granted, please refresh your "
+    assert err.value.error.message == (  # a user is named by UPN (ARM-FACTS section 11)
+        f"The client 'alice@{DOMAIN}' with object id '{USER}' does not have authorization to perform action "
+        f"'{action}' over scope '{scope}' or the scope is invalid. If access was recently granted, please refresh your "
         "credentials.")
 
 
