@@ -20,6 +20,7 @@ from .directory import Directory
 from .errors import ArmError, resource_group_not_found, subscription_not_found
 from .faults import Faults
 from .graph.budget import UnitBudget
+from .graph.objects import user_principal_name
 from .store import Doc, Store
 from .throttle import Throttler
 from .tokens import Caller
@@ -187,11 +188,21 @@ class Backend:
         return rbac.allowed(self.assignments_of(principals), principals, action, scope,
                             self.role_definition, attributes)
 
+    def client_name(self, caller: Caller) -> str:
+        """Who "The client '…'" of a 403 names: a user by UPN (ARM-FACTS section 11), any other caller by
+        object id, not appid: public captures for service principals and managed identities show the same
+        GUID twice (Azure/azure-sdk-for-net#5026 and #1157, sjkp/letsencrypt-siteextension#279,
+        Azure/aad-pod-identity#1392)."""
+        principal = self.directory.get(caller.object_id)
+        if principal is not None and principal.principal_type == "User":
+            return user_principal_name(principal)
+        return caller.object_id
+
     def authorize(self, caller: Caller, action: str, scope: str,
                   attributes: conditions.Attributes | None = None, shown_scope: str | None = None) -> None:
         """403 AuthorizationFailed unless the caller may; `attributes` feed ABAC conditions."""
         if not self.can(caller, action, scope, attributes):
-            raise rbac.authorization_failed(caller.client_name, caller.object_id, action,
+            raise rbac.authorization_failed(self.client_name(caller), caller.object_id, action,
                                             scopes.normalize(shown_scope or scope))
 
     # --- federated credential write serialisation ------------------------------------------------

@@ -46,11 +46,6 @@ class Caller:
     tenant_id: str
     app_id: str
 
-    @property
-    def client_name(self) -> str:
-        # ARM's AuthorizationFailed names the client by appid for applications and by oid otherwise.
-        return self.app_id or self.object_id
-
 
 def issue(object_id: str, tenant_id: str, app_id: str = "", lifetime: float = DEFAULT_LIFETIME_SECONDS,
           now: float | None = None, *, key: bytes | None, audience: str = AUDIENCES[0]) -> str:

@@ -172,7 +172,131 @@ def test_an_identity_logs_in_by_client_id_and_gets_only_what_it_was_granted(
     assert granted.rc == 0 and granted.out == [] and granted.statuses("GET") == [200]
     denied = az("identity", "list", "-g", "rg-az-login", config_dir=own)
     assert denied.rc != 0 and denied.statuses("GET") == [403] and az.error_code(denied) == "AuthorizationFailed"
-    assert identity["clientId"] in denied.err  # ARM names the calling client
+    # ARM names an app-only caller by object id twice (public captures, ARM-FACTS / docs/sandbox.md), and
+    # a list by its container plus the provider namespace
+    assert (f"The client '{identity['principalId']}' with object id '{identity['principalId']}' does not have "
+            "authorization to perform action 'Microsoft.ManagedIdentity/userAssignedIdentities/read' over scope "
+            f"'/subscriptions/{SUB}/resourceGroups/rg-az-login/providers/Microsoft.ManagedIdentity'") in denied.err
     assert az(*grant, f"/subscriptions/{SUB}/resourceGroups/rg-az-login").rc == 0
     allowed = az("identity", "list", "-g", "rg-az-login", config_dir=own)
     assert allowed.rc == 0 and [i["name"] for i in allowed.out] == ["robot"]
+
+
+# --- Microsoft Graph: az ad and role assignments by name (issue 17 item 6) ------------------------
+# Users and groups are made with `az ad user/group create` (the CLI's own POSTs to the sandbox's Graph).
+# Graph statuses as real Graph answers them (../shared/GRAPH-FACTS.md): POST 201, GET 200, a missing
+# object 404 Request_ResourceNotFound (az exit code 3), $filter and getByIds 200, members/$ref 204.
+DOMAIN = "sandbox.onmicrosoft.com"
+
+
+def _user(az: Az, nickname: str) -> dict[str, str]:
+    made = az("ad", "user", "create", "--display-name", nickname.title(), "--user-principal-name",
+              f"{nickname}@{DOMAIN}", "--password", "xWwvJ]6NMw+bWH-d")
+    assert made.rc == 0, made.err[-2000:]
+    assert made.statuses("POST", "/v1.0/users") == [201]
+    user: dict[str, str] = made.out
+    return user
+
+
+def test_ad_user_group_and_sp_show(az: Az) -> None:
+    user = _user(az, "ada")
+    by_upn = az("ad", "user", "show", "--id", f"ada@{DOMAIN}")
+    assert by_upn.rc == 0 and by_upn.out["id"] == user["id"] and by_upn.statuses("GET") == [200]
+    by_id = az("ad", "user", "show", "--id", user["id"])
+    assert by_id.rc == 0 and by_id.out["userPrincipalName"] == f"ada@{DOMAIN}"
+    nobody = az("ad", "user", "show", "--id", f"nobody@{DOMAIN}")
+    assert nobody.rc == 3 and nobody.statuses("GET") == [404] and "does not exist" in nobody.err
+
+    group = az("ad", "group", "create", "--display-name", "Platform Team", "--mail-nickname", "platform")
+    assert group.rc == 0, group.err[-2000:]
+    assert group.statuses("POST", "/v1.0/groups") == [201]  # after az's own name check: GET 200, empty
+    by_name = az("ad", "group", "show", "--group", "Platform Team")
+    assert by_name.rc == 0 and by_name.out["id"] == group.out["id"]
+    assert by_name.statuses("GET", "/v1.0/groups") == [200, 200]  # $filter by displayName, then the group
+    assert az("ad", "group", "show", "--group", group.out["id"]).out["displayName"] == "Platform Team"
+    added = az("ad", "group", "member", "add", "--group", "Platform Team", "--member-id", user["id"])
+    assert added.rc == 0 and added.statuses("POST", "/members/$ref") == [204]
+    members = az("ad", "group", "member", "list", "--group", group.out["id"])
+    assert [m["id"] for m in members.out] == [user["id"]]
+    no_group = az("ad", "group", "show", "--group", "No Such Team")
+    assert no_group.rc != 0 and "No group matches" in no_group.err
+
+    assert az("group", "create", "-n", "rg-az-sp", "-l", "westus").rc == 0
+    identity = az("identity", "create", "-g", "rg-az-sp", "-n", "svc").out
+    by_app_id = az("ad", "sp", "show", "--id", identity["clientId"])
+    assert by_app_id.rc == 0, by_app_id.err[-2000:]
+    assert by_app_id.out["id"] == identity["principalId"] and by_app_id.out["appId"] == identity["clientId"]
+    assert by_app_id.out["servicePrincipalType"] == "ManagedIdentity"
+    by_object_id = az("ad", "sp", "show", "--id", identity["principalId"])
+    assert by_object_id.rc == 0 and by_object_id.out["appId"] == identity["clientId"]
+    # az first looks the value up as a service principal name (200, empty), then as an object id (200)
+    assert by_object_id.statuses("GET", "/v1.0/servicePrincipals") == [200, 200]
+    missing = az("ad", "sp", "show", "--id", "11111111-1111-1111-1111-111111111111")
+    assert missing.rc == 3 and missing.statuses("GET", "/v1.0/servicePrincipals") == [200, 404]
+
+
+def test_role_assignments_by_upn_and_app_id_with_principal_names(az: Az) -> None:
+    assert az("group", "create", "-n", "rg-az-names", "-l", "westus").rc == 0
+    scope = f"/subscriptions/{SUB}/resourceGroups/rg-az-names"
+    user = _user(az, "grace")
+    identity = az("identity", "create", "-g", "rg-az-names", "-n", "worker").out
+    group = az("ad", "group", "create", "--display-name", "Auditors", "--mail-nickname", "auditors").out
+    by_upn = az("role", "assignment", "create", "--assignee", f"grace@{DOMAIN}", "--role", "Reader", "--scope", scope)
+    assert by_upn.rc == 0, by_upn.err[-2000:]
+    assert by_upn.statuses("GET", "/v1.0/users") == [200] and by_upn.statuses("PUT") == [201]
+    assert by_upn.out["principalId"] == user["id"] and by_upn.out["principalType"] == "User"
+    by_app_id = az("role", "assignment", "create", "--assignee", identity["clientId"], "--role", "Reader",
+                   "--scope", scope)
+    assert by_app_id.rc == 0, by_app_id.err[-2000:]
+    assert by_app_id.out["principalId"] == identity["principalId"]
+    assert by_app_id.out["principalType"] == "ServicePrincipal"
+    by_group_id = az("role", "assignment", "create", "--assignee", group["id"], "--role", "Reader", "--scope", scope)
+    assert by_group_id.rc == 0 and by_group_id.out["principalType"] == "Group"
+    assert by_group_id.statuses("POST", "/v1.0/directoryObjects/getByIds") == [200]
+
+    listed = az("role", "assignment", "list", "--scope", scope)
+    assert listed.statuses("POST", "/v1.0/directoryObjects/getByIds") == [200]
+    # az names users by UPN, service principals by their first servicePrincipalName (an identity's
+    # client id), groups by display name
+    assert sorted((a["principalName"], a["principalType"]) for a in listed.out) == sorted([
+        (f"grace@{DOMAIN}", "User"), (identity["clientId"], "ServicePrincipal"), ("Auditors", "Group")])
+    graces = az("role", "assignment", "list", "--assignee", f"grace@{DOMAIN}", "--scope", scope)
+    assert [a["id"] for a in graces.out] == [by_upn.out["id"]]
+    workers = az("role", "assignment", "list", "--assignee", identity["clientId"], "--all")
+    assert [a["id"] for a in workers.out] == [by_app_id.out["id"]]
+
+    gone = az("role", "assignment", "delete", "--assignee", f"grace@{DOMAIN}", "--role", "Reader", "--scope", scope)
+    assert gone.rc == 0 and gone.statuses("DELETE") == [200]
+    gone = az("role", "assignment", "delete", "--assignee", identity["clientId"], "--scope", scope)
+    assert gone.rc == 0 and gone.statuses("DELETE") == [200]
+    assert [a["principalName"] for a in az("role", "assignment", "list", "--scope", scope).out] == ["Auditors"]
+
+    unknown = az("role", "assignment", "create", "--assignee", f"nobody@{DOMAIN}", "--role", "Reader",
+                 "--scope", scope)
+    assert unknown.rc != 0 and "Cannot find user or service principal" in unknown.err
+    assert unknown.statuses("PUT") == []
+
+
+def test_app_registration_and_its_service_principal(az: Az) -> None:
+    app = az("ad", "app", "create", "--display-name", "orders-api")
+    assert app.rc == 0, app.err[-2000:]
+    # az looks the display name up first (GET 200), then creates the registration
+    assert app.statuses("GET", "/v1.0/applications") == [200] and app.statuses("POST", "/v1.0/applications") == [201]
+    listed = az("ad", "app", "list", "--display-name", "orders-api")
+    assert [a["appId"] for a in listed.out] == [app.out["appId"]]
+    sp = az("ad", "sp", "create", "--id", app.out["appId"])
+    assert sp.rc == 0, sp.err[-2000:]
+    assert sp.statuses("POST", "/v1.0/servicePrincipals") == [201] and sp.out["appId"] == app.out["appId"]
+    shown = az("ad", "sp", "show", "--id", app.out["appId"])
+    assert shown.rc == 0 and shown.out["id"] == sp.out["id"] and shown.out["servicePrincipalType"] == "Application"
+    assert az("group", "create", "-n", "rg-az-app", "-l", "westus").rc == 0
+    scope = f"/subscriptions/{SUB}/resourceGroups/rg-az-app"
+    granted = az("role", "assignment", "create", "--assignee", app.out["appId"], "--role", "Reader", "--scope", scope)
+    assert granted.rc == 0 and granted.out["principalId"] == sp.out["id"]
+    assert [a["principalName"] for a in az("role", "assignment", "list", "--scope", scope).out] == [app.out["appId"]]
+
+
+def test_signed_in_user_is_refused_for_a_managed_identity_login(az: Az) -> None:
+    me = az("ad", "signed-in-user", "show")  # az is logged in with an app-only (managed identity) token
+    assert me.rc != 0 and me.statuses("GET", "/v1.0/me") == [400]
+    assert "/me request is only valid with delegated authentication flow" in me.err

@@ -10,6 +10,7 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError, Resour
 from reconciler.sandbox import SandboxServer
 
 from .conftest import CONTRIBUTOR, READER, RG, SUB, USER, Clients, clients, raw
+from .graphapi import DOMAIN
 
 SUB_SCOPE = f"/subscriptions/{SUB}"
 RG_SCOPE = f"{SUB_SCOPE}/resourceGroups/{RG}"
@@ -172,7 +173,7 @@ def test_every_assignable_scope_needs_role_definition_write(srv: SandboxServer, 
     assert err.error is not None
     assert (err.status_code, err.error.code) == (403, "LinkedAuthorizationFailed")
     assert err.error.message == (
-        f"The client '{USER}' with object id '{USER}' has permission to perform action "
+        f"The client 'alice@{DOMAIN}' with object id '{USER}' has permission to perform action "
         f"'Microsoft.Authorization/roleDefinitions/write' on scope '{RG_SCOPE}'; however, it does not have "
         "permission to perform action 'Microsoft.Authorization/roleDefinitions/write' on the linked "
         f"scope(s)'{two}' or the linked scope(s)are invalid")

@@ -186,3 +186,30 @@ def test_managed_identities_appear_as_service_principals_after_replication(srv: 
     assert sp["alternativeNames"] == ["isExplicit=True", identity.id]
     c.msi.user_assigned_identities.delete(RG, "id-payments")
     assert ok(g(srv, "GET", query))["value"] == []
+
+
+def test_applications_are_listed_and_filtered_as_az_ad_app_create_asks(srv: SandboxServer) -> None:
+    orders, _ = create_app_and_sp(srv, "orders")
+    ok(g(srv, "POST", "/applications", {"displayName": "orders-admin", "identifierUris": ["api://orders-admin"]}), 201)
+    listed = ok(g(srv, "GET", "/applications"))
+    assert listed["@odata.context"] == f"{srv.url}/v1.0/$metadata#applications"
+    assert [a["displayName"] for a in listed["value"]] == ["orders", "orders-admin"]
+    # what `az ad app create` and `az ad app list --display-name` send
+    starts = ok(g(srv, "GET", "/applications?$filter=startswith(displayName,'orders')"))
+    assert len(starts["value"]) == 2
+    exact = ok(g(srv, "GET", "/applications?$filter=displayName eq 'orders'"))
+    assert [a["id"] for a in exact["value"]] == [orders["id"]]
+    by_app_id = ok(g(srv, "GET", f"/applications?$filter=appId eq '{orders['appId']}'"))
+    assert [a["id"] for a in by_app_id["value"]] == [orders["id"]]
+    by_uri = ok(g(srv, "GET", "/applications?$filter=identifierUris/any(u:u eq 'api://orders-admin')"))
+    assert [a["displayName"] for a in by_uri["value"]] == ["orders-admin"]
+    refused = g(srv, "GET", "/applications?$filter=description eq 'x'")
+    assert refused.status == 400
+
+
+def test_me_is_refused_for_app_only_tokens(srv: SandboxServer) -> None:
+    # Every sandbox token is app-only; Graph's answer to `/me` then (`az ad signed-in-user show`).
+    for path in ("/me", "/me/transitiveMemberOf"):
+        r = g(srv, "GET", path)
+        assert (r.status, r.body["error"]["code"]) == (400, "BadRequest"), path
+        assert r.body["error"]["message"] == "/me request is only valid with delegated authentication flow."

@@ -9,6 +9,7 @@ from reconciler.sandbox import SandboxServer
 from reconciler.sandbox.rbac import action_matches
 
 from .conftest import MI_CONTRIBUTOR, MI_OPERATOR, READER, RG, SUB, USER, Clients, clients
+from .graphapi import DOMAIN
 
 RG_SCOPE = f"/subscriptions/{SUB}/resourceGroups/{RG}"
 
@@ -50,9 +51,9 @@ def test_managed_identity_operator_cannot_create_identities(srv: SandboxServer, 
             "userAssignedIdentities/newone"
     assert err.value.error is not None
     assert err.value.error.code == "AuthorizationFailed"
-    assert err.value.error.message == (
-        f"The client '{USER}' with object id '{USER}' does not have authorization to perform action '{action}' "
-        f"over scope '{scope}' or the scope is invalid. If access was recently granted, please refresh your "
+    assert err.value.error.message == (  # a user is named by UPN (ARM-FACTS section 11)
+        f"The client 'alice@{DOMAIN}' with object id '{USER}' does not have authorization to perform action "
+        f"'{action}' over scope '{scope}' or the scope is invalid. If access was recently granted, please refresh your "
         "credentials.")
 
 
@@ -114,3 +115,21 @@ def test_permissions_api_for_resource_group_and_resource(srv: SandboxServer, c: 
         [at_rg[0].actions[0], "*/read"])
     admin = list(c.auth.permissions.list_for_resource_group(RG))
     assert [p.actions for p in admin] == [["*"]]
+
+
+def test_a_managed_identity_is_named_by_object_id_and_a_list_by_its_provider_scope(srv: SandboxServer,
+                                                                                    c: Clients) -> None:
+    # Public 403s for service principals and managed identities show the object id twice
+    # (Azure/azure-sdk-for-net#5026, #1157; Azure/aad-pod-identity#1392), never the appid / client id.
+    robot = c.msi.user_assigned_identities.create_or_update(RG, "robot", {"location": "westus"})
+    srv.configure(replication_delay_seconds=0)
+    caller = clients(srv, token=srv.token_for(robot.principal_id), retry_total=0)
+    with pytest.raises(HttpResponseError) as err:
+        list(caller.msi.user_assigned_identities.list_by_resource_group(RG))
+    assert err.value.status_code == 403 and err.value.error is not None
+    action = "Microsoft.ManagedIdentity/userAssignedIdentities/read"
+    assert err.value.error.message == (
+        f"The client '{robot.principal_id}' with object id '{robot.principal_id}' does not have authorization to "
+        f"perform action '{action}' over scope '{RG_SCOPE}/providers/Microsoft.ManagedIdentity' or the scope is "
+        "invalid. If access was recently granted, please refresh your credentials.")
+    assert robot.client_id not in err.value.error.message

@@ -262,11 +262,12 @@ def _refuse_advanced(req: Req) -> None:
         raise bad_request("$count is not currently supported.")
 
 
-def _listing(req: Req, kind: str) -> tuple[int, Any]:
+def _listing(req: Req, kind: str, items: list[dict[str, Any]] | None = None) -> tuple[int, Any]:
     _refuse_advanced(req)
     predicate = query.parse_filter(req.query.get("$filter"), kind)
     select = query.parse_select(req.query.get("$select"))
-    items = [objects.full(p, req.backend) for p in _visible(req, kind)]
+    if items is None:
+        items = [objects.full(p, req.backend) for p in _visible(req, kind)]
     if predicate is not None:
         items = [o for o in items if predicate(o)]
     order = req.query.get("$orderby")
@@ -329,6 +330,19 @@ def get_group(req: Req) -> tuple[int, Any]:
 
 def get_service_principal(req: Req) -> tuple[int, Any]:
     return _entity(req, "ServicePrincipal", objects.full(_service_principal(req), req.backend))
+
+
+def list_applications(req: Req) -> tuple[int, Any]:
+    """App registrations (`az ad app create` looks its display name up first)."""
+    docs = sorted(req.backend.store.all(objects.APPLICATION), key=lambda d: str(d["createdDateTime"]))
+    return _listing(req, "Application", docs)
+
+
+def delegated_only(req: Req) -> tuple[int, Any]:
+    """`/me`: every sandbox token is app-only (managed identities, the admin), so Graph's answer to an
+    app-only `/me` (wording quoted in Azure/artifact-signing-action#80 for `az ad signed-in-user show`
+    under a federated identity; status 400 UNVERIFIED)."""
+    raise GraphError(400, "BadRequest", "/me request is only valid with delegated authentication flow.")
 
 
 def get_application(req: Req) -> tuple[int, Any]:
@@ -653,6 +667,7 @@ _TABLE: list[tuple[str, str, str, int, frozenset[str] | None, Handler]] = [
     ("GET", f"servicePrincipals{_KEY}", "servicePrincipals.get", 1, None, get_service_principal),
     ("GET", f"servicePrincipals{_KEY}/transitiveMemberOf", "servicePrincipals.transitiveMemberOf", 1, None,
      sp_member_of),
+    ("GET", "applications", "applications.list", 2, None, list_applications),
     ("POST", "applications", "applications.create", 1, auth.WRITE_APPS, create_application),
     ("GET", f"applications{_KEY}", "applications.get", 2, None, get_application),
     ("POST", "directoryObjects/getByIds", "directoryObjects.getByIds", 3, None, get_by_ids),
@@ -660,7 +675,7 @@ _TABLE: list[tuple[str, str, str, int, frozenset[str] | None, Handler]] = [
     ("GET", _RA, "roleAssignments.list", 1, None, list_directory_role_assignments),
     ("POST", _RA, "roleAssignments.create", 1, auth.WRITE_ROLES, assign_directory_role),
     ("DELETE", f"{_RA}{_KEY}", "roleAssignments.delete", 1, auth.WRITE_ROLES, delete_directory_role_assignment),
-]
+] + [(m, "me(?:/.*)?", "me", 1, None, delegated_only) for m in ("GET", "POST", "PATCH", "DELETE")]
 ROUTES = tuple(Route(m, re.compile(p, re.IGNORECASE), n, c, r, h) for m, p, n, c, r, h in _TABLE)
 
 

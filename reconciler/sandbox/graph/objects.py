@@ -56,6 +56,10 @@ def default_upn(display_name: str) -> str:
     return f"{local}@{DOMAIN}"
 
 
+def user_principal_name(p: Principal) -> str:
+    return str(p.attributes.get("userPrincipalName") or default_upn(p.display_name))
+
+
 def _iso(epoch: float) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch)) if epoch else None
 
@@ -64,7 +68,7 @@ def full(p: Principal, backend: Backend) -> dict[str, Any]:
     """Every property of a principal that the sandbox can answer, before projection."""
     a = dict(p.attributes)
     if p.principal_type == "User":
-        upn = a.get("userPrincipalName") or default_upn(p.display_name)
+        upn = user_principal_name(p)
         return {"id": p.object_id, "deletedDateTime": None, "accountEnabled": a.get("accountEnabled", True),
                 "businessPhones": [], "createdDateTime": a.get("createdDateTime") or _iso(p.created_at),
                 "displayName": p.display_name, "givenName": a.get("givenName"), "jobTitle": a.get("jobTitle"),

@@ -32,6 +32,8 @@ FILTERABLE: dict[str, dict[str, frozenset[str]]] = {
     "ServicePrincipal": {"displayName": frozenset({"eq", "in", "startswith"}), "id": frozenset({"eq", "in"}),
                          "appId": frozenset({"eq", "in"}), "accountEnabled": frozenset({"eq"}),
                          "servicePrincipalType": frozenset({"eq"}), "servicePrincipalNames": frozenset({"any"})},
+    "Application": {"displayName": frozenset({"eq", "in", "startswith"}), "id": frozenset({"eq", "in"}),
+                    "appId": frozenset({"eq", "in"}), "identifierUris": frozenset({"any"})},
 }
 ADVANCED = ("ne", "not", "endswith", "gt", "ge", "lt", "le", "has")
 

@@ -158,8 +158,9 @@ def _authorize_linked_scopes(call: Call, action: str, scope: str, linked: list[s
             missing.append(linked_scope)
     if missing:
         caller = call.caller
+        client = call.backend.client_name(caller)
         raise ArmError(403, "LinkedAuthorizationFailed",
-                       f"The client '{caller.client_name}' with object id '{caller.object_id}' has permission to "
+                       f"The client '{client}' with object id '{caller.object_id}' has permission to "
                        f"perform action '{action}' on scope '{scope}'; however, it does not have permission to "
                        f"perform action '{action}' on the linked scope(s)'{','.join(missing)}' or the linked "
                        "scope(s)are invalid")

@@ -110,7 +110,9 @@ def _visible(call: Call, docs: list[Doc], container_scope: str) -> list[Doc]:
     # Without read at the container ARM lists only the identities the caller may read, or refuses.
     docs = [d for d in docs if call.can(action, d["id"])]
     if not docs:
-        call.authorize(action, container_scope)
+        # A list names its container plus the provider namespace as the scope (the role-assignment list
+        # does so, ARM-FACTS section 11; a resource-group VM list in Azure/azure-sdk-for-net#1157 too).
+        call.authorize(action, container_scope, shown_scope=f"{container_scope}/providers/Microsoft.ManagedIdentity")
     return docs
 
 
