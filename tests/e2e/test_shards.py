@@ -46,15 +46,18 @@ spec:
     return folder
 
 
-def test_three_shards_one_review_each_applies_then_no_changes(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    estate = write_estate(tmp_path)
-    seed(sandbox, [estate])
+@pytest.fixture
+def target(tmp_path: Path, sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The estate written to ./estate and seeded; the options that point the CLI at the sandbox."""
+    seed(sandbox, [write_estate(tmp_path)])
     monkeypatch.setenv("RECONCILER_ACCESS_TOKEN", sandbox.admin_token())
     monkeypatch.chdir(tmp_path)
-    target = ["--arm-endpoint", sandbox.url, "--ca-cert", sandbox.ca_cert_path]
+    return ["--arm-endpoint", sandbox.url, "--ca-cert", sandbox.ca_cert_path]
 
+
+def test_three_shards_one_review_each_applies_then_no_changes(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, target: list[str]
+) -> None:
     code, out, err = run(capsys, "matrix", "estate", "--max-jobs", "3")
     assert code == 0, err
     (tmp_path / "matrix.json").write_text(out, encoding="utf-8")
@@ -91,13 +94,8 @@ def test_three_shards_one_review_each_applies_then_no_changes(
 
 
 def test_a_shard_without_a_plan_makes_the_review_incomplete(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, target: list[str]
 ) -> None:
-    estate = write_estate(tmp_path)
-    seed(sandbox, [estate])
-    monkeypatch.setenv("RECONCILER_ACCESS_TOKEN", sandbox.admin_token())
-    monkeypatch.chdir(tmp_path)
-    target = ["--arm-endpoint", sandbox.url, "--ca-cert", sandbox.ca_cert_path]
     code, out, _ = run(capsys, "matrix", "estate", "--max-jobs", "3")
     (tmp_path / "matrix.json").write_text(out, encoding="utf-8")
     first, second, third = json.loads(out)["include"]
