@@ -1,4 +1,5 @@
-"""`python -m bench.plan_worker MANIFESTS URL CA SCALE [SUB,SUB…]`: one `reconciler plan`, measured from inside.
+"""`python -m bench.plan_worker MANIFESTS URL CA SCALE [SUB,SUB… [SHARDS]]`: one `reconciler plan`, measured
+from inside (a shard: its subscriptions and `--shards`).
 
 What `reconciler plan MANIFESTS --arm-endpoint URL --ca-cert CA` does (load the manifests with a
 live role catalog, read the live state, make the plan, render it as text), with the client-side
@@ -33,7 +34,8 @@ def main(argv: list[str]) -> int:
     manifests, url, ca, scale = Path(argv[0]), argv[1], argv[2], float(argv[3])
     started = time.perf_counter()
     target = ArmTarget(StaticTokenCredential(os.environ["RECONCILER_ACCESS_TOKEN"]), url, ca,
-                       budget=RateBudget(BudgetConfig().scaled(scale)))
+                       budget=RateBudget(BudgetConfig(tenant_shares=int(argv[5]) if len(argv) > 5 else 1)
+                                         .scaled(scale)))
     gateway = AzureGateway(target)
     catalog = RoleCatalog(live_lookup=gateway.lookup_role)
     desired, _warnings = load_manifests([manifests], catalog)

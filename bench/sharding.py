@@ -29,9 +29,10 @@ from reconciler.matrix import make_shards
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _plan_worker(manifests: Path, sbx: SandboxProcess, scale: float, subscriptions: list[str]) -> dict[str, Any]:
+def _plan_worker(manifests: Path, sbx: SandboxProcess, scale: float, subscriptions: list[str],
+                 shards: int = 1) -> dict[str, Any]:
     done = subprocess.run([sys.executable, "-m", "bench.plan_worker", str(manifests), sbx.url, sbx.ca_cert_path,
-                           repr(scale), ",".join(subscriptions)],
+                           repr(scale), ",".join(subscriptions), str(shards)],
                           env=dict(os.environ, RECONCILER_ACCESS_TOKEN=sbx.token), capture_output=True, text=True,
                           cwd=ROOT)
     if done.returncode != 0:
@@ -59,7 +60,7 @@ def figure6(estate: Estate, scale: float, workdir: Path, jobs: int = 4) -> Secti
         log(f"figure 6: {len(shards)} shard processes at once")
         started = time.perf_counter()
         with measure(sbx) as many, ThreadPoolExecutor(max_workers=len(shards)) as pool:
-            results = list(pool.map(lambda s: _plan_worker(manifests, sbx, scale, s.subscriptions), shards))
+            results = list(pool.map(lambda s: _plan_worker(manifests, sbx, scale, s.subscriptions, s.of), shards))
         wall_all = time.perf_counter() - started
     floor = read_floor_spread(one.requests, estate.subscriptions, Limits(scale), READ_LATENCY, 8)
     # ARM has no subscription-wide FIC list: one list per identity, at most 15/s per tenant and

@@ -221,6 +221,11 @@ Subscriptions = Annotated[
     typer.Option("--subscription", metavar="ID",
                  help="Restrict the run to this subscription (repeatable), e.g. one per CI job."),
 ]
+Shards = Annotated[
+    int, typer.Option("--shards", metavar="INTEGER", min=1,
+                      help="This run is one of N concurrent shards of one tenant (a CI job matrix): take 1/N of "
+                           "the tenant-wide rate limits. `reconciler matrix` puts it in each shard's args."),
+]
 
 
 def _check_selected_subscriptions(selected: list[str], desired: DesiredState) -> None:
@@ -376,12 +381,14 @@ def plan(
     cloud: Cloud = "AzureCloud",
     tenant: Tenant = None,
     subscription: Subscriptions = None,
+    shards: Shards = 1,
     graph_endpoint: GraphEndpoint = None,
 ) -> None:
     """Show what apply would create, change or delete, and which of its steps the applying
     principal would be refused (preflight; exit 1 when any)."""
     options = PlanOptions(prune_unmanaged=prune_unmanaged, prune_orphans=prune_orphans, include_foreign=verbose)
-    target = TargetOptions(_sandbox_db(sandbox, sandbox_db), arm_endpoint, ca_cert, cloud, tenant, graph_endpoint)
+    target = TargetOptions(_sandbox_db(sandbox, sandbox_db), arm_endpoint, ca_cert, cloud, tenant, graph_endpoint,
+                           shards=shards)
     if out:
         _check_output(out, "--out")
     # A saved plan records its paths relative to the working directory: check before any I/O.
@@ -674,6 +681,7 @@ def apply(
     cloud: Cloud = "AzureCloud",
     tenant: Tenant = None,
     subscription: Subscriptions = None,
+    shards: Shards = 1,
     graph_endpoint: GraphEndpoint = None,
 ) -> None:
     """Make Azure match the manifests: plan, confirm, apply, then verify a fresh plan is empty.
@@ -683,7 +691,8 @@ def apply(
     if report_file:
         _check_output(report_file, "--report")
     saved = read_plan(Path(paths[0]), key=plan_key()) if _is_plan_file(paths) else None
-    target = TargetOptions(_sandbox_db(sandbox, sandbox_db), arm_endpoint, ca_cert, cloud, tenant, graph_endpoint)
+    target = TargetOptions(_sandbox_db(sandbox, sandbox_db), arm_endpoint, ca_cert, cloud, tenant, graph_endpoint,
+                           shards=shards)
     if saved is not None:
         paths = saved_paths(saved)
         prune_unmanaged = bool(saved.inputs.get("prune_unmanaged", False))
@@ -692,7 +701,7 @@ def apply(
         given = _given(ctx, (*_TARGET_PARAMS, "sandbox"))
         if "sandbox" in given:  # the bare flag names the default sandbox file
             given = (given - {"sandbox"}) | {"sandbox_db"}
-        target = saved_target(saved, target, given)
+        target = dataclasses.replace(saved_target(saved, target, given), shards=shards)
     options = PlanOptions(prune_unmanaged=prune_unmanaged, prune_orphans=prune_orphans)
     with _session(paths, target, subscription) as (desired, gateway, catalog, directory):
         fresh = _make_plan(desired, gateway, catalog, directory, options)
@@ -750,6 +759,7 @@ def drift(
     cloud: Cloud = "AzureCloud",
     tenant: Tenant = None,
     subscription: Subscriptions = None,
+    shards: Shards = 1,
     graph_endpoint: GraphEndpoint = None,
 ) -> None:
     """Report what changed in Azure out of band, by drift class. Never writes to Azure.
@@ -759,7 +769,8 @@ def drift(
         classes = drift_report.parse_classes(fail_on)
     except ValueError as e:
         raise ReconcilerError(f"--fail-on: {e}") from None
-    target = TargetOptions(_sandbox_db(sandbox, sandbox_db), arm_endpoint, ca_cert, cloud, tenant, graph_endpoint)
+    target = TargetOptions(_sandbox_db(sandbox, sandbox_db), arm_endpoint, ca_cert, cloud, tenant, graph_endpoint,
+                           shards=shards)
     with _session(paths, target, subscription) as (desired, gateway, catalog, directory):
         the_plan = _make_plan(desired, gateway, catalog, directory)
         if format is Format.json:

@@ -47,11 +47,13 @@ class Shard:
     name: str
     subscriptions: list[str] = field(default_factory=list)
     weight: int = 0
+    of: int = 1  # how many shards run at once
 
     @property
     def args(self) -> str:
-        """The target options that select this shard, for a workflow's `extra-args`."""
-        return " ".join(f"--subscription {s}" for s in self.subscriptions)
+        """The options that select this shard, for a workflow's `extra-args`: its subscriptions,
+        and its share of the tenant-wide limits (FIC lists and writes are limited per tenant)."""
+        return " ".join([*(f"--subscription {s}" for s in self.subscriptions), f"--shards {self.of}"])
 
 
 def subscription_costs(desired: DesiredState) -> dict[str, SubscriptionCost]:
@@ -120,6 +122,7 @@ def make_shards(desired: DesiredState, max_jobs: int) -> list[Shard]:
     shards.sort(key=lambda s: (-s.weight, s.subscriptions))
     for i, shard in enumerate(shards, 1):
         shard.name = f"shard_{i}"  # letters, digits, underscore: valid as an Azure Pipelines job name
+        shard.of = len(shards)
     return shards
 
 

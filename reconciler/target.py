@@ -62,6 +62,9 @@ class TargetOptions:
     cloud: str = "AzureCloud"
     tenant: str | None = None
     graph_endpoint: str | None = None  # Microsoft Graph for names; None: the cloud's (or the sandbox)
+    # How many shards of one tenant run at once (`--shards`): how the client budget is paced,
+    # not where the run goes, so saved plans do not record it.
+    shards: int = 1
 
     def describe(self) -> str:
         if self.sandbox_db:
@@ -148,8 +151,8 @@ def open_target(
                 principals=[(o, t, n) for o, t, n in seed["principals"]],
             )
             # Size the client budget like the sandbox's buckets, as ARM's defaults size it for Azure.
-            budget = RateBudget(BudgetConfig(fic_scale=server.config.fic_throttle_scale)
-                                .scaled(server.config.throttle_scale))
+            budget = RateBudget(BudgetConfig(fic_scale=server.config.fic_throttle_scale,
+                                             tenant_shares=options.shards).scaled(server.config.throttle_scale))
             target = ArmTarget(StaticTokenCredential(server.admin_token()), server.url, server.ca_cert_path,
                                budget=budget)
             from reconciler.sandbox.graph import GRAPH_AUDIENCE
@@ -195,5 +198,6 @@ def open_target(
         raise ReconcilerError(f"--ca-cert {options.ca_cert}: no such file")
     # The token audience follows the cloud; a custom endpoint (Azure Stack) keeps it too.
     scopes = (cloud.scope,) if options.cloud != "AzureCloud" else None
-    yield (AzureGateway(ArmTarget(credential, endpoint, options.ca_cert, credential_scopes=scopes),
+    budget = RateBudget(BudgetConfig(tenant_shares=options.shards))
+    yield (AzureGateway(ArmTarget(credential, endpoint, options.ca_cert, credential_scopes=scopes, budget=budget),
                         graph=graph, graph_unavailable=why), directory)

@@ -109,6 +109,10 @@ class BudgetConfig:
     # tenant and subscription rates are `fic_headroom` of ARM's.
     fic_margin: float = 0.5
     fic_headroom: float = 0.9
+    # This process is one of N concurrent shards of one tenant (a CI job matrix, `--shards N`):
+    # the tenant-wide FIC rates are shared, so each takes 1/N of them. Per-subscription and
+    # per-identity limits are not shared: shards own disjoint subscriptions.
+    tenant_shares: int = 1
 
     def __post_init__(self) -> None:
         if self.identity_creates_per_window < 1 or self.identity_create_window_seconds <= 0:
@@ -117,10 +121,13 @@ class BudgetConfig:
             raise ValueError("window_margin must not be negative")
         if self.fic_scale <= 0:
             raise ValueError("fic_scale must be positive")
+        if self.tenant_shares < 1:
+            raise ValueError("tenant_shares must be at least 1")
 
     def fic_limits(self, operation: str) -> tuple[BucketLimit, BucketLimit, BucketLimit]:
         """Tenant, subscription and identity buckets of one FIC operation."""
         tenant_rate, subscription_rate, identity_rate = (r * self.fic_scale for r in FIC_LIMITS[operation])
+        tenant_rate /= self.tenant_shares
         tenant, subscription = (BucketLimit(max(1.0, r), r * self.fic_headroom)
                                 for r in (tenant_rate, subscription_rate))
         identity = BucketLimit(max(1.0, identity_rate), 1.0 / (1.0 / identity_rate + self.fic_margin))

@@ -550,3 +550,12 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
     monkeypatch.setattr(requests.Session, "send", refuse)
     yield
+
+
+def test_shards_share_the_tenant_wide_fic_rates_only() -> None:
+    alone = BudgetConfig().fic_limits(FIC_LIST)
+    shard = BudgetConfig(tenant_shares=4).fic_limits(FIC_LIST)
+    assert shard[0].per_second == pytest.approx(alone[0].per_second / 4)  # 15/s per tenant, split four ways
+    assert shard[1:] == alone[1:]  # subscriptions and identities belong to one shard each
+    with pytest.raises(ValueError, match="tenant_shares"):
+        BudgetConfig(tenant_shares=0)

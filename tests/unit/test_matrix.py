@@ -62,7 +62,8 @@ def test_formats_select_the_shard() -> None:
     shards = make_shards(estate([1, 1]), 4)
     gh = github_matrix(shards)
     assert [e["name"] for e in gh["include"]] == ["shard_1", "shard_2"]
-    assert all(e["args"] == f"--subscription {e['subscriptions']}" for e in gh["include"])
+    # Each shard selects its subscriptions and takes its share of the tenant-wide limits.
+    assert all(e["args"] == f"--subscription {e['subscriptions']} --shards 2" for e in gh["include"])
     azp = azure_pipelines_matrix(shards)
     assert set(azp) == {"shard_1", "shard_2"} and all(k.replace("_", "").isalnum() for k in azp)
     json.dumps(gh)
