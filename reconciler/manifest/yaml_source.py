@@ -179,7 +179,7 @@ def decode(data: bytes, file: str) -> tuple[str | None, Diagnostic | None]:
 class _Builder:
     """Turns one composed document into plain values plus the position maps."""
 
-    def __init__(self, file: str, loader: _Loader) -> None:
+    def __init__(self, file: str, loader: yaml.constructor.SafeConstructor) -> None:
         self.file = file
         self.loader = loader
         self.values: dict[Path, Position] = {}
@@ -268,8 +268,79 @@ class _Builder:
             return None
 
 
+# What PyYAML's pure-Python reader refuses (yaml.reader.Reader.NON_PRINTABLE).
+_NON_PRINTABLE = re.compile("[^\x09\x0A\x0D\x20-\x7E\x85\xA0-\uD7FF\uE000-\uFFFD\U00010000-\U0010ffff]")
+# Every node starts at one of these indicators or line breaks, and each accounts for at most
+# three nodes (`a: b` opening a block mapping: the mapping, its key, its value).
+_NODE_INDICATORS = (":", "- ", "-\n", "-\r", "-\t", ",", "[", "{", "?", "\n", "\r")
+
+
+class _Unusual(Exception):
+    """Something the fast reader leaves to the careful one."""
+
+
+class _FastBuilder(_Builder):
+    def _scalar(self, node: ScalarNode, path: Path) -> Any:
+        if not node.value and node.style not in ("'", '"'):
+            # An empty value (`key:` with nothing after it, an empty block scalar): libyaml places it elsewhere than
+            # PyYAML does, and positions must not depend on the reader.
+            raise _Unusual
+        return super()._scalar(node, path)
+
+
+def _fast_parse(text: str, file: str) -> list[YamlDocument] | None:
+    """The documents of an ordinary file, read with libyaml's C parser and composer; None when
+    the file holds anything unusual (a syntax error, an alias, a character PyYAML refuses,
+    more values or documents than allowed, an empty value or document, any diagnostic).
+
+    Why: the pure-Python composer was two thirds of `validate` at 10,000 identities (profile
+    in docs/BENCHMARKS.md). libyaml keeps the same line and column marks and resolves scalars
+    with PyYAML's own resolver, but it cannot be hooked to refuse aliases before they are
+    composed nor to count values as it goes. So this path is taken only when the text cannot
+    hold an alias (no `*`), has no tab (libyaml accepts some that PyYAML refuses), cannot hold
+    more than MAX_NODES values (counted from the indicators that start them) and has no
+    character PyYAML refuses; it gives way to `_careful_parse` on anything else, so every
+    diagnostic comes from one reader (tests/unit/test_manifest_fast.py compares the two).
+    libyaml refuses nesting deeper than 1,000 levels itself, so it cannot exhaust the C stack."""
+    if "*" in text or "\t" in text or _NON_PRINTABLE.search(text):
+        return None
+    if 3 * sum(text.count(c) for c in _NODE_INDICATORS) + 3 > MAX_NODES:
+        return None
+    documents: list[YamlDocument] = []
+    loader = yaml.CSafeLoader(text)
+    try:
+        while loader.check_node():
+            if len(documents) >= MAX_DOCUMENTS:
+                return None
+            node = loader.get_node()
+            if node is None:  # pragma: no cover - check_node() said a node follows
+                return None
+            builder = _FastBuilder(file, loader)
+            data = builder.build(node, ())
+            if builder.diagnostics or data is None:
+                return None
+            documents.append(
+                YamlDocument(file, len(documents), data, _pos(node.start_mark), builder.values, builder.keys,
+                             builder.raw)
+            )
+    except Exception:
+        return None
+    finally:
+        loader.dispose()
+    return documents
+
+
 def parse(text: str, file: str) -> tuple[list[YamlDocument], list[Diagnostic]]:
     """Every document of `text`; a syntax error ends the file (documents before it are kept)."""
+    fast = _fast_parse(text, file)
+    if fast is not None:
+        return fast, []
+    return _careful_parse(text, file)
+
+
+def _careful_parse(text: str, file: str) -> tuple[list[YamlDocument], list[Diagnostic]]:
+    """`parse` with PyYAML's pure-Python composer, hooked to refuse aliases and to bound
+    values, depth and documents as it goes; every diagnostic comes from here."""
     documents: list[YamlDocument] = []
     diagnostics: list[Diagnostic] = []
     loader: _Loader | None = None
