@@ -64,14 +64,14 @@ def load_manifests(
     knows built-in roles only."""
     diagnostics: list[Diagnostic] = []
     files = collect_files(paths, diagnostics)
-    documents: list[YamlDocument] = []
+    builder = _StateBuilder(catalog)
     for file in files:
         file_docs, file_diags = read_file(file)
         diagnostics.extend(file_diags)
-        documents.extend(_non_empty(file, file_docs, file_diags, diagnostics))
-    builder = _StateBuilder(catalog)
-    for doc in documents:
-        builder.add(doc)
+        # Each file's documents (values plus positions) are dropped once added: at 10,000
+        # identities all of them at once would be half of validate's memory.
+        for doc in _non_empty(file, file_docs, file_diags, diagnostics):
+            builder.add(doc)
     diagnostics.extend(builder.diagnostics)
     diagnostics = [_printable(d) for d in diagnostics]
     order = {f: i for i, f in enumerate(files)}
