@@ -128,3 +128,9 @@ QUICK2 = Estate(subscriptions=1, groups_per_subscription=2, identities_per_group
                 operator_grants=False, fic_every=3, fics_per_identity=2)  # 30 identities, 60 RAs, 20 FICs
 QUICK4 = Estate(subscriptions=2, groups_per_subscription=5, identities_per_group=100, roles_per_identity=4,
                 operator_grants=True, fic_every=4)  # 1,000 identities, 5,000 RAs, 250 FICs
+
+# Figure 6 (validate at scale): the brief's 10 files, 10,000 identities, 50,000 grants, 2,500 FICs.
+FIGURE6 = Estate(subscriptions=10, groups_per_subscription=1, identities_per_group=1000, roles_per_identity=4,
+                 operator_grants=True, fic_every=4)
+QUICK6 = Estate(subscriptions=10, groups_per_subscription=1, identities_per_group=100, roles_per_identity=4,
+                operator_grants=True, fic_every=4)  # 1,000 identities, 5,000 RAs, 250 FICs
