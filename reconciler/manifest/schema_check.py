@@ -75,6 +75,8 @@ class _Compiler:
             return lambda value: False
         if not isinstance(schema, Mapping):
             raise Unknown(repr(schema))
+        if schema.get("type") == "object" and "patternProperties" not in schema:
+            return self.mapping(schema)
         checks: list[Check] = []
         for keyword, arg in schema.items():
             if keyword in _ANNOTATIONS:
@@ -83,6 +85,29 @@ class _Compiler:
         if len(checks) == 1:
             return checks[0]
         return lambda value: all(check(value) for check in checks)
+
+    def mapping(self, schema: Mapping[str, Any]) -> Check:
+        """An object schema as one loop over the mapping's items: most of a manifest's values
+        sit in mappings, and this is where the time of the check goes."""
+        props = {name: self.compile(sub) for name, sub in schema.get("properties", {}).items()}
+        extra_schema = schema.get("additionalProperties", True)
+        extra = None if extra_schema is True else self.compile(extra_schema)
+        required = tuple(schema.get("required", ()))
+        handled = {"type", "properties", "additionalProperties", "required"}
+        others = [self.keyword(k, v, schema) for k, v in schema.items() if k not in handled | _ANNOTATIONS]
+
+        def check(value: Any) -> bool:
+            if not isinstance(value, dict):
+                return False
+            for name in required:
+                if name not in value:
+                    return False
+            for key, item in value.items():
+                sub = props.get(key, extra)
+                if sub is not None and not sub(item):
+                    return False
+            return all(other(value) for other in others)
+        return check
 
     def keyword(self, keyword: str, arg: Any, schema: Mapping[str, Any]) -> Check:
         if keyword == "$ref":

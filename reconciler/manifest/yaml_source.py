@@ -320,6 +320,11 @@ class _FastBuilder(_Builder):
             raise _Unusual
         return super()._scalar(node, path)
 
+    def _text(self, node: ScalarNode) -> str:
+        # No surrogates to join: libyaml refuses `\ud83d`-style escapes (the careful reader
+        # then reads the file), and decoded text holds none.
+        return node.value  # type: ignore[no-any-return]
+
 
 def _fast_parse(text: str, file: str) -> list[YamlDocument] | None:
     """The documents of an ordinary file, read with libyaml's C parser and composer; None when
