@@ -424,12 +424,16 @@ def figure4(estate: Estate, scale: float, workdir: Path) -> Section:
     cpu = w["cpu_user"] + w["cpu_system"]
     spread = read_floor_spread(m.requests, estate.subscriptions, Limits(scale), READ_LATENCY, 8)
     wall = w["wall_load"] + w["wall_read"] + w["wall_plan"]
+    read_plan = w["wall_read"] + w["wall_plan"]  # what the read floor bounds; loading is figure 6's
     section.rows += [
         Row("4 plan at scale: peak RSS of the reconciler process", f"{w['peak_rss_mb']:.0f} MB", "", "",
-            "≤ 400 MB", verdict(w["peak_rss_mb"] <= 400)),
+            "≤ 150 MB", verdict(w["peak_rss_mb"] <= 150)),
         Row("4 plan at scale: CPU of the reconciler process", f"{cpu:.1f} s", "", "", "report", INFO),
-        Row("4 plan at scale: wall time", f"{wall:.1f} s",
+        Row("4 plan at scale: CPU of the sandbox process", f"{m.sandbox_cpu:.1f} s", "", "", "report", INFO),
+        Row("4 plan at scale: wall time of reading and planning", f"{read_plan:.1f} s",
             f"floor {spread:.1f} s for {m.requests:,} reads over {estate.subscriptions} subscriptions",
+            f"{ratio(read_plan, spread):.2f}×", "≤ 1.5×", verdict(read_plan <= 1.5 * spread)),
+        Row("4 plan at scale: wall time, loading included", f"{wall:.1f} s", f"floor {spread:.1f} s",
             f"{ratio(wall, spread):.2f}×", "report", INFO),
         Row("4 plan at scale: in sync", f"{w['actionable']} changes", "", "", "0", verdict(w["actionable"] == 0)),
     ]
