@@ -422,7 +422,9 @@ def figure4(estate: Estate, scale: float, workdir: Path) -> Section:
         raise RuntimeError(f"the plan worker failed: {done.stderr[-2000:]}")
     w = json.loads(done.stdout.strip().splitlines()[-1])
     cpu = w["cpu_user"] + w["cpu_system"]
-    fic_lists = w["call_counts"].get("GET federatedIdentityCredentials (list)", 0)
+    # FIC lists the plan needs: the client's count less the retries of 429s (the client does not pace
+    # FIC lists; every 429 of this read-only run is one).
+    fic_lists = max(0, w["call_counts"].get("GET federatedIdentityCredentials (list)", 0) - w["retries"].get("429", 0))
     spread = read_floor_spread(m.requests, estate.subscriptions, Limits(scale), READ_LATENCY, 8, fic_lists=fic_lists)
     wall = w["wall_load"] + w["wall_read"] + w["wall_plan"]
     read_plan = w["wall_read"] + w["wall_plan"]  # what the read floor bounds; loading is figure 6's
