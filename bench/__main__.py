@@ -21,7 +21,7 @@ ANALYSIS_MARKER = "<!-- analysis: kept by python -m bench -->"
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small estates (about a tenth): a smoke run")
-    parser.add_argument("--only", default="", help="comma-separated figure numbers to run (1-6)")
+    parser.add_argument("--only", default="", help="comma-separated figure numbers to run (1-7)")
     parser.add_argument("--scale", type=float, default=1.0,
                         help="throttle scale: ARM's bucket sizes, refill rates and identity-creation limit "
                              "multiplied by F, in the sandbox and in the client budget alike (default 1)")
@@ -30,9 +30,9 @@ def main(argv: list[str] | None = None) -> int:
                              "none for --quick)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep sandbox state and manifests here")
     args = parser.parse_args(argv)
-    only = {int(x) for x in args.only.split(",") if x.strip()} or {1, 2, 3, 4, 5, 6}
-    if not only <= {1, 2, 3, 4, 5, 6} or args.scale <= 0:
-        parser.error("--only takes figure numbers 1-6, --scale a positive number")
+    only = {int(x) for x in args.only.split(",") if x.strip()} or {1, 2, 3, 4, 5, 6, 7}
+    if not only <= {1, 2, 3, 4, 5, 6, 7} or args.scale <= 0:
+        parser.error("--only takes figure numbers 1-7, --scale a positive number")
     out = args.out if args.out is not None else (None if args.quick else Path("docs/BENCHMARKS.md"))
     command = "python -m bench" + "".join(f" {shlex.quote(a)}" for a in (argv if argv is not None else sys.argv[1:]))
 
@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             (4, "Figure 4", lambda: figures.figure4(e4, args.scale, workdir)),
             (5, "Figure 5", lambda: figures.figure5(e1, args.scale, workdir)),
             (6, "Figure 6", lambda: sharding.figure6(e6, args.scale, workdir)),
+            (7, "Figure 7", lambda: figures.figure7(workload.QUICK7 if args.quick else workload.FIGURE7, workdir)),
         ]
         for number, title, run in runs:
             if number not in only:

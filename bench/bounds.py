@@ -92,13 +92,27 @@ def read_floor(calls: int, limits: Limits, latency: float, parallelism: int) -> 
     return max(tokens, pipeline) + latency
 
 
-def read_floor_spread(calls: int, subscriptions: int, limits: Limits, latency: float, parallelism: int) -> float:
+# The FIC API's list limits (Microsoft's FIC considerations page, as the sandbox applies them), per
+# second, per tenant and per subscription; buckets hold one second's worth.
+FIC_LISTS_PER_SECOND_TENANT = 15.0
+FIC_LISTS_PER_SECOND_SUBSCRIPTION = 5.0
+
+
+def read_floor_spread(calls: int, subscriptions: int, limits: Limits, latency: float, parallelism: int,
+                      fic_lists: int = 0) -> float:
     """read_floor when the calls are spread evenly over `subscriptions`, each with its own bucket
-    (ARM's buckets are per subscription) but one pool of P workers."""
+    (ARM's buckets are per subscription) but one pool of P workers. `fic_lists` of the calls are
+    FIC lists, which the FIC API also limits per tenant and per subscription:
+        fic_tenant        max(0, (F - R_t) / R_t)          the F-th list's tenant token
+        fic_subscription  max(0, (F / S - R_s) / R_s)      the last subscription's F / S-th token
+    """
     per_subscription = math.ceil(calls / max(1, subscriptions))
     tokens = max(0.0, (per_subscription - limits.reads_capacity) / limits.reads_per_second)
     pipeline = (math.ceil(calls / parallelism) - 1) * latency
-    return max(tokens, pipeline) + latency
+    fic_tenant = max(0.0, (fic_lists - FIC_LISTS_PER_SECOND_TENANT) / FIC_LISTS_PER_SECOND_TENANT)
+    per_sub_fics = math.ceil(fic_lists / max(1, subscriptions))
+    fic_subscription = max(0.0, (per_sub_fics - FIC_LISTS_PER_SECOND_SUBSCRIPTION) / FIC_LISTS_PER_SECOND_SUBSCRIPTION)
+    return max(tokens, pipeline, fic_tenant, fic_subscription) + latency
 
 
 @dataclass(frozen=True)

@@ -134,3 +134,9 @@ QUICK4 = Estate(subscriptions=2, groups_per_subscription=5, identities_per_group
                 operator_grants=True, fic_every=4)  # 1,000 identities, 5,000 RAs, 250 FICs
 QUICK6 = Estate(subscriptions=20, groups_per_subscription=1, identities_per_group=50, roles_per_identity=1,
                 operator_grants=False, fic_every=4)  # 1,000 identities, 1,000 RAs, 260 FICs
+
+# Figure 7 (validate at scale): the brief's 10 files, 10,000 identities, 50,000 grants, 2,500 FICs.
+FIGURE7 = Estate(subscriptions=10, groups_per_subscription=1, identities_per_group=1000, roles_per_identity=4,
+                 operator_grants=True, fic_every=4)
+QUICK7 = Estate(subscriptions=10, groups_per_subscription=1, identities_per_group=100, roles_per_identity=4,
+                operator_grants=True, fic_every=4)  # 1,000 identities, 5,000 RAs, 250 FICs

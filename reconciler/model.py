@@ -126,7 +126,7 @@ def with_owner_marker(description: str | None, owner: str) -> str:
     return f"{user} {marker}" if user else marker
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, slots=True, order=True)
 class IdentityKey:
     """Natural key of a user-assigned identity: ARM treats all three case-insensitively."""
 
@@ -142,7 +142,7 @@ class IdentityKey:
 # ----------------------------------------------------------------------------- desired
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DesiredIdentity:
     owner: str
     subscription: str
@@ -172,7 +172,7 @@ class DesiredIdentity:
         return tags
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DesiredFederatedCredential:
     owner: str
     identity: IdentityKey
@@ -188,7 +188,7 @@ class DesiredFederatedCredential:
 NAMED_PRINCIPAL_KINDS = {"group": "Group", "user": "User", "servicePrincipal": "ServicePrincipal"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PrincipalRef:
     """Who a role assignment is granted to: one of our identities, or any directory object.
 
@@ -216,7 +216,7 @@ class PrincipalRef:
         return str(self.object_id)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DesiredRoleAssignment:
     owner: str
     scope: str  # ARM scope as written (identity references already resolved to ids)
@@ -303,7 +303,7 @@ class DesiredState:
 # ----------------------------------------------------------------------------- live
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Modified:
     """Who last changed a live resource and when, as ARM reports it (systemData on identities
     and credentials, updatedBy/updatedOn on role assignments). Display only."""
@@ -316,7 +316,7 @@ class Modified:
         return {"by": self.by, "at": self.at, "byType": self.by_type}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LiveIdentity:
     id: str
     subscription: str
@@ -341,7 +341,7 @@ class LiveIdentity:
         return tag_value(self.tags, OWNER_TAG)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LiveFederatedCredential:
     identity: IdentityKey
     id: str
@@ -352,7 +352,7 @@ class LiveFederatedCredential:
     modified: Modified | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LiveRoleAssignment:
     id: str
     name: str

@@ -64,14 +64,14 @@ def load_manifests(
     knows built-in roles only."""
     diagnostics: list[Diagnostic] = []
     files = collect_files(paths, diagnostics)
-    documents: list[YamlDocument] = []
+    builder = _StateBuilder(catalog)
     for file in files:
         file_docs, file_diags = read_file(file)
         diagnostics.extend(file_diags)
-        documents.extend(_non_empty(file, file_docs, file_diags, diagnostics))
-    builder = _StateBuilder(catalog)
-    for doc in documents:
-        builder.add(doc)
+        # Each file's documents (values plus positions) are dropped once added: at 10,000
+        # identities all of them at once would be half of validate's memory.
+        for doc in _non_empty(file, file_docs, file_diags, diagnostics):
+            builder.add(doc)
     diagnostics.extend(builder.diagnostics)
     diagnostics = [_printable(d) for d in diagnostics]
     order = {f: i for i, f in enumerate(files)}
@@ -239,6 +239,7 @@ class _StateBuilder:
         self._identity_at: dict[IdentityKey, SourceLocation] = {}
         self._assignment_at: dict[tuple[str, str, object], SourceLocation] = {}
         self._bad_locations: set[str] = set()
+        self._scope_ids: dict[str, ResourceId | None] = {}
 
     def error(self, where: SourceLocation, message: str, hint: str | None = None) -> None:
         self.diagnostics.append(Diagnostic(where, message, hint))
@@ -558,14 +559,14 @@ class _StateBuilder:
             if isinstance(raw_scope, str):
                 # The schema has checked its shape (any keyword casing, an optional trailing
                 # slash); the scope is kept as written, less that slash, for messages and ARM.
-                scope = raw_scope.rstrip("/") if ResourceId.try_parse(raw_scope) is not None else raw_scope
+                scope = raw_scope.rstrip("/") if self._scope_id(raw_scope) is not None else raw_scope
             elif isinstance(raw_scope, dict):
                 entry = self._reference(ctx, raw_scope, (*path, "scope"))
                 scope = entry.resource_id if entry else None
         role_text = item.get("role")
         role: tuple[str, str] | None = None
         if isinstance(role_text, str) and ctx.ok((*path, "role")):
-            in_scope = ResourceId.try_parse(scope or "")
+            in_scope = self._scope_id(scope or "")
             subscription = (in_scope.subscription.lower() if in_scope is not None and in_scope.subscription
                             else ctx.subscription)
             if subscription is None and not self.catalog.online:
@@ -606,6 +607,13 @@ class _StateBuilder:
                 take_over_from=ctx.take_over_from,
             )
         )
+
+    def _scope_id(self, text: str) -> ResourceId | None:
+        """ResourceId.try_parse, remembered: 50,000 grants name a few hundred scopes, and parsing
+        them was a fifth of the loader's own time (profile in docs/BENCHMARKS.md)."""
+        if text not in self._scope_ids:
+            self._scope_ids[text] = ResourceId.try_parse(text)
+        return self._scope_ids[text]
 
     def _role(self, where: SourceLocation, text: str, subscription: str) -> tuple[str, str] | None:
         """(lower-case GUID, display name) of a role, or None (reported)."""

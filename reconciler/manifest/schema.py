@@ -23,6 +23,7 @@ from jsonschema.exceptions import ValidationError
 from jsonschema.protocols import Validator
 
 from reconciler.errors import Diagnostic
+from reconciler.manifest.schema_check import surely_valid
 from reconciler.manifest.yaml_source import Path, YamlDocument
 
 SCHEMA_RESOURCE = "manifest.schema.json"
@@ -302,6 +303,8 @@ class _Mapper:
 
 def validate(doc: YamlDocument) -> list[tuple[Path, Diagnostic]]:
     """Schema diagnostics of one document, each with the path it is about."""
+    if surely_valid(schema(), doc.data):
+        return []
     mapper = _Mapper(doc)
     for err in sorted(_validator().iter_errors(doc.data), key=lambda e: list(map(str, e.absolute_path))):
         mapper.error(err)

@@ -20,7 +20,8 @@ import codecs
 import os
 import re
 import stat
-from collections.abc import Mapping
+import sys
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,37 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _SCALAR_TAGS = {f"{_TAG}{t}" for t in ("str", "int", "float", "bool", "null", "timestamp")}
 
 
+_COL_BITS = 24  # columns of a line up to 16 Mi characters; files stop at 10 MiB
+
+
+def _packed(mark: yaml.Mark) -> int:
+    """A position as one int: 10,000 identities have 400,000 positions, and an int is a third
+    of the memory of a (line, col) tuple."""
+    return ((mark.line + 1) << _COL_BITS) | (mark.column + 1)
+
+
+class Positions(Mapping[Path, Position]):
+    """Read-only (line, col) by path over packed ints."""
+
+    __slots__ = ("_packed",)
+
+    def __init__(self, packed: dict[Path, int] | None = None) -> None:
+        self._packed = packed if packed is not None else {}
+
+    def __getitem__(self, path: Path) -> Position:
+        value = self._packed[path]
+        return (value >> _COL_BITS, value & ((1 << _COL_BITS) - 1))
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._packed
+
+    def __iter__(self) -> Iterator[Path]:
+        return iter(self._packed)
+
+    def __len__(self) -> int:
+        return len(self._packed)
+
+
 @dataclass(frozen=True)
 class YamlDocument:
     """One `---` document of a file: its value plus where each part of it was written."""
@@ -54,8 +86,8 @@ class YamlDocument:
     index: int  # 0-based position of the document in its file
     data: Any  # plain JSON-like value
     start: Position
-    values: Mapping[Path, Position] = field(default_factory=dict)
-    keys: Mapping[Path, Position] = field(default_factory=dict)
+    values: Mapping[Path, Position] = field(default_factory=Positions)
+    keys: Mapping[Path, Position] = field(default_factory=Positions)
     # Source text of scalars that did not become strings (`yes`, `2.0`), for "quote it" hints.
     raw: Mapping[Path, str] = field(default_factory=dict)
 
@@ -179,11 +211,11 @@ def decode(data: bytes, file: str) -> tuple[str | None, Diagnostic | None]:
 class _Builder:
     """Turns one composed document into plain values plus the position maps."""
 
-    def __init__(self, file: str, loader: _Loader) -> None:
+    def __init__(self, file: str, loader: yaml.constructor.SafeConstructor) -> None:
         self.file = file
         self.loader = loader
-        self.values: dict[Path, Position] = {}
-        self.keys: dict[Path, Position] = {}
+        self.packed_values: dict[Path, int] = {}
+        self.packed_keys: dict[Path, int] = {}
         self.raw: dict[Path, str] = {}
         self.diagnostics: list[Diagnostic] = []
 
@@ -191,7 +223,7 @@ class _Builder:
         self.diagnostics.append(Diagnostic(SourceLocation(self.file, *_pos(mark)), message, hint))
 
     def build(self, node: Node, path: Path) -> Any:
-        self.values[path] = _pos(node.start_mark)
+        self.packed_values[path] = _packed(node.start_mark)
         if len(path) > MAX_DEPTH:
             self.error(node.start_mark, f"value nested deeper than {MAX_DEPTH} levels")
             return None
@@ -213,7 +245,7 @@ class _Builder:
             if not isinstance(key_node, ScalarNode):
                 self.error(key_node.start_mark, "mapping keys must be plain strings, not lists or mappings")
                 continue
-            key = self._text(key_node)
+            key = sys.intern(self._text(key_node))  # a dozen names, written 10,000 times over
             key_pos = _pos(key_node.start_mark)
             if key in seen:
                 line, col = seen[key]
@@ -224,8 +256,9 @@ class _Builder:
                 )
                 continue
             seen[key] = key_pos
-            self.keys[(*path, key)] = key_pos
-            result[key] = self.build(value_node, (*path, key))
+            child = (*path, key)  # one tuple for both maps: at 10,000 identities they hold 400,000
+            self.packed_keys[child] = _packed(key_node.start_mark)
+            result[key] = self.build(value_node, child)
         return result
 
     def _text(self, node: ScalarNode) -> str:
@@ -268,8 +301,84 @@ class _Builder:
             return None
 
 
+# What PyYAML's pure-Python reader refuses (yaml.reader.Reader.NON_PRINTABLE).
+_NON_PRINTABLE = re.compile("[^\x09\x0A\x0D\x20-\x7E\x85\xA0-\uD7FF\uE000-\uFFFD\U00010000-\U0010ffff]")
+# Every node starts at one of these indicators or line breaks, and each accounts for at most
+# three nodes (`a: b` opening a block mapping: the mapping, its key, its value).
+_NODE_INDICATORS = (":", "- ", "-\n", "-\r", "-\t", ",", "[", "{", "?", "\n", "\r")
+
+
+class _Unusual(Exception):
+    """Something the fast reader leaves to the careful one."""
+
+
+class _FastBuilder(_Builder):
+    def _scalar(self, node: ScalarNode, path: Path) -> Any:
+        if not node.value and node.style not in ("'", '"'):
+            # An empty value (`key:` with nothing after it, an empty block scalar): libyaml places it elsewhere than
+            # PyYAML does, and positions must not depend on the reader.
+            raise _Unusual
+        return super()._scalar(node, path)
+
+    def _text(self, node: ScalarNode) -> str:
+        # No surrogates to join: libyaml refuses `\ud83d`-style escapes (the careful reader
+        # then reads the file), and decoded text holds none.
+        return node.value  # type: ignore[no-any-return]
+
+
+def _fast_parse(text: str, file: str) -> list[YamlDocument] | None:
+    """The documents of an ordinary file, read with libyaml's C parser and composer; None when
+    the file holds anything unusual (a syntax error, an alias, a character PyYAML refuses,
+    more values or documents than allowed, an empty value or document, any diagnostic).
+
+    Why: the pure-Python composer was two thirds of `validate` at 10,000 identities (profile
+    in docs/BENCHMARKS.md). libyaml keeps the same line and column marks and resolves scalars
+    with PyYAML's own resolver, but it cannot be hooked to refuse aliases before they are
+    composed nor to count values as it goes. So this path is taken only when the text cannot
+    hold an alias (no `*`), has no tab (libyaml accepts some that PyYAML refuses), cannot hold
+    more than MAX_NODES values (counted from the indicators that start them) and has no
+    character PyYAML refuses; it gives way to `_careful_parse` on anything else, so every
+    diagnostic comes from one reader (tests/unit/test_manifest_fast.py compares the two).
+    libyaml refuses nesting deeper than 1,000 levels itself, so it cannot exhaust the C stack."""
+    if "*" in text or "\t" in text or _NON_PRINTABLE.search(text):
+        return None
+    if 3 * sum(text.count(c) for c in _NODE_INDICATORS) + 3 > MAX_NODES:
+        return None
+    documents: list[YamlDocument] = []
+    loader = yaml.CSafeLoader(text)
+    try:
+        while loader.check_node():
+            if len(documents) >= MAX_DOCUMENTS:
+                return None
+            node = loader.get_node()
+            if node is None:  # pragma: no cover - check_node() said a node follows
+                return None
+            builder = _FastBuilder(file, loader)
+            data = builder.build(node, ())
+            if builder.diagnostics or data is None:
+                return None
+            documents.append(
+                YamlDocument(file, len(documents), data, _pos(node.start_mark), Positions(builder.packed_values),
+                             Positions(builder.packed_keys), builder.raw)
+            )
+    except Exception:
+        return None
+    finally:
+        loader.dispose()
+    return documents
+
+
 def parse(text: str, file: str) -> tuple[list[YamlDocument], list[Diagnostic]]:
     """Every document of `text`; a syntax error ends the file (documents before it are kept)."""
+    fast = _fast_parse(text, file)
+    if fast is not None:
+        return fast, []
+    return _careful_parse(text, file)
+
+
+def _careful_parse(text: str, file: str) -> tuple[list[YamlDocument], list[Diagnostic]]:
+    """`parse` with PyYAML's pure-Python composer, hooked to refuse aliases and to bound
+    values, depth and documents as it goes; every diagnostic comes from here."""
     documents: list[YamlDocument] = []
     diagnostics: list[Diagnostic] = []
     loader: _Loader | None = None
@@ -290,7 +399,8 @@ def parse(text: str, file: str) -> tuple[list[YamlDocument], list[Diagnostic]]:
             diagnostics.extend(builder.diagnostics)
             start = _pos(node.start_mark) if data is not None else loader.document_start
             documents.append(
-                YamlDocument(file, len(documents), data, start, builder.values, builder.keys, builder.raw)
+                YamlDocument(file, len(documents), data, start, Positions(builder.packed_values),
+                             Positions(builder.packed_keys), builder.raw)
             )
     except _Refused as exc:
         diagnostics.append(Diagnostic(SourceLocation(file, *_pos(exc.mark)), exc.message, exc.hint))

@@ -15,9 +15,10 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar, cast
 
 Doc = dict[str, Any]
+T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS docs (
@@ -54,6 +55,7 @@ class Store:
         self._generation = 0
         self._all_cache: dict[str, tuple[tuple[int, int], list[Doc]]] = {}
         self._index_cache: dict[tuple[str, Callable[[Doc], str]], tuple[tuple[int, int], dict[str, list[Doc]]]] = {}
+        self._derived_cache: dict[tuple[str, Callable[[list[Doc]], Any]], tuple[tuple[int, int], Any]] = {}
 
     def _written(self) -> None:
         self._generation += 1
@@ -157,6 +159,18 @@ class Store:
                 grouped.setdefault(key(doc), []).append(doc)
             self._index_cache[(kind, key)] = (version, grouped)
             return grouped
+
+    def derived(self, kind: str, build: Callable[[list[Doc]], T]) -> T:
+        """`build(all(kind))`, cached like all() until the kind changes: for indexes that need
+        more than index()'s grouping (order, sorted keys). Read-only, like all()'s documents."""
+        with self._lock:
+            version = self._version()
+            cached = self._derived_cache.get((kind, build))
+            if cached is not None and cached[0] == version:
+                return cast(T, cached[1])
+            value = build(self.all(kind))
+            self._derived_cache[(kind, build)] = (version, value)
+            return value
 
     def count(self, kind: str, parent: str) -> int:
         with self._lock:

@@ -110,7 +110,7 @@ def test_in_sync_is_empty_and_matching_is_case_insensitive() -> None:
     name = assignment_name("payments", DATA_SCOPE, READER, li.principal_id)
     # ARM echoes other casing for scope, role id form and GUIDs: none of it is a diff.
     ra = live_grant(li.principal_id.upper(), name, scope=DATA_SCOPE.upper(), role=READER.upper())
-    ra = LiveRoleAssignment(**{**ra.__dict__, "principal_id": li.principal_id, "role_definition_id": READER})
+    ra = replace(ra, principal_id=li.principal_id, role_definition_id=READER)
     plan = make_plan(state(a, ras=(grant(a),)), live(li, ras=(ra,)))
     assert not plan.has_changes, plan.dumps()
 
@@ -260,7 +260,7 @@ def test_protected_identity_cannot_be_replaced_or_dropped() -> None:
     with pytest.raises(PlanError, match="protected"):
         make_plan(state(ident(protect=True, location="northeurope")), live(live_ident()))
     protected = live_ident("vault", principal="eeee0000-0000-0000-0000-000000000005")
-    protected = LiveIdentity(**{**protected.__dict__, "tags": {**protected.tags, "reconciler-protected": "true"}})
+    protected = replace(protected, tags={**protected.tags, "reconciler-protected": "true"})
     with pytest.raises(PlanError, match="protected"):
         make_plan(state(ident()), live(live_ident(), protected))
 
