@@ -331,19 +331,7 @@ def apply_plan(
     finished: set[str] = set()
 
     def timed(change: Change) -> StepResult:
-        reporter.step_started(change)
-        start = time.monotonic()
-        try:
-            detail = run.execute(change)
-            return StepResult(change.address, change.action, DONE, detail, seconds=time.monotonic() - start)
-        except ArmError as e:
-            return StepResult(change.address, change.action, FAILED, f"{e.code}: {e.arm_message}"
-                              + (f" ({e.hint})" if e.hint else ""), e.code, time.monotonic() - start)
-        except ReconcilerError as e:
-            return StepResult(change.address, change.action, FAILED, str(e), seconds=time.monotonic() - start)
-        except Exception as e:  # a bug or an unmapped SDK error: still one failed step in the report
-            return StepResult(change.address, change.action, FAILED, f"unexpected {type(e).__name__}: {e}",
-                              type(e).__name__, time.monotonic() - start)
+        return _run_step(run, reporter, change)
 
     def skip_dependents(address: str, why: str) -> None:
         for dep in sorted(dependents[address]):
@@ -407,7 +395,32 @@ def apply_plan(
     finally:
         # Steps still in flight here were abandoned by a stop: do not wait for their threads.
         pool.shutdown(wait=not running, cancel_futures=True)
-    for address in running.values():
+    _account_for_unrun(report, steps, finished, list(running.values()), stopped)
+    return report
+
+
+def _run_step(run: _Run, reporter: Reporter, change: Change) -> StepResult:
+    """One step, timed; every failure becomes a failed result, never an exception."""
+    reporter.step_started(change)
+    start = time.monotonic()
+    try:
+        detail = run.execute(change)
+        return StepResult(change.address, change.action, DONE, detail, seconds=time.monotonic() - start)
+    except ArmError as e:
+        return StepResult(change.address, change.action, FAILED, f"{e.code}: {e.arm_message}"
+                          + (f" ({e.hint})" if e.hint else ""), e.code, time.monotonic() - start)
+    except ReconcilerError as e:
+        return StepResult(change.address, change.action, FAILED, str(e), seconds=time.monotonic() - start)
+    except Exception as e:  # a bug or an unmapped SDK error: still one failed step in the report
+        return StepResult(change.address, change.action, FAILED, f"unexpected {type(e).__name__}: {e}",
+                          type(e).__name__, time.monotonic() - start)
+
+
+def _account_for_unrun(report: ApplyReport, steps: dict[str, Change], finished: set[str], in_flight: list[str],
+                       stopped: str | None) -> None:
+    """Give every step without a result one (in flight when stopped, not started, or never
+    runnable), order the results as the plan is, and record why the run stopped early."""
+    for address in in_flight:
         finished.add(address)
         report.results.append(StepResult(
             address, steps[address].action, INTERRUPTED,
@@ -425,4 +438,3 @@ def apply_plan(
     order = {a: i for i, a in enumerate(steps)}
     report.results.sort(key=lambda r: order[r.address])
     report.stopped = stopped
-    return report
