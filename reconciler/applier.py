@@ -322,11 +322,7 @@ def apply_plan(
     reporter = reporter or NullReporter()
     run = _Run(plan, gateway)
     steps = {c.address: c for c in plan.actionable}
-    waiting_on = {a: {r for r in c.requires if r in steps} for a, c in steps.items()}
-    dependents: dict[str, set[str]] = {a: set() for a in steps}
-    for a, reqs in waiting_on.items():
-        for r in reqs:
-            dependents[r].add(a)
+    waiting_on, dependents = _step_graph(steps)
     report = ApplyReport()
     finished: set[str] = set()
 
@@ -397,6 +393,16 @@ def apply_plan(
         pool.shutdown(wait=not running, cancel_futures=True)
     _account_for_unrun(report, steps, finished, list(running.values()), stopped)
     return report
+
+
+def _step_graph(steps: dict[str, Change]) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """What each step waits on (its requirements within this plan), and what waits on it."""
+    waiting_on = {a: {r for r in c.requires if r in steps} for a, c in steps.items()}
+    dependents: dict[str, set[str]] = {a: set() for a in steps}
+    for a, reqs in waiting_on.items():
+        for r in reqs:
+            dependents[r].add(a)
+    return waiting_on, dependents
 
 
 def _run_step(run: _Run, reporter: Reporter, change: Change) -> StepResult:
