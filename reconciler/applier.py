@@ -3,6 +3,11 @@
 Every step is idempotent (PUT is create-or-update, DELETE of something absent is done), so
 re-running after a crash or a failure converges. A failed step skips only the steps that
 require it; independent steps go on. The report says, for every step, what happened.
+
+The walk is a scheduler: a step whose requirements are done is queued (`_ReadyQueue` orders
+them), handed to a free worker, and its dependents queued when it is done. A step that ARM
+answers "not yet" goes back with a not-before time (apply_retry) instead of sleeping in its
+worker.
 """
 
 from __future__ import annotations
@@ -91,7 +96,8 @@ class ApplyReport:
 
 class StopRequest:
     """How the outside (the CLI's signal handlers) stops a run: `request()` hands out no new
-    step and waits up to `grace_seconds` for those in flight; `now()` stops waiting at once.
+    step and waits up to `grace_seconds` for those in flight (a step waiting to retry fails at
+    once); `now()` stops waiting at once.
     `announce(n)` is called once, from the applier's thread, with the number in flight."""
 
     def __init__(self, grace_seconds: float = 60.0, announce: Callable[[int], None] | None = None) -> None:
@@ -594,7 +600,7 @@ def _account_for_unrun(report: ApplyReport, steps: dict[str, Change], finished: 
         if report.interrupted:
             report.results.append(StepResult(address, steps[address].action, NOT_STARTED,
                                              "not started: apply was interrupted"))
-        else:  # stopped early, or never runnable (a cycle in requires): say so, never hang
+        else:  # stopped early, or never runnable (check_step_graph refuses cycles): say so, never hang
             why = f"not started: {stopped}" if stopped else "skipped: its requirements could not be ordered"
             report.results.append(StepResult(address, steps[address].action, SKIPPED, why))
     order = {a: i for i, a in enumerate(steps)}
