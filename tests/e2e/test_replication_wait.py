@@ -26,7 +26,7 @@ OTHERS = 6
 
 @pytest.fixture
 def late_directory() -> Iterator[SandboxServer]:
-    server = SandboxServer(config=E2E_CONFIG.replace(replication_delay_seconds=1.0,
+    server = SandboxServer(config=E2E_CONFIG.replace(replication_delay_seconds=2.0,
                                                                   service_principal_type_skips_lookup=False)).start()
     try:
         server.seed(subscriptions=[SUB], resource_groups=[(SUB, "rg", "westeurope")])
@@ -64,7 +64,7 @@ def test_one_worker_creates_other_identities_while_a_grant_waits_for_replication
     plan, grant = plan_with_a_late_grant()
     events = Events()
     report = apply_plan(plan, gateway_for(late_directory), parallelism=1, reporter=events,
-                        retry=RetryPolicy(principal_backoff=(0.2,) * 20))
+                        retry=RetryPolicy(principal_backoff=(0.2,) * 40))
     assert report.ok, [r for r in report.results if r.status != DONE]
     waited = events.lines[events.lines.index(f"start {grant}"):events.lines.index(f"finish {grant}")]
     # With one worker, a retry that slept in the worker would let nothing else finish meanwhile.
