@@ -27,6 +27,7 @@ _EXPORTS = {
     "Plan": "reconciler.plan",
     "PlanOptions": "reconciler.planner",
     "ReconcilerError": "reconciler.errors",
+    "RetryPolicy": "reconciler.apply_retry",
     "RoleCatalog": "reconciler.roles",
     "apply_plan": "reconciler.applier",
     "load_manifests": "reconciler.manifest.loader",

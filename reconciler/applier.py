@@ -3,37 +3,62 @@
 Every step is idempotent (PUT is create-or-update, DELETE of something absent is done), so
 re-running after a crash or a failure converges. A failed step skips only the steps that
 require it; independent steps go on. The report says, for every step, what happened.
+
+The walk is a scheduler: a step whose requirements are done is queued (`_ReadyQueue` orders
+them), handed to a free worker, and its dependents queued when it is done. A step that ARM
+answers "not yet" goes back with a not-before time (apply_retry) instead of sleeping in its
+worker.
 """
 
 from __future__ import annotations
 
-import random
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Protocol
 
-from reconciler.errors import ArmError, ReconcilerError
+from reconciler.apply_retry import CONCURRENT_FIC_WRITES as CONCURRENT_FIC_WRITES  # re-exported
+from reconciler.apply_retry import (
+    PRINCIPAL_NOT_FOUND,
+    Clock,
+    DelayedSteps,
+    MonotonicClock,
+    RetryLater,
+    retrying,
+)
+from reconciler.apply_retry import RetryPolicy as RetryPolicy  # re-exported: apply_plan takes one
+from reconciler.errors import ArmError, PlanError, ReconcilerError
 from reconciler.gateway import ArmGateway
 from reconciler.model import assignment_name
 from reconciler.plan import Action, Change, Plan, ResourceType
+from reconciler.textsafe import one_line
 
-DONE, FAILED, SKIPPED = "done", "failed", "skipped"
-# An interrupted apply: steps never handed out, and steps still in flight when it stopped at
-# once (their outcome is unknown until the next plan reads Azure).
-NOT_STARTED, INTERRUPTED = "not-started", "interrupted"
-STATUSES = (DONE, FAILED, SKIPPED, NOT_STARTED, INTERRUPTED)
-CONCURRENT_FIC_WRITES = "ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity"
+
+class StepStatus(StrEnum):
+    """What became of one step (the report's `status`)."""
+
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    # An interrupted apply: steps never handed out, and steps still in flight when it stopped at
+    # once (their outcome is unknown until the next plan reads Azure).
+    NOT_STARTED = "not-started"
+    INTERRUPTED = "interrupted"
+
+
+DONE, FAILED, SKIPPED = StepStatus.DONE, StepStatus.FAILED, StepStatus.SKIPPED
+NOT_STARTED, INTERRUPTED = StepStatus.NOT_STARTED, StepStatus.INTERRUPTED
+STATUSES = tuple(StepStatus)
 
 
 @dataclass(frozen=True)
 class StepResult:
     address: str
     action: Action
-    status: str  # one of STATUSES
+    status: StepStatus
     detail: str = ""
     error_code: str | None = None
     seconds: float = 0.0
@@ -42,7 +67,7 @@ class StepResult:
         return {
             "address": self.address,
             "action": self.action.value,
-            "status": self.status,
+            "status": str(self.status),
             "detail": self.detail,
             "error_code": self.error_code,
             "seconds": round(self.seconds, 3),
@@ -60,7 +85,7 @@ class ApplyReport:
         return all(r.status == DONE for r in self.results)
 
     def counts(self) -> dict[str, int]:
-        return {s: sum(1 for r in self.results if r.status == s) for s in STATUSES}
+        return {s.value: sum(1 for r in self.results if r.status == s) for s in STATUSES}
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"ok": self.ok, "interrupted": self.interrupted, "counts": self.counts()}
@@ -71,7 +96,8 @@ class ApplyReport:
 
 class StopRequest:
     """How the outside (the CLI's signal handlers) stops a run: `request()` hands out no new
-    step and waits up to `grace_seconds` for those in flight; `now()` stops waiting at once.
+    step and waits up to `grace_seconds` for those in flight (a step waiting to retry fails at
+    once); `now()` stops waiting at once.
     `announce(n)` is called once, from the applier's thread, with the number in flight."""
 
     def __init__(self, grace_seconds: float = 60.0, announce: Callable[[int], None] | None = None) -> None:
@@ -115,13 +141,8 @@ def _fic_identity_parts(change: Change) -> tuple[str, str, str]:
 
 
 class _Run:
-    def __init__(self, plan: Plan, gateway: ArmGateway, sleep: Callable[[float], None] = time.sleep) -> None:
-        self.sleep = sleep
-        # Seconds between retries of an assignment whose new principal ARM cannot see yet
-        # (about two minutes in all, longer than Entra ID's usual replication delay).
-        self.principal_backoff = (2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
-        self.fic_backoff = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
-        self.jitter = random.random
+    def __init__(self, plan: Plan, gateway: ArmGateway, retry: RetryPolicy) -> None:
+        self.retry = retry
         self.gateway = gateway
         self.principals: dict[str, str] = {}  # identity address -> principal id
         for c in plan.changes:
@@ -167,27 +188,26 @@ class _Run:
         if change.action is Action.DELETE and change.consequence_of:
             return "deleted with its identity"
         identity_address = change.address.split("/federatedCredential/")[0]
-        attempt = 0
-        while True:
-            try:
-                with self.fic_lock(identity_address):
-                    if change.action is Action.DELETE:
-                        assert change.before is not None
-                        self.gateway.delete_federated_credential(sub, rg, identity, change.before["name"])
-                        return "deleted"
-                    assert change.after is not None
-                    self.gateway.put_federated_credential(
-                        sub, rg, identity, change.after["name"], change.after["issuer"], change.after["subject"],
-                        list(change.after["audiences"]),
-                    )
-                return "created" if change.action is Action.CREATE else "updated"
-            except ArmError as e:
-                # Our own writes to one identity are serialised by the lock; a 409 here means
-                # another writer (a second apply, a person) overlapped us: wait and try again.
-                if e.code != CONCURRENT_FIC_WRITES or attempt >= len(self.fic_backoff):
-                    raise
-                self.sleep(self.fic_backoff[attempt] * (0.5 + self.jitter()))
-                attempt += 1
+
+        def write() -> str:
+            with self.fic_lock(identity_address):
+                if change.action is Action.DELETE:
+                    assert change.before is not None
+                    self.gateway.delete_federated_credential(sub, rg, identity, change.before["name"])
+                    return "deleted"
+                assert change.after is not None
+                self.gateway.put_federated_credential(
+                    sub, rg, identity, change.after["name"], change.after["issuer"], change.after["subject"],
+                    list(change.after["audiences"]),
+                )
+            return "created" if change.action is Action.CREATE else "updated"
+
+        def delay(retry: int, e: ArmError) -> float | None:
+            # Our own writes to one identity are serialised by the lock; a 409 here means
+            # another writer (a second apply, a person) overlapped us: wait and try again.
+            return self.retry.fic_delay(retry) if e.code == CONCURRENT_FIC_WRITES else None
+
+        return retrying(write, delay)
 
     # -- role assignments ------------------------------------------------------------
 
@@ -214,8 +234,8 @@ class _Run:
             change.owner, after["scope"], after["roleDefinitionId"], principal_id
         )
         created_now = not after.get("principalId")
-        attempt = 0
-        while True:
+
+        def put() -> str:
             try:
                 live = self.gateway.put_role_assignment(
                     scope=after["scope"], name=name, role_definition_guid=after["roleDefinitionId"],
@@ -223,24 +243,23 @@ class _Run:
                     description=after.get("description"), condition=after.get("condition"),
                     condition_version=after.get("conditionVersion"),
                 )
-                break
             except ArmError as e:
-                if e.code != "PrincipalNotFound":
-                    raise
-                if not created_now:
+                if e.code == PRINCIPAL_NOT_FOUND and not created_now:
                     # Not created by this run: replication delay cannot explain it.
                     raise ArmError(e.code, e.arm_message, status=e.status, address=change.address,
                                    hint=f"principal {principal_id} does not exist in the directory; "
                                    "check the objectId") from None
-                if attempt >= len(self.principal_backoff):
-                    raise
-                # A principal created moments ago by this run: Entra ID replication is slow.
-                self.sleep(self.principal_backoff[attempt])
-                attempt += 1
-        if live.name.lower() != name.lower():
-            return f"already existed as {live.name}; adopted"
-        return {Action.CREATE: "created", Action.REPLACE: "replaced",
-                Action.ADOPT: "adopted (ownership recorded in its description)"}.get(change.action, "updated")
+                raise
+            if live.name.lower() != name.lower():
+                return f"already existed as {live.name}; adopted"
+            return {Action.CREATE: "created", Action.REPLACE: "replaced",
+                    Action.ADOPT: "adopted (ownership recorded in its description)"}.get(change.action, "updated")
+
+        def delay(retry: int, e: ArmError) -> float | None:
+            # A principal created moments ago by this run: Entra ID replication is slow.
+            return self.retry.principal_delay(retry) if created_now and e.code == PRINCIPAL_NOT_FOUND else None
+
+        return retrying(put, delay)
 
 
 _HANDLERS: dict[ResourceType, Callable[[_Run, Change], str]] = {
@@ -277,8 +296,10 @@ class _ReadyQueue:
     def __bool__(self) -> bool:
         return bool(self.other or self.creates)
 
-    def push(self, address: str) -> None:
-        (self.creates if self._creates_identity(self.steps[address]) else self.other).append(address)
+    def push(self, address: str, *, first: bool = False) -> None:
+        """Queue a ready step; `first` puts it ahead of its kind (a retry whose wait is over)."""
+        line = self.creates if self._creates_identity(self.steps[address]) else self.other
+        (line.appendleft if first else line.append)(address)
 
     def _fic_identity(self, address: str) -> str | None:
         change = self.steps[address]
@@ -311,88 +332,246 @@ def apply_plan(
     plan: Plan, gateway: ArmGateway, *, parallelism: int = 8, reporter: Reporter | None = None,
     stop: StopRequest | None = None,
     abort: Callable[[], str | None] | None = None,
+    retry: RetryPolicy | None = None,
+    clock: Clock | None = None,
 ) -> ApplyReport:
     """Run every actionable change of `plan`. Never raises for a failed step: the report
-    carries each failure with ARM's code and message.
+    carries each failure with ARM's code and message. Raises PlanError, before any step, when
+    the plan's requirements form a cycle or name a change the plan does not hold.
 
     When `stop` is requested (a signal), no new step starts; the report says which were done,
     failed, in flight and not started. `abort` is asked before each step is handed out; once it
     gives a reason (e.g. ARM is unreachable), no further step starts, running ones finish, and
-    every step not started is reported skipped with that reason, so a re-run resumes."""
-    reporter = reporter or NullReporter()
-    run = _Run(plan, gateway)
+    every step not started is reported skipped with that reason, so a re-run resumes.
+
+    A step that ARM answers "not yet" (see apply_retry) waits for its retry off the workers,
+    per `retry` (RetryPolicy() by default); a stop or an abort ends such waits, and the step
+    fails with the answer it last had. `clock` is for tests."""
+    check_step_graph(plan)
     steps = {c.address: c for c in plan.actionable}
-    waiting_on, dependents = _step_graph(steps)
-    report = ApplyReport()
-    finished: set[str] = set()
-
-    def timed(change: Change) -> StepResult:
-        return _run_step(run, reporter, change)
-
-    def skip_dependents(address: str, why: str) -> None:
-        for dep in sorted(dependents[address]):
-            if dep in finished:
-                continue
-            finished.add(dep)
-            result = StepResult(dep, steps[dep].action, SKIPPED, why)
-            report.results.append(result)
-            reporter.step_finished(result)
-            skip_dependents(dep, why)
-
-    queue = _ReadyQueue(steps, parallelism)
-    for address in steps:
-        if not waiting_on[address]:
-            queue.push(address)
-    stopped: str | None = None
-
-    def stopping() -> bool:
-        nonlocal stopped
-        if stopped is None and abort is not None:
-            stopped = abort()
-        return stopped is not None
-
+    run = _Run(plan, gateway, retry or RetryPolicy())
+    walk = _Walk(run, steps, parallelism, reporter or NullReporter(), clock or MonotonicClock())
     pool = ThreadPoolExecutor(max_workers=max(1, parallelism))
-    running: dict[Future[StepResult], str] = {}
-    deadline: float | None = None
     try:
-        while queue or running:
-            if stop is not None and stop.requested.is_set():
-                if deadline is None:
-                    report.interrupted = True
-                    deadline = time.monotonic() + stop.grace_seconds
-                    stop.announce(len(running))
-                if not running or stop.immediate.is_set() or time.monotonic() >= deadline:
-                    break
-            else:
-                # Hand a worker a step only when one is free, so the choice of what runs next
-                # is made late, with everything that has become ready in the meantime.
-                while len(running) < parallelism and not stopping() and (next_step := queue.pop()) is not None:
-                    running[pool.submit(timed, steps[next_step])] = next_step
-            if not running:
-                break  # nothing runnable: only possible if the plan's requires form a cycle
-            # With a stop possible, wake up now and then to look at it (signal handlers run
-            # in this thread, between waits).
-            done, _ = wait(list(running), timeout=0.2 if stop is not None else None,
-                           return_when=FIRST_COMPLETED)
-            for fut in done:
-                address = running.pop(fut)
-                queue.finished(address)
-                result = fut.result()
-                finished.add(address)
-                report.results.append(result)
-                reporter.step_finished(result)
-                if result.status != DONE:
-                    skip_dependents(address, f"skipped: requires {address}, which failed")
-                    continue
-                for dep in sorted(dependents[address]):
-                    waiting_on[dep].discard(address)
-                    if not waiting_on[dep] and dep not in finished:
-                        queue.push(dep)
+        walk.walk(pool, stop, abort)
     finally:
         # Steps still in flight here were abandoned by a stop: do not wait for their threads.
-        pool.shutdown(wait=not running, cancel_futures=True)
-    _account_for_unrun(report, steps, finished, list(running.values()), stopped)
-    return report
+        pool.shutdown(wait=not walk.running, cancel_futures=True)
+    _account_for_unrun(walk.report, steps, walk.finished, list(walk.running.values()), walk.stopped)
+    return walk.report
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What a worker hands back: the step's result, or a request to run it again later."""
+
+    result: StepResult | None = None
+    later: RetryLater | None = None
+
+
+class _Walk:
+    """One apply's scheduling state: the step graph, the steps ready, in flight, and waiting
+    for a retry's not-before time. Only the applier's thread touches it; workers run steps."""
+
+    def __init__(self, run: _Run, steps: dict[str, Change], parallelism: int, reporter: Reporter,
+                 clock: Clock) -> None:
+        self.run, self.steps, self.parallelism = run, steps, parallelism
+        self.reporter, self.clock = reporter, clock
+        self.waiting_on, self.dependents = _step_graph(steps)
+        self.queue = _ReadyQueue(steps, parallelism)
+        for address in steps:
+            if not self.waiting_on[address]:
+                self.queue.push(address)
+        self.delayed = DelayedSteps()
+        self.retries: dict[str, RetryLater] = {}  # steps between attempts: how to resume them
+        self.started: dict[str, float] = {}  # when each step's first attempt began
+        self.running: dict[Future[_Outcome], str] = {}
+        self.finished: set[str] = set()
+        self.report = ApplyReport()
+        self.stopped: str | None = None
+        self.wake = threading.Event()  # set by a worker when it finishes
+        self.deadline: float | None = None  # when a requested stop stops waiting for steps in flight
+
+    def walk(self, pool: ThreadPoolExecutor, stop: StopRequest | None,
+             abort: Callable[[], str | None] | None) -> None:
+        while self.queue or self.running or self.delayed:
+            if stop is not None and stop.requested.is_set():
+                if self._stopped_now(stop):
+                    break
+            else:
+                self._hand_out(pool, abort)
+            if not self.running and not self.delayed:
+                break  # nothing left that can run (check_step_graph refuses cycles)
+            # With a stop possible, wake up now and then to look at it (signal handlers run
+            # in this thread, between waits).
+            self._idle(0.2 if stop is not None else None)
+            self._collect()
+
+    def _stopped_now(self, stop: StopRequest) -> bool:
+        """A stop was requested: end retry waits (a step may have asked for one since the last
+        look), and say whether to stop now rather than wait for steps in flight."""
+        if self.deadline is None:
+            self.report.interrupted = True
+            self.deadline = self.clock.now() + stop.grace_seconds
+            stop.announce(len(self.running))
+        self._end_waits("apply was interrupted")
+        return not self.running or stop.immediate.is_set() or self.clock.now() >= self.deadline
+
+    def _hand_out(self, pool: ThreadPoolExecutor, abort: Callable[[], str | None] | None) -> None:
+        """Hand a worker a step only when one is free, so the choice of what runs next is made
+        late, with everything that has become ready in the meantime."""
+        for due in self.delayed.pop_due(self.clock.now()):
+            self.queue.push(due, first=True)
+        while len(self.running) < self.parallelism and not self._aborted(abort):
+            address = self.queue.pop()
+            if address is None:
+                return
+            self._submit(pool, address)
+        if self.stopped is not None:
+            self._end_waits(self.stopped)
+
+    def _aborted(self, abort: Callable[[], str | None] | None) -> bool:
+        if self.stopped is None and abort is not None:
+            self.stopped = abort()
+        return self.stopped is not None
+
+    def _submit(self, pool: ThreadPoolExecutor, address: str) -> None:
+        later = self.retries.pop(address, None)
+        if later is None:
+            self.started[address] = self.clock.now()
+            attempt = _first_attempt(self.run, self.reporter, self.steps[address])
+        else:
+            attempt = later.resume
+        future = pool.submit(_attempt, self.steps[address], attempt, self.started[address], self.clock)
+        future.add_done_callback(lambda _: self.wake.set())
+        self.running[future] = address
+
+    def _idle(self, poll: float | None) -> None:
+        """Wait for a worker to finish, the next retry to fall due, or `poll` seconds."""
+        timeout = poll
+        due = self.delayed.next_due()
+        if due is not None:
+            until = max(0.0, due - self.clock.now())
+            timeout = until if timeout is None else min(timeout, until)
+        self.clock.wait(self.wake, timeout)
+        self.wake.clear()  # before looking at the futures, so no finish is missed
+
+    def _collect(self) -> None:
+        for future in [f for f in self.running if f.done()]:
+            address = self.running.pop(future)
+            self.queue.finished(address)
+            outcome = future.result()
+            if outcome.later is not None:
+                self.retries[address] = outcome.later
+                self.delayed.add(address, self.clock.now() + outcome.later.delay)
+            elif outcome.result is not None:
+                self._finish(outcome.result)
+
+    def _finish(self, result: StepResult) -> None:
+        address = result.address
+        self.finished.add(address)
+        self.report.results.append(result)
+        self.reporter.step_finished(result)
+        if result.status != DONE:
+            self._skip_dependents(address, f"skipped: requires {address}, which failed")
+            return
+        for dep in sorted(self.dependents[address]):
+            self.waiting_on[dep].discard(address)
+            if not self.waiting_on[dep] and dep not in self.finished:
+                self.queue.push(dep)
+
+    def _skip_dependents(self, address: str, why: str) -> None:
+        for dep in sorted(self.dependents[address]):
+            if dep in self.finished:
+                continue
+            self.finished.add(dep)
+            result = StepResult(dep, self.steps[dep].action, SKIPPED, why)
+            self.report.results.append(result)
+            self.reporter.step_finished(result)
+            self._skip_dependents(dep, why)
+
+    def _end_waits(self, why: str) -> None:
+        """Steps waiting for a retry fail with the answer they last had: no retry will come."""
+        self.delayed.clear()
+        now = self.clock.now()
+        for address, later in sorted(self.retries.items()):
+            change = self.steps[address]
+            failed = _failed(change, later.error, now - self.started[address])
+            self._finish(StepResult(address, change.action, FAILED, f"{failed.detail} (not retried: {why})",
+                                    failed.error_code, failed.seconds))
+        self.retries.clear()
+
+
+def _first_attempt(run: _Run, reporter: Reporter, change: Change) -> Callable[[], str]:
+    def attempt() -> str:
+        reporter.step_started(change)
+        return run.execute(change)
+
+    return attempt
+
+
+def _attempt(change: Change, attempt: Callable[[], str], started: float, clock: Clock) -> _Outcome:
+    """One attempt at a step, in a worker; every failure becomes a failed result, never an
+    exception. `started` is when its first attempt began: a step's seconds include its waits."""
+    try:
+        detail = attempt()
+        return _Outcome(StepResult(change.address, change.action, DONE, detail, seconds=clock.now() - started))
+    except RetryLater as later:
+        return _Outcome(later=later)
+    except ReconcilerError as e:
+        return _Outcome(_failed(change, e, clock.now() - started))
+    except Exception as e:  # a bug or an unmapped SDK error: still one failed step in the report
+        return _Outcome(StepResult(change.address, change.action, FAILED, f"unexpected {type(e).__name__}: {e}",
+                                   type(e).__name__, clock.now() - started))
+
+
+def _failed(change: Change, e: ReconcilerError, seconds: float) -> StepResult:
+    if isinstance(e, ArmError):
+        return StepResult(change.address, change.action, FAILED, f"{e.code}: {e.arm_message}"
+                          + (f" ({e.hint})" if e.hint else ""), e.code, seconds)
+    return StepResult(change.address, change.action, FAILED, str(e), seconds=seconds)
+
+
+def check_step_graph(plan: Plan) -> None:
+    """Refuse, before anything is applied, requirements that name no change of the plan and
+    requirements that form a cycle: a plan made by `plan` has neither, a hand-edited one may."""
+    known = {c.address for c in plan.changes}
+    unknown = [(c.address, r) for c in plan.actionable for r in c.requires if r not in known]
+    if unknown:
+        listed = "; ".join(f"{one_line(a)} requires {one_line(r)}" for a, r in unknown[:5])
+        more = f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else ""
+        raise PlanError(f"the plan's steps require changes it does not hold: {listed}{more}. "
+                        "Make the plan again with `reconciler plan`; nothing was applied.")
+    cycle = _find_cycle(_step_graph({c.address: c for c in plan.actionable})[0])
+    if cycle:
+        raise PlanError(f"the plan's steps require each other in a cycle: {' -> '.join(map(one_line, cycle))}. "
+                        "Make the plan again with `reconciler plan`; nothing was applied.")
+
+
+def _find_cycle(waiting_on: dict[str, set[str]]) -> list[str]:
+    """One cycle of requirements, as a path that ends where it starts, or [] when there is none.
+    Kahn's walk removes every step whose requirements can be met; what remains is on a cycle
+    or behind one, and following requirements within it from any step must come round."""
+    pending = {a: len(reqs) for a, reqs in waiting_on.items()}
+    dependents: dict[str, list[str]] = {a: [] for a in waiting_on}
+    for a, reqs in waiting_on.items():
+        for r in reqs:
+            dependents[r].append(a)
+    ready = deque(a for a, n in pending.items() if n == 0)
+    while ready:
+        for dep in dependents[ready.popleft()]:
+            pending[dep] -= 1
+            if pending[dep] == 0:
+                ready.append(dep)
+    left = {a for a, n in pending.items() if n > 0}
+    if not left:
+        return []
+    path: list[str] = []
+    at = min(left)
+    while at not in path:
+        path.append(at)
+        at = min(r for r in waiting_on[at] if r in left)
+    return [*path[path.index(at):], at]
 
 
 def _step_graph(steps: dict[str, Change]) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
@@ -403,23 +582,6 @@ def _step_graph(steps: dict[str, Change]) -> tuple[dict[str, set[str]], dict[str
         for r in reqs:
             dependents[r].add(a)
     return waiting_on, dependents
-
-
-def _run_step(run: _Run, reporter: Reporter, change: Change) -> StepResult:
-    """One step, timed; every failure becomes a failed result, never an exception."""
-    reporter.step_started(change)
-    start = time.monotonic()
-    try:
-        detail = run.execute(change)
-        return StepResult(change.address, change.action, DONE, detail, seconds=time.monotonic() - start)
-    except ArmError as e:
-        return StepResult(change.address, change.action, FAILED, f"{e.code}: {e.arm_message}"
-                          + (f" ({e.hint})" if e.hint else ""), e.code, time.monotonic() - start)
-    except ReconcilerError as e:
-        return StepResult(change.address, change.action, FAILED, str(e), seconds=time.monotonic() - start)
-    except Exception as e:  # a bug or an unmapped SDK error: still one failed step in the report
-        return StepResult(change.address, change.action, FAILED, f"unexpected {type(e).__name__}: {e}",
-                          type(e).__name__, time.monotonic() - start)
 
 
 def _account_for_unrun(report: ApplyReport, steps: dict[str, Change], finished: set[str], in_flight: list[str],
@@ -438,7 +600,7 @@ def _account_for_unrun(report: ApplyReport, steps: dict[str, Change], finished: 
         if report.interrupted:
             report.results.append(StepResult(address, steps[address].action, NOT_STARTED,
                                              "not started: apply was interrupted"))
-        else:  # stopped early, or never runnable (a cycle in requires): say so, never hang
+        else:  # stopped early, or never runnable (check_step_graph refuses cycles): say so, never hang
             why = f"not started: {stopped}" if stopped else "skipped: its requirements could not be ordered"
             report.results.append(StepResult(address, steps[address].action, SKIPPED, why))
     order = {a: i for i, a in enumerate(steps)}

@@ -16,12 +16,13 @@ from datetime import UTC, datetime
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from reconciler.applier import DONE, FAILED, StepResult
+from reconciler.applier import DONE, FAILED, StepResult, StepStatus
 from reconciler.plan import Change, Plan
 from reconciler.render.describe import title
 from reconciler.textsafe import one_line, scrub
 
-_STYLE = {"done": "green", "failed": "red", "skipped": "yellow", "not-started": "yellow", "interrupted": "red"}
+_STYLE = {StepStatus.DONE: "green", StepStatus.FAILED: "red", StepStatus.SKIPPED: "yellow",
+          StepStatus.NOT_STARTED: "yellow", StepStatus.INTERRUPTED: "red"}
 
 
 class _StepLines:

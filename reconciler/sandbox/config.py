@@ -57,6 +57,10 @@ class SandboxConfig:
     # UNVERIFIED choice: 10 s for a new identity's service principal to reach the directory that
     # Microsoft.Authorization reads (real Entra replication is usually seconds, sometimes minutes).
     replication_delay_seconds: float = 10.0
+    # ARM does not look up a principal sent with principalType ServicePrincipal (see
+    # providers/authorization.py). False makes it look every principal up, so tests can meet a
+    # new identity's PrincipalNotFound although reconciler always sends principalType.
+    service_principal_type_skips_lookup: bool = True
 
     # How long one federated identity credential write keeps its identity busy; a second write to
     # any FIC of the same identity inside that window gets 409

@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from reconciler.applier import FAILED, SKIPPED, StepResult
+from reconciler.applier import DONE, FAILED, SKIPPED, StepResult
 from reconciler.model import DesiredIdentity, DesiredState, LiveState
 from reconciler.plan import Action, Change, Plan, ResourceType
 from reconciler.planner import make_plan
@@ -28,9 +28,9 @@ def test_bar_counts_steps_and_shows_throttling_waits() -> None:
     console = Console(file=out, force_terminal=True, width=120)
     with BarReporter(plan, console, throttle_wait=lambda: 2.5) as bar:
         first, *rest = plan.actionable
-        bar.step_finished(StepResult(first.address, Action.CREATE, "failed", "AuthorizationFailed: no"))
+        bar.step_finished(StepResult(first.address, Action.CREATE, FAILED, "AuthorizationFailed: no"))
         for change in rest:
-            bar.step_finished(StepResult(change.address, Action.CREATE, "done"))
+            bar.step_finished(StepResult(change.address, Action.CREATE, DONE))
     text = out.getvalue()
     assert "3/3" in text
     assert "throttled 2.5s" in text
@@ -42,7 +42,7 @@ def test_lines_name_resources_by_title() -> None:
     plan = plan_of(1)
     out = io.StringIO()
     LineReporter(plan, Console(file=out, width=200)).step_finished(
-        StepResult(plan.actionable[0].address, Action.CREATE, "done", "created"))
+        StepResult(plan.actionable[0].address, Action.CREATE, DONE, "created"))
     assert "identity rg/app-0: created" in out.getvalue()
 
 

@@ -396,7 +396,7 @@ def _check_principal(call: Call, principal_id: str, principal_type: str | None) 
     backend = call.backend
     principal = backend.directory.get(principal_id)
     visible = principal is not None and principal.visible(backend.clock(), backend.config.replication_delay_seconds)
-    if principal_type == "ServicePrincipal":
+    if principal_type == "ServicePrincipal" and backend.config.service_principal_type_skips_lookup:
         return principal_type
     if principal is None or not visible:
         raise backend.directory.principal_not_found(principal_id)
