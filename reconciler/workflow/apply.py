@@ -29,7 +29,7 @@ from reconciler.target import TargetOptions
 from reconciler.textsafe import one_line, safe_message
 from reconciler.workflow.files import DEFAULT_REPORT, check_output, write_report
 from reconciler.workflow.interaction import Interaction
-from reconciler.workflow.session import Session, make_fresh_plan, open_session, print_calls
+from reconciler.workflow.session import Session, SessionOpener, make_fresh_plan, open_session, print_calls
 
 # How long the first Ctrl-C / SIGTERM waits for steps in flight (their ARM calls retry
 # transient faults for up to 120 s, so this is a bound, not an expectation).
@@ -95,7 +95,7 @@ def check_mass_delete(the_plan: Plan, request: ApplyRequest) -> None:
         )
 
 
-def run_apply(request: ApplyRequest, io: Interaction) -> ApplyOutcome:
+def run_apply(request: ApplyRequest, io: Interaction, opener: SessionOpener = open_session) -> ApplyOutcome:
     """Plan, check, confirm, apply and verify. Given a saved plan, apply to the target it
     records, and only if a fresh plan makes exactly its changes (the fresh plan is what runs)."""
     if request.report_file:
@@ -103,7 +103,7 @@ def run_apply(request: ApplyRequest, io: Interaction) -> ApplyOutcome:
     saved = read_plan(Path(request.paths[0]), key=plan_key()) if is_plan_file(request.paths) else None
     if saved is not None:
         request = from_saved(request, saved)
-    with open_session(request.paths, request.target, io, request.subscriptions) as session:
+    with opener(request.paths, request.target, io, request.subscriptions) as session:
         the_plan = make_fresh_plan(session, request.options)  # a saved plan is a commitment: the fresh plan runs
         if saved is not None:
             check_fresh(saved, session.desired, the_plan)

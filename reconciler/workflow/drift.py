@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from reconciler.plan import Plan
 from reconciler.target import TargetOptions
 from reconciler.workflow.interaction import Interaction
-from reconciler.workflow.session import make_fresh_plan, open_session, print_calls
+from reconciler.workflow.session import SessionOpener, make_fresh_plan, open_session, print_calls
 
 
 @dataclass(frozen=True)
@@ -19,9 +19,11 @@ class DriftRequest:
     verbose: bool = False  # ARM call counts
 
 
-def run_drift(request: DriftRequest, io: Interaction, show: Callable[[Plan], None]) -> Plan:
+def run_drift(
+    request: DriftRequest, io: Interaction, show: Callable[[Plan], None], opener: SessionOpener = open_session
+) -> Plan:
     """The plan drift is read from, after `show` rendered it."""
-    with open_session(request.paths, request.target, io, request.subscriptions) as session:
+    with opener(request.paths, request.target, io, request.subscriptions) as session:
         the_plan = make_fresh_plan(session)
         show(the_plan)
         if request.verbose:

@@ -16,7 +16,7 @@ from reconciler.savedplan import dumps_saved, plan_key, recorded_paths, recorded
 from reconciler.target import TargetOptions
 from reconciler.workflow.files import check_output, write_output
 from reconciler.workflow.interaction import Interaction
-from reconciler.workflow.session import open_session, plan_and_live, print_calls, with_preflight
+from reconciler.workflow.session import SessionOpener, open_session, plan_and_live, print_calls, with_preflight
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,9 @@ def saved_hint(out: Path, target: TargetOptions, mass_delete: bool, signed: bool
             f"apply it from this directory{' with ' + ' and '.join(needs) if needs else ''} with: {command}")
 
 
-def run_plan(request: PlanRequest, io: Interaction, show: Callable[[Plan], None]) -> Plan:
+def run_plan(
+    request: PlanRequest, io: Interaction, show: Callable[[Plan], None], opener: SessionOpener = open_session
+) -> Plan:
     """Make the plan, `show` it, save it when asked; raise when preflight predicts refusals."""
     out = request.out
     if out:
@@ -50,7 +52,7 @@ def run_plan(request: PlanRequest, io: Interaction, show: Callable[[Plan], None]
     key = plan_key() if out else None
     if request.apply_as is not None and not GUID_RE.match(request.apply_as):
         raise ReconcilerError(f"--apply-as {request.apply_as}: not an object id (a GUID)")
-    with open_session(request.paths, request.target, io, request.subscriptions) as session:
+    with opener(request.paths, request.target, io, request.subscriptions) as session:
         the_plan, live = plan_and_live(session, request.options)
         if request.preflight:
             the_plan = with_preflight(session.gateway, live, the_plan, request.apply_as)

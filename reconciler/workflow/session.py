@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
 from reconciler.errors import ReconcilerError
 from reconciler.gateway import ArmGateway, AuthorizationReader
@@ -26,6 +27,14 @@ class Session:
     gateway: ArmGateway
     catalog: RoleCatalog
     directory: Directory | Unavailable
+
+
+class SessionOpener(Protocol):
+    """How a workflow opens its session: `open_session`, or a test's in-memory one."""
+
+    def __call__(
+        self, paths: Sequence[str], target: TargetOptions, io: Interaction, subscriptions: Sequence[str] | None = None
+    ) -> AbstractContextManager[Session]: ...
 
 
 def check_selected_subscriptions(selected: Sequence[str], desired: DesiredState) -> None:
