@@ -17,11 +17,11 @@ from reconciler.applier import FAILED, ApplyReport, StepResult
 from reconciler.azure.client import ArmTarget, StaticTokenCredential, checked_token
 from reconciler.azure.gateway import AzureGateway
 from reconciler.cli import main
-from reconciler.workflow.files import write_report
 from reconciler.errors import LiveReadError
 from reconciler.plan import Action
 from reconciler.sandbox import SandboxServer
 from reconciler.textsafe import REDACTED, scrub
+from reconciler.workflow.files import write_report
 from tests.e2e.support import SUB, run, seed
 
 REPO = Path(__file__).resolve().parents[2]

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from azure.core.credentials import AccessToken
 
-from reconciler.errors import ReconcilerError
 from reconciler.azure.credentials import TenantCredential
+from reconciler.errors import ReconcilerError
 from reconciler.target import TOKEN_ENV, TargetOptions, open_gateway
 
 
