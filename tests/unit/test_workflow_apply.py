@@ -221,3 +221,15 @@ def test_a_current_saved_plan_is_applied_without_asking(tmp_path: Path, monkeypa
     assert estate.writes == ["create new"] and io.asked == 0
     assert outcome.report is not None and outcome.report.ok
     assert any("The saved plan is current" in n for n in io.notes)
+
+
+def test_the_embedded_sandbox_is_not_started_for_manifests_that_do_not_load(tmp_path: Path) -> None:
+    from reconciler.errors import ManifestError
+    from reconciler.workflow.session import open_session
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: reconciler/v1\nkind: [\n", encoding="utf-8")
+    db = tmp_path / "state" / "sandbox.db"
+    with pytest.raises(ManifestError), open_session([str(bad)], TargetOptions(sandbox_db=str(db)), Recorder()):
+        pass
+    assert not db.parent.exists()  # loaded first: nothing started, no state file made
