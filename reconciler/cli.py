@@ -8,58 +8,40 @@ Exit codes follow Terraform's convention, which CI users know:
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
 import re
-import shlex
-import signal
 import sys
-import threading
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from typer import _click as click  # typer vendors click; its help classes live here
 from typer.core import TyperArgument, TyperCommand
 
-from reconciler import drift as drift_report
-from reconciler.applier import FAILED, INTERRUPTED, NOT_STARTED, SKIPPED, ApplyReport, StopRequest, apply_plan
-from reconciler.errors import Diagnostic, ManifestError, ReconcilerError
-from reconciler.gateway import ArmGateway, AuthorizationReader
+# What every command needs, validate included. Workflows, renderers, the planner and the Azure
+# adapter are imported inside the commands that use them: `validate` runs in pre-commit hooks
+# and must not pay for the Azure SDK or the sandbox server.
+from reconciler.azure.clouds import CLOUDS
+from reconciler.errors import Diagnostic, Interrupted, ManifestError, ReconcilerError
 from reconciler.manifest.loader import load_manifests
 from reconciler.manifest.privileged import privileged_grant_diagnostics
-from reconciler.model import DesiredState, LiveState
-from reconciler.plan import Plan
-from reconciler.planner import PlanOptions, make_plan
-from reconciler.principals import Directory, Unavailable, annotate, resolve
-from reconciler.progress import BarReporter, LineReporter
-from reconciler.render.markdown import render_markdown
-from reconciler.render.text import render_text
-from reconciler.roles import GUID_RE, RoleCatalog
-from reconciler.safety import DEFAULT_MAX_DELETES, mass_delete_problems
+from reconciler.roles import RoleCatalog
+from reconciler.safety import DEFAULT_MAX_DELETES
 from reconciler.sandbox import cli as sandbox_cli
 from reconciler.sandbox.cli import sandbox_app
-from reconciler.savedplan import (
-    check_fresh,
-    dumps_saved,
-    plan_key,
-    read_plan,
-    recorded_paths,
-    recorded_target,
-    saved_paths,
-    saved_target,
-    with_fingerprints,
-)
-from reconciler.sourceid import source_id
-from reconciler.target import CLOUDS, DEFAULT_SANDBOX_DB, TargetOptions, open_gateway, open_target, seed_of
-from reconciler.textsafe import json_safe, one_line, safe_message, scrub
+from reconciler.target import DEFAULT_SANDBOX_DB, TargetOptions, seed_of
+from reconciler.textsafe import json_safe, one_line, safe_message
+
+if TYPE_CHECKING:
+    from reconciler.applier import Reporter
+    from reconciler.plan import Plan
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -228,92 +210,48 @@ Shards = Annotated[
 ]
 
 
-def _check_selected_subscriptions(selected: list[str], desired: DesiredState) -> None:
-    """A --subscription no manifest declares would plan nothing and say "No changes": a typo
-    in a CI matrix would hide drift for ever, so it is an error."""
-    declared = desired.declared_subscriptions | desired.subscriptions
-    unknown = [s for s in selected if s.strip().lower() not in declared]
-    if unknown:
-        raise ReconcilerError(
-            f"--subscription {', '.join(unknown)}: no manifest declares "
-            f"{'this subscription' if len(unknown) == 1 else 'these subscriptions'}; the manifests declare "
-            + (", ".join(sorted(declared)) or "none")
-            + ". Check the value (a typo in a CI matrix looks like this)"
-        )
-
-
-@contextmanager
-def _session(
-    paths: list[str], target: TargetOptions, subscriptions: list[str] | None = None
-) -> Iterator[tuple[DesiredState, ArmGateway, RoleCatalog, Directory | Unavailable]]:
-    """Load the manifests and open the target (ARM and the directory, Microsoft Graph). The
-    embedded sandbox is seeded from the manifests, so they are loaded first (built-in roles
-    only); any other target is opened first so that custom role names resolve against the live
-    role definitions."""
-
-    def load(catalog: RoleCatalog) -> DesiredState:
-        desired, warnings = load_manifests(paths, catalog)
-        _print_diagnostics(warnings)
-        desired = dataclasses.replace(desired, source_id=source_id(paths))
-        if subscriptions:
-            _check_selected_subscriptions(subscriptions, desired)
-            desired, skipped = desired.restricted(frozenset(s.lower() for s in subscriptions))
-            if skipped:
-                err.print(f"Note: {skipped} role assignment(s) span subscriptions outside --subscription; "
-                          "they are planned by a run that selects both.", style="yellow", markup=False)
-        return desired
-
-    if target.sandbox_db:
-        catalog = RoleCatalog()
-        desired = load(catalog)
-        with open_target(target, desired) as (gateway, directory):
-            yield desired, gateway, catalog, directory
-        return
-    with open_target(target, DesiredState()) as (gateway, directory):
-        catalog = RoleCatalog(live_lookup=gateway.lookup_role)
-        yield load(catalog), gateway, catalog, directory
-
-
-def _make_plan(
-    desired: DesiredState, gateway: ArmGateway, catalog: RoleCatalog, directory: Directory | Unavailable,
-    options: PlanOptions | None = None,
-) -> Plan:
-    return _plan_and_live(desired, gateway, catalog, directory, options)[0]
-
-
-def _plan_and_live(
-    desired: DesiredState, gateway: ArmGateway, catalog: RoleCatalog, directory: Directory | Unavailable,
-    options: PlanOptions | None = None,
-) -> tuple[Plan, LiveState]:
-    live = gateway.read_live(desired.subscriptions, desired.owners, [i.key for i in desired.identities])
-    # Names to object ids, declared ids checked, before the pure planner (reconciler/principals.py).
-    resolution = resolve(desired, live, directory)
-    return annotate(make_plan(resolution.desired, live, catalog.name_of, options), resolution), live
-
-
-def _preflight(gateway: ArmGateway, live: LiveState, the_plan: Plan, apply_as: str | None) -> Plan:
-    """The plan with its `preflight` section: which steps `apply_as` (default: the caller) would
-    be refused (reconciler/preflight)."""
-    from reconciler import preflight_reads
-
-    if not isinstance(gateway, AuthorizationReader):
-        raise ReconcilerError("this target cannot evaluate preflight; pass --no-preflight")
-    result = preflight_reads.evaluate(gateway, live, the_plan, apply_as)
-    return dataclasses.replace(the_plan, preflight=result.to_json())
-
-
-def _print_calls(gateway: ArmGateway, label: str) -> None:
-    counts = gateway.call_counts()
-    total = sum(counts.values())
-    err.print(f"ARM calls ({label}): {total}", style="dim", markup=False)
-    for kind, n in sorted(counts.items()):
-        err.print(f"  {n:6d}  {kind}", style="dim", markup=False)
-    err.print(f"  {gateway.stats_summary()}", style="dim", markup=False)
-
-
 def _echo(text: str) -> None:
     sys.stdout.write(text)
     sys.stdout.flush()
+
+
+def _confirm() -> None:
+    if not sys.stdin.isatty():
+        raise ReconcilerError("apply is not interactive here: review the plan and pass --auto-approve")
+    answer = typer.prompt("Do you want to perform these actions? Only 'yes' will be accepted", default="")
+    if answer.strip() != "yes":
+        raise ReconcilerError("apply cancelled")
+
+
+class _Terminal:
+    """The workflows' `Interaction` on this process's terminal: output on stdout, everything
+    else on stderr (`err`, looked up on each call), the prompt and the progress display."""
+
+    @property
+    def color(self) -> bool:
+        return _stdout_color()
+
+    def out(self, text: str) -> None:
+        _echo(text)
+
+    def note(self, text: str, style: str | None = None) -> None:
+        err.print(text, style=style, markup=False)
+
+    def diagnostics(self, diagnostics: Sequence[Diagnostic]) -> None:
+        _print_diagnostics(diagnostics)
+
+    def confirm(self) -> None:
+        _confirm()
+
+    @contextmanager
+    def progress(self, plan: Plan, throttle_wait: Callable[[], float]) -> Iterator[Reporter]:
+        from reconciler.progress import BarReporter, LineReporter
+
+        if err.is_terminal:
+            with BarReporter(plan, err, throttle_wait) as bar:
+                yield bar
+        else:
+            yield LineReporter(plan, err)
 
 
 @app.command(cls=_Command)
@@ -386,51 +324,19 @@ def plan(
 ) -> None:
     """Show what apply would create, change or delete, and which of its steps the applying
     principal would be refused (preflight; exit 1 when any)."""
-    options = PlanOptions(prune_unmanaged=prune_unmanaged, prune_orphans=prune_orphans, include_foreign=verbose)
-    target = TargetOptions(_sandbox_db(sandbox, sandbox_db), arm_endpoint, ca_cert, cloud, tenant, graph_endpoint,
-                           shards=shards)
-    if out:
-        _check_output(out, "--out")
-    # A saved plan records its paths relative to the working directory: check before any I/O.
-    saved_paths_ = recorded_paths(paths) if out else [str(p) for p in paths]
-    key = plan_key() if out else None
-    if apply_as is not None and not GUID_RE.match(apply_as):
-        raise ReconcilerError(f"--apply-as {apply_as}: not an object id (a GUID)")
-    with _session(paths, target, subscription) as (desired, gateway, catalog, directory):
-        the_plan, live = _plan_and_live(desired, gateway, catalog, directory, options)
-        if not no_preflight:
-            the_plan = _preflight(gateway, live, the_plan, apply_as)
-        the_plan = with_fingerprints(the_plan, desired, {
-            "paths": saved_paths_, "prune_unmanaged": prune_unmanaged,
-            "prune_orphans": prune_orphans, "target": target.describe(), "subscriptions": subscription or [],
-            "target_options": recorded_target(target),
-        })
-        _show(the_plan, format, verbose, full_plan_hint)
-        mass_deletes = mass_delete_problems(the_plan, DEFAULT_MAX_DELETES)
-        for problem in mass_deletes:
-            err.print(f"Warning: apply will refuse this plan without --allow-mass-delete: {problem}",
-                      style="yellow", markup=False)
-        if out:
-            _write_output(out, dumps_saved(the_plan, key), "--out")
-            err.print(_saved_hint(out, target, bool(mass_deletes), key is not None), markup=False)
-        if verbose:
-            _print_calls(gateway, "plan")
-    failures = len(the_plan.preflight["failures"]) if the_plan.preflight else 0
-    if failures:
-        raise ReconcilerError(f"preflight: {failures} step(s) of this plan will fail for principal "
-                              f"{the_plan.preflight['principal'] if the_plan.preflight else ''} (listed above); "
-                              "grant what they need first, or pass --no-preflight")
+    from reconciler.planner import PlanOptions
+    from reconciler.workflow.plan import PlanRequest, run_plan
+
+    request = PlanRequest(
+        paths=paths,
+        target=TargetOptions(_sandbox_db(sandbox, sandbox_db), arm_endpoint, ca_cert, cloud, tenant, graph_endpoint,
+                             shards=shards),
+        options=PlanOptions(prune_unmanaged=prune_unmanaged, prune_orphans=prune_orphans, include_foreign=verbose),
+        subscriptions=subscription, out=out, apply_as=apply_as, preflight=not no_preflight, verbose=verbose,
+    )
+    the_plan = run_plan(request, _Terminal(), lambda p: _show(p, format, verbose, full_plan_hint))
     if detailed_exitcode and the_plan.has_changes:
         raise typer.Exit(EXIT_CHANGES)
-
-
-def _saved_hint(out: Path, target: TargetOptions, mass_delete: bool, signed: bool) -> str:
-    """The complete command that applies a saved plan: it records its target and options."""
-    command = f"reconciler apply {shlex.quote(str(out))}" + (" --allow-mass-delete" if mass_delete else "")
-    needs = [f"{name} set" for name, on in (
-        ("RECONCILER_PLAN_KEY", signed), ("RECONCILER_ACCESS_TOKEN", bool(target.arm_endpoint))) if on]
-    return (f"Saved the plan ({'signed, ' if signed else ''}target: {target.describe()}) to {out}; "
-            f"apply it from this directory{' with ' + ' and '.join(needs) if needs else ''} with: {command}")
 
 
 FullPlanHint = Annotated[
@@ -441,6 +347,9 @@ FullPlanHint = Annotated[
 
 
 def _show(the_plan: Plan, format: Format, verbose: bool = False, full_plan_hint: str | None = None) -> None:
+    from reconciler.render.markdown import render_markdown
+    from reconciler.render.text import render_text
+
     if format is Format.json:
         _echo(json_safe(the_plan.dumps()))
     elif format is Format.markdown:
@@ -471,6 +380,8 @@ def show(
     warnings list, one comment; JSON says which shard each change came from. A plan file that is
     missing or unreadable is reported in the review, and the exit code is 1."""
     # A folder stands for the plans in it (e.g. where a fan-in job downloaded every shard's plan).
+    from reconciler.savedplan import read_plan
+
     plan_files = [f for p in plan_files for f in (sorted(p.rglob("*.json")) if p.is_dir() else [p])]
     if len(plan_files) == 1 and matrix_file is None:
         _show(read_plan(plan_files[0]), format, verbose=False, full_plan_hint=full_plan_hint)
@@ -480,6 +391,7 @@ def show(
 
 def _show_review(plan_files: list[Path], format: Format, full_plan_hint: str | None, matrix_file: Path | None) -> None:
     from reconciler import review
+    from reconciler.savedplan import read_plan
 
     shards: list[review.ShardPlan] = []
     for path in plan_files:
@@ -502,142 +414,6 @@ def _show_review(plan_files: list[Path], format: Format, full_plan_hint: str | N
     errors = review.failures(shards, review.combined_plan(shards)[1])
     if errors:
         raise ReconcilerError(f"the review is incomplete: {len(errors)} shard problem(s), listed above")
-
-
-def _confirm(auto_approve: bool) -> None:
-    if auto_approve:
-        return
-    if not sys.stdin.isatty():
-        raise ReconcilerError("apply is not interactive here: review the plan and pass --auto-approve")
-    answer = typer.prompt("Do you want to perform these actions? Only 'yes' will be accepted", default="")
-    if answer.strip() != "yes":
-        raise ReconcilerError("apply cancelled")
-
-
-def _check_output(path: Path, option: str) -> None:
-    """Refuse an output path that cannot be written, before anything is read from or written
-    to Azure: `apply --report DIR` must not be found out only after applying."""
-    if path.is_dir():
-        raise ReconcilerError(f"{option} {path}: is a directory; give a file name")
-    if path.exists():
-        if not os.access(path, os.W_OK):
-            raise ReconcilerError(f"{option} {path}: not writable")
-        return
-    parent = next((p for p in (path.parent, *path.parent.parents) if p.exists()), Path("."))
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise ReconcilerError(f"{option} {path}: cannot create it under {parent} (not a writable directory)")
-
-
-def _write_output(path: Path, text: str, option: str) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    except OSError as e:
-        raise ReconcilerError(f"{option} {path}: cannot write it: {e.strerror or e}") from None
-
-
-def _write_report(report: ApplyReport, path: Path, verified: bool | None = None) -> None:
-    """`verified`: whether a fresh plan after apply was empty (None: not checked yet). The
-    report is `ok` only when every step is done and verification did not fail."""
-    data = report.to_json()
-    data["ok"] = bool(data["ok"]) and verified is not False
-    data["verified"] = verified
-    # Step details quote ARM and SDK messages: scrubbed, as every error that leaves the tool.
-    _write_output(path, scrub(json.dumps(data, indent=2)) + "\n", "--report")
-
-
-# How long the first Ctrl-C / SIGTERM waits for steps in flight (their ARM calls retry
-# transient faults for up to 120 s, so this is a bound, not an expectation).
-INTERRUPT_GRACE_SECONDS = 60.0
-_SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
-
-
-class Interrupted(ReconcilerError):
-    """Apply stopped on a signal; `immediate` when in-flight steps were abandoned."""
-
-    def __init__(self, message: str, exit_code: int, immediate: bool) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-        self.immediate = immediate
-
-
-@contextmanager
-def _stop_on_signals(stop: StopRequest) -> Iterator[list[int]]:
-    """First SIGINT/SIGTERM: stop handing out steps; second: stop at once. Yields the
-    signals received. Handlers stay until the report is written, so it always is."""
-    received: list[int] = []
-    if threading.current_thread() is not threading.main_thread():  # signals reach only the main thread
-        yield received
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        received.append(signum)
-        (stop.request if len(received) == 1 else stop.now)()
-
-    previous = {s: signal.signal(s, handler) for s in _SIGNAL_EXIT}
-    try:
-        yield received
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-
-
-def _run_steps(the_plan: Plan, gateway: ArmGateway, parallelism: int, report_file: Path | None) -> ApplyReport:
-    """Apply the plan's steps with progress, write the report, and raise unless all were done."""
-
-    def announce(in_flight: int) -> None:
-        err.print(f"Interrupted: waiting for {in_flight} in-flight step(s) (at most "
-                  f"{INTERRUPT_GRACE_SECONDS:.0f} s; interrupt again to stop at once)…", style="yellow", markup=False)
-
-    stop = StopRequest(INTERRUPT_GRACE_SECONDS, announce)
-    with _stop_on_signals(stop) as received:
-        if err.is_terminal:
-            with BarReporter(the_plan, err, gateway.throttle_wait_seconds) as bar:
-                report = apply_plan(the_plan, gateway, parallelism=parallelism, reporter=bar, stop=stop,
-                                    abort=gateway.unreachable)
-        else:
-            report = apply_plan(the_plan, gateway, parallelism=parallelism, reporter=LineReporter(the_plan, err),
-                                stop=stop, abort=gateway.unreachable)
-        if report_file:
-            _write_report(report, report_file)
-        if report.ok and received:
-            raise Interrupted("apply interrupted after every step was done; the verifying plan was skipped",
-                              _SIGNAL_EXIT.get(signal.Signals(received[0]), 130), immediate=False)
-        if report.ok:
-            return report
-        path = report_file or Path(".reconciler") / "last-apply-report.json"
-        _write_report(report, path)
-    c = report.counts()
-    summary = f"{c['done']} done, {c[FAILED]} failed, {c[SKIPPED]} skipped"
-    if report.interrupted:
-        summary += f", {c[INTERRUPTED]} in flight (outcome unknown), {c[NOT_STARTED]} not started"
-        raise Interrupted(
-            f"apply interrupted: {summary}; report written to {path}. "
-            "Run apply again to finish: done steps are not repeated.",
-            _SIGNAL_EXIT.get(signal.Signals(received[0]), 130) if received else 130,
-            immediate=c[INTERRUPTED] > 0,
-        )
-    if report.stopped:
-        not_started = sum(1 for r in report.results if r.detail.startswith("not started:"))
-        err.print(safe_message(f"Stopped handing out steps ({not_started} not started): {one_line(report.stopped)}"),
-                  style="red", markup=False)
-    raise ReconcilerError(
-        f"apply incomplete: {summary}; report written to {path}. "
-        "Fix the cause and run apply again: done steps are not repeated."
-    )
-
-
-def _is_plan_file(paths: list[str]) -> bool:
-    """One file that is a saved plan, told apart from a manifest by its content: a plan is a
-    JSON object with `format_version`. A manifest may be JSON too (YAML reads it), whatever its
-    name; a `.json` file that is not JSON at all is taken for a broken plan and said so."""
-    if len(paths) != 1 or not Path(paths[0]).is_file():
-        return False
-    try:
-        data = json.loads(Path(paths[0]).read_bytes())
-    except (OSError, ValueError, RecursionError):
-        return paths[0].endswith(".json")
-    return isinstance(data, dict) and "format_version" in data
 
 
 # apply's options that name where its writes go (see savedplan.saved_target).
@@ -688,57 +464,21 @@ def apply(
 
     Given a plan file, apply to the target it records, and only if a fresh plan makes exactly
     its changes (the fresh plan is what runs); refuse otherwise, saying what differs."""
-    if report_file:
-        _check_output(report_file, "--report")
-    saved = read_plan(Path(paths[0]), key=plan_key()) if _is_plan_file(paths) else None
-    target = TargetOptions(_sandbox_db(sandbox, sandbox_db), arm_endpoint, ca_cert, cloud, tenant, graph_endpoint,
-                           shards=shards)
-    if saved is not None:
-        paths = saved_paths(saved)
-        prune_unmanaged = bool(saved.inputs.get("prune_unmanaged", False))
-        prune_orphans = bool(saved.inputs.get("prune_orphans", False))
-        subscription = list(saved.inputs.get("subscriptions") or []) or None
-        given = _given(ctx, (*_TARGET_PARAMS, "sandbox"))
-        if "sandbox" in given:  # the bare flag names the default sandbox file
-            given = (given - {"sandbox"}) | {"sandbox_db"}
-        target = dataclasses.replace(saved_target(saved, target, given), shards=shards)
-    options = PlanOptions(prune_unmanaged=prune_unmanaged, prune_orphans=prune_orphans)
-    with _session(paths, target, subscription) as (desired, gateway, catalog, directory):
-        fresh = _make_plan(desired, gateway, catalog, directory, options)
-        the_plan = fresh  # a saved plan is a commitment: what runs is always the fresh plan
-        if saved is not None:
-            check_fresh(saved, desired, fresh)
-            err.print(f"The saved plan is current: applying its {len(fresh.actionable)} change(s) to "
-                      f"{target.describe()}.", markup=False)
-        else:
-            _echo(render_text(the_plan, color=_stdout_color()))
-        if not the_plan.has_changes:
-            if saved is not None:
-                _echo("No changes. Azure matches the manifests.\n")
-            return
-        problems = mass_delete_problems(the_plan, max_deletes)
-        if problems and not allow_mass_delete:
-            raise ReconcilerError(
-                "refusing to apply: " + "; ".join(problems)
-                + ". Check the manifests (an emptied folder or a renamed owner looks like this); "
-                "if the deletions are intended, pass --allow-mass-delete"
-            )
-        if saved is None:
-            _confirm(auto_approve)
-        report = _run_steps(the_plan, gateway, parallelism, report_file)
-        _echo(f"Apply complete: {report.counts()['done']} step(s) done.\n")
-        after = _make_plan(desired, gateway, catalog, directory, options)
-        if verbose:
-            _print_calls(gateway, "plan + apply + verify")
-        if after.has_changes:
-            path = report_file or Path(".reconciler") / "last-apply-report.json"
-            _write_report(report, path, verified=False)
-            _echo(render_text(after))
-            raise ReconcilerError("Azure does not match the manifests after apply (see the plan above); "
-                                  f"report written to {path}")
-        if report_file:
-            _write_report(report, report_file, verified=True)
-        _echo("Verified: a fresh plan shows no changes.\n")
+    from reconciler.planner import PlanOptions
+    from reconciler.workflow.apply import ApplyRequest, run_apply
+
+    given = _given(ctx, (*_TARGET_PARAMS, "sandbox"))
+    if "sandbox" in given:  # the bare flag names the default sandbox file
+        given = (given - {"sandbox"}) | {"sandbox_db"}
+    request = ApplyRequest(
+        paths=paths,
+        target=TargetOptions(_sandbox_db(sandbox, sandbox_db), arm_endpoint, ca_cert, cloud, tenant, graph_endpoint,
+                             shards=shards),
+        options=PlanOptions(prune_unmanaged=prune_unmanaged, prune_orphans=prune_orphans),
+        subscriptions=subscription, auto_approve=auto_approve, parallelism=parallelism, max_deletes=max_deletes,
+        allow_mass_delete=allow_mass_delete, report_file=report_file, verbose=verbose, explicit_target=given,
+    )
+    run_apply(request, _Terminal())
 
 
 @app.command(cls=_Command)
@@ -765,22 +505,25 @@ def drift(
     """Report what changed in Azure out of band, by drift class. Never writes to Azure.
 
     Exit 0 in sync, 2 when drift of a --fail-on class is found, 1 on error."""
+    from reconciler import drift as drift_report
+    from reconciler.workflow.drift import DriftRequest, run_drift
+
     try:
         classes = drift_report.parse_classes(fail_on)
     except ValueError as e:
         raise ReconcilerError(f"--fail-on: {e}") from None
-    target = TargetOptions(_sandbox_db(sandbox, sandbox_db), arm_endpoint, ca_cert, cloud, tenant, graph_endpoint,
-                           shards=shards)
-    with _session(paths, target, subscription) as (desired, gateway, catalog, directory):
-        the_plan = _make_plan(desired, gateway, catalog, directory)
+
+    def show(the_plan: Plan) -> None:
         if format is Format.json:
             _echo(json_safe(drift_report.dumps(the_plan)))
         elif format is Format.markdown:
             _echo(drift_report.render_markdown(the_plan))
         else:
             _echo(drift_report.render_text(the_plan))
-        if verbose:
-            _print_calls(gateway, "drift")
+
+    target = TargetOptions(_sandbox_db(sandbox, sandbox_db), arm_endpoint, ca_cert, cloud, tenant, graph_endpoint,
+                           shards=shards)
+    the_plan = run_drift(DriftRequest(paths, target, subscription, verbose), _Terminal(), show)
     if drift_report.has_drift(the_plan, classes):
         raise typer.Exit(EXIT_CHANGES)
 
@@ -852,11 +595,12 @@ def output(
 
     Exit 1, printing nothing, when a declared identity does not exist yet: run apply first."""
     from reconciler import outputs
+    from reconciler.workflow.session import open_session, read_live
 
     target = TargetOptions(_sandbox_db(sandbox, sandbox_db), arm_endpoint, ca_cert, cloud, tenant)
-    with _session(paths, target, subscription) as (desired, gateway, _catalog, _directory):
-        live = gateway.read_live(desired.subscriptions, desired.owners, [i.key for i in desired.identities])
-    found, missing = outputs.identity_outputs(desired, live)
+    with open_session(paths, target, _Terminal(), subscription) as session:
+        live = read_live(session)
+    found, missing = outputs.identity_outputs(session.desired, live)
     if missing:
         names = ", ".join(f"{i.resource_group}/{i.name} ({i.source})" if i.source else f"{i.resource_group}/{i.name}"
                           for i in missing[:10])
@@ -898,85 +642,10 @@ def export(
 ) -> None:
     """Write the live estate (identities, their federated credentials, the grants to them and on
     them) as manifests that plan only adoptions. Never writes to Azure."""
-    import re
-    import tempfile
-    import threading
-    import time
-    from importlib import resources as importlib_resources
+    from reconciler.workflow.export import ExportRequest, run_export
 
-    from reconciler import export as exporter
-    from reconciler.manifest.schema import schema
-    from reconciler.roles import GUID_RE
-
-    if not re.match(schema()["$defs"]["owner"]["pattern"], owner):
-        raise ReconcilerError(f"--owner {owner!r} is not a valid owner: {schema()['$defs']['owner']['description']}")
-    bad = [s for s in subscription if not GUID_RE.match(s)]
-    if bad:
-        raise ReconcilerError(f"--subscription {bad[0]!r} is not a subscription id (a GUID)")
-    if out is None and not stdout:
-        raise ReconcilerError("say where the manifests go: --out DIR, or --stdout")
-    if out is not None and not stdout and out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
-        raise ReconcilerError(f"{out} exists and is not empty; choose another folder, or pass --force to write "
-                              "into it (files of the same name are overwritten, others are left alone)")
     target = TargetOptions(_sandbox_db(sandbox, sandbox_db), arm_endpoint, ca_cert, cloud, tenant)
-    local_schema = Path("schemas/manifest.schema.json")
-    schema_path = local_schema if local_schema.is_file() else Path(
-        str(importlib_resources.files("reconciler.data").joinpath("manifest.schema.json")))
-    options = exporter.ExportOptions(
-        owner=owner, subscriptions=tuple(s.lower() for s in subscription),
-        resource_groups=frozenset(g.lower() for g in resource_group or ()), per=per.value,
-        out_dir=str(out or "."), schema_path=str(schema_path.resolve()),
-    )
-    with open_gateway(target, DesiredState()) as gateway:
-        started = time.monotonic()
-        err.print(f"Reading {len(subscription)} subscription(s) from {target.describe()}...", markup=False)
-        done = threading.Event()
-
-        def tick() -> None:  # a line every 10 s while ARM is read, so a long export is visibly alive
-            while not done.wait(10.0):
-                err.print(f"  ... {sum(gateway.call_counts().values())} ARM calls so far, "
-                          f"{time.monotonic() - started:.0f} s", markup=False)
-
-        ticker = threading.Thread(target=tick, daemon=True)
-        ticker.start()
-        try:
-            live = gateway.read_estate(options.subscriptions, owner, options.resource_groups)
-        finally:
-            done.set()
-            ticker.join()
-        err.print(f"Read {len(live.identities)} identities, {len(live.role_assignments)} role assignments and "
-                  f"the federated credentials of {len(live.federated_credentials)} identities in "
-                  f"{time.monotonic() - started:.1f} s.", markup=False)
-        catalog = RoleCatalog(live_lookup=gateway.lookup_role)
-
-        def role_name(sub: str, guid: str) -> str | None:
-            role = catalog.resolve(guid, sub)
-            return role.name if role is not None else None
-
-        result = exporter.export_estate(live, options, role_name)
-        if not result.files:
-            raise ReconcilerError("no identity to export (" + "; ".join(result.summary()[1:] or ["none found"])
-                                  + "); nothing was written")
-        # The round trip starts here: what we write must load without a single error.
-        with tempfile.TemporaryDirectory() as tmp:
-            for rel, text in result.files.items():
-                (Path(tmp) / rel).parent.mkdir(parents=True, exist_ok=True)
-                (Path(tmp) / rel).write_text(text, encoding="utf-8")
-            try:
-                load_manifests([tmp], catalog)
-            except ManifestError as e:
-                raise ReconcilerError(f"export produced manifests that do not load (a bug; please report it):\n{e}"
-                                      ) from None
-    if stdout:
-        _echo("---\n".join(result.files.values()))
-    else:
-        assert out is not None
-        for rel, text in result.files.items():
-            (out / rel).parent.mkdir(parents=True, exist_ok=True)
-            (out / rel).write_text(text, encoding="utf-8")
-            err.print(f"Wrote {out / rel}", markup=False)
-    for line in result.summary():
-        err.print(line, markup=False)
+    run_export(ExportRequest(subscription, owner, target, resource_group, out, stdout, force, per.value), _Terminal())
 
 
 _DB_SUFFIXES = (".db", ".sqlite", ".sqlite3")
@@ -1079,18 +748,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         err.print("Interrupted.", style="red")
         return 130
     except Exception as e:  # the boundary: usage errors, else a bug, said as one
-        # Usage errors (click's, vendored or not, expose `show` and `exit_code`): click would
-        # exit 2, which here means "changes present", so they become 1 like every error.
-        if hasattr(e, "show") and hasattr(e, "exit_code"):
-            message = getattr(e, "message", None)
-            if isinstance(message, str):  # "Value error, " is pydantic's wording, not ours
-                e.message = _USAGE_NOISE.sub("", message)  # type: ignore[attr-defined]
-            e.show(file=sys.stderr)
-            return EXIT_ERROR
-        err.print(safe_message(f"Internal error (a bug in reconciler, please report it): {type(e).__name__}: {e}"),
-                  style="bold red", markup=False)
-        if os.environ.get("RECONCILER_DEBUG"):
-            traceback.print_exc()
-        else:
-            err.print("Set RECONCILER_DEBUG=1 to see the traceback.", style="dim")
+        return _unexpected(e)
+
+
+def _unexpected(e: Exception) -> int:
+    """Usage errors (click's, vendored or not, expose `show` and `exit_code`): click would
+    exit 2, which here means "changes present", so they become 1 like every error. Anything
+    else is a bug, said as one."""
+    if hasattr(e, "show") and hasattr(e, "exit_code"):
+        message = getattr(e, "message", None)
+        if isinstance(message, str):  # "Value error, " is pydantic's wording, not ours
+            e.message = _USAGE_NOISE.sub("", message)  # type: ignore[attr-defined]
+        e.show(file=sys.stderr)
         return EXIT_ERROR
+    err.print(safe_message(f"Internal error (a bug in reconciler, please report it): {type(e).__name__}: {e}"),
+              style="bold red", markup=False)
+    if os.environ.get("RECONCILER_DEBUG"):
+        traceback.print_exc()
+    else:
+        err.print("Set RECONCILER_DEBUG=1 to see the traceback.", style="dim")
+    return EXIT_ERROR

@@ -4,6 +4,7 @@
     ├── ManifestError                one or more Diagnostics from loading/validating manifests
     ├── PlanError                    the plan cannot be made (e.g. ownership conflict, missing RG)
     ├── StalePlanError               a saved plan no longer matches manifests or live state
+    ├── Interrupted                  apply stopped on a signal; carries the signal's exit code
     ├── LiveReadError                reading the live state from ARM failed
     └── ArmError                     an ARM call failed; carries code, message, address
         ├── TerminalArmError         4xx: retrying will not help; fix input or permissions
@@ -67,6 +68,15 @@ class PlanError(ReconcilerError):
 
 class StalePlanError(ReconcilerError):
     """A saved plan was made against manifests or live state that have changed since."""
+
+
+class Interrupted(ReconcilerError):
+    """Apply stopped on a signal; `immediate` when in-flight steps were abandoned."""
+
+    def __init__(self, message: str, exit_code: int, immediate: bool) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.immediate = immediate
 
 
 class LiveReadError(ReconcilerError):

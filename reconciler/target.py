@@ -19,39 +19,26 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from azure.core.credentials import AccessToken, TokenCredential
-
-from reconciler.azure.budget import BudgetConfig, RateBudget
-from reconciler.azure.client import ArmTarget, StaticTokenCredential, checked_token
-from reconciler.azure.gateway import AzureGateway
-from reconciler.azure.graph import GRAPH_ENDPOINTS, GraphTarget, graph_scope
+# Only names from the SDK-free core at module level: the CLI imports this module for every
+# command, and `validate` must not pay for the Azure SDK (the adapter is imported when a
+# target is opened).
+from reconciler.azure.clouds import CLOUDS
 from reconciler.errors import ReconcilerError
 from reconciler.model import DesiredState
 from reconciler.principals import Directory, Unavailable
 from reconciler.resource_id import ResourceId
 
+if TYPE_CHECKING:
+    from reconciler.azure.credentials import Credential
+    from reconciler.azure.gateway import AzureGateway
+    from reconciler.azure.graph import GraphTarget
+    from reconciler.sandbox import SandboxServer
+
 DEFAULT_SANDBOX_DB = ".reconciler/sandbox.db"
 TOKEN_ENV = "RECONCILER_ACCESS_TOKEN"
 GRAPH_TOKEN_ENV = "RECONCILER_GRAPH_ACCESS_TOKEN"
-
-
-@dataclass(frozen=True)
-class Cloud:
-    arm_endpoint: str
-    authority: str  # Entra ID host that issues tokens for this cloud
-
-    @property
-    def scope(self) -> str:
-        return f"{self.arm_endpoint}/.default"
-
-
-CLOUDS = {
-    "AzureCloud": Cloud("https://management.azure.com", "login.microsoftonline.com"),
-    "AzureUSGovernment": Cloud("https://management.usgovcloudapi.net", "login.microsoftonline.us"),
-    "AzureChinaCloud": Cloud("https://management.chinacloudapi.cn", "login.chinacloudapi.cn"),
-}
 
 
 @dataclass(frozen=True)
@@ -70,30 +57,6 @@ class TargetOptions:
         if self.sandbox_db:
             return f"embedded sandbox ({self.sandbox_db})"
         return self.arm_endpoint or f"{self.cloud} ({CLOUDS[self.cloud].arm_endpoint})"
-
-
-class TenantCredential:
-    """Asks every token for one tenant (`--tenant`), whichever source DefaultAzureCredential
-    ends up using (Azure CLI, workload identity, managed identity…)."""
-
-    def __init__(self, inner: TokenCredential, tenant: str) -> None:
-        self._inner = inner
-        self._tenant = tenant
-
-    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-        kwargs.setdefault("tenant_id", self._tenant)
-        return self._inner.get_token(*scopes, **kwargs)
-
-
-def default_credential(cloud: Cloud, tenant: str | None) -> TokenCredential:
-    from azure.identity import DefaultAzureCredential
-
-    tenant_kwargs = {
-        f"{source}_tenant_id": tenant
-        for source in ("workload_identity", "interactive_browser", "shared_cache", "visual_studio_code", "broker")
-    } if tenant else {}
-    credential: TokenCredential = DefaultAzureCredential(authority=cloud.authority, **tenant_kwargs)
-    return TenantCredential(credential, tenant) if tenant else credential
 
 
 def seed_of(desired: DesiredState) -> dict[str, list[tuple[str, ...]]]:
@@ -119,14 +82,40 @@ def seed_of(desired: DesiredState) -> dict[str, list[tuple[str, ...]]]:
     }
 
 
+@dataclass(frozen=True)
+class Target:
+    """An opened target: the ARM gateway and the directory (Microsoft Graph), one credential."""
+
+    gateway: AzureGateway
+    directory: Directory | Unavailable
+
+
+@dataclass(frozen=True)
+class EmbeddedSandbox(Target):
+    """The embedded sandbox, which comes up with what its state file holds; `seed` adds what
+    the manifests reference (their subscriptions, resource groups and external principals)."""
+
+    server: SandboxServer
+
+    def seed(self, desired: DesiredState) -> None:
+        seed = seed_of(desired)
+        self.server.seed(
+            subscriptions=[s for (s,) in seed["subscriptions"]],
+            resource_groups=[(s, r, loc) for s, r, loc in seed["resource_groups"]],
+            principals=[(o, t, n) for o, t, n in seed["principals"]],
+        )
+
+
 @contextmanager
-def open_gateway(options: TargetOptions, desired: DesiredState) -> Iterator[AzureGateway]:
-    with open_target(options, desired) as (gateway, _directory):
-        yield gateway
+def open_gateway(options: TargetOptions) -> Iterator[AzureGateway]:
+    with open_target(options) as target:
+        yield target.gateway
 
 
-def _graph_target(credential: TokenCredential, options: TargetOptions, ca_cert: str | None) -> GraphTarget:
+def _graph_target(credential: Credential, options: TargetOptions, ca_cert: str | None) -> GraphTarget:
     """Microsoft Graph with the run's credential (a token for the cloud's Graph resource)."""
+    from reconciler.azure.graph import GRAPH_ENDPOINTS, GraphTarget, graph_scope
+
     endpoint = (options.graph_endpoint or GRAPH_ENDPOINTS[options.cloud]).rstrip("/")
     if not endpoint.startswith("https://"):
         raise ReconcilerError(f"--graph-endpoint must be an https:// URL (got {endpoint}); tokens never go over http")
@@ -134,46 +123,56 @@ def _graph_target(credential: TokenCredential, options: TargetOptions, ca_cert: 
 
 
 @contextmanager
-def open_target(
-    options: TargetOptions, desired: DesiredState
-) -> Iterator[tuple[AzureGateway, Directory | Unavailable]]:
-    """The ARM gateway and the directory (Microsoft Graph) of a target, with one credential."""
+def open_target(options: TargetOptions) -> Iterator[Target]:
+    """Select and open the target the options name. The embedded sandbox comes up unseeded:
+    a caller that needs what the manifests reference calls `open_sandbox` and seeds it."""
     if options.sandbox_db:
-        from reconciler.sandbox import SandboxServer
-
-        Path(options.sandbox_db).parent.mkdir(parents=True, exist_ok=True)
-        server = SandboxServer(db_path=options.sandbox_db).start()
-        try:
-            seed = seed_of(desired)
-            server.seed(
-                subscriptions=[s for (s,) in seed["subscriptions"]],
-                resource_groups=[(s, r, loc) for s, r, loc in seed["resource_groups"]],
-                principals=[(o, t, n) for o, t, n in seed["principals"]],
-            )
-            # Size the client budget like the sandbox's buckets, as ARM's defaults size it for Azure.
-            budget = RateBudget(BudgetConfig(fic_scale=server.config.fic_throttle_scale,
-                                             tenant_shares=options.shards).scaled(server.config.throttle_scale))
-            target = ArmTarget(StaticTokenCredential(server.admin_token()), server.url, server.ca_cert_path,
-                               budget=budget)
-            from reconciler.sandbox.graph import GRAPH_AUDIENCE
-
-            graph_token = server.token_for(server.admin_object_id, audience=GRAPH_AUDIENCE)
-            graph_options = TargetOptions(cloud=options.cloud, graph_endpoint=options.graph_endpoint or server.url)
-            sandbox_graph = _graph_target(StaticTokenCredential(graph_token), graph_options, server.ca_cert_path)
-            yield AzureGateway(target, graph=sandbox_graph), sandbox_graph.directory()
-        finally:
-            server.stop()
+        with open_sandbox(options) as sandbox:
+            yield sandbox
         return
+    with _open_remote(options) as target:
+        yield target
+
+
+@contextmanager
+def open_sandbox(options: TargetOptions) -> Iterator[EmbeddedSandbox]:
+    """The embedded sandbox (`--sandbox`): a local HTTPS ARM and Graph in this process."""
+    from reconciler.azure.budget import BudgetConfig, RateBudget
+    from reconciler.azure.client import ArmTarget, StaticTokenCredential
+    from reconciler.azure.gateway import AzureGateway
+    from reconciler.sandbox import SandboxServer
+    from reconciler.sandbox.graph import GRAPH_AUDIENCE
+
+    assert options.sandbox_db
+    Path(options.sandbox_db).parent.mkdir(parents=True, exist_ok=True)
+    server = SandboxServer(db_path=options.sandbox_db).start()
+    try:
+        # Size the client budget like the sandbox's buckets, as ARM's defaults size it for Azure.
+        budget = RateBudget(BudgetConfig(fic_scale=server.config.fic_throttle_scale,
+                                         tenant_shares=options.shards).scaled(server.config.throttle_scale))
+        target = ArmTarget(StaticTokenCredential(server.admin_token()), server.url, server.ca_cert_path,
+                           budget=budget)
+        graph_token = server.token_for(server.admin_object_id, audience=GRAPH_AUDIENCE)
+        graph_options = TargetOptions(cloud=options.cloud, graph_endpoint=options.graph_endpoint or server.url)
+        sandbox_graph = _graph_target(StaticTokenCredential(graph_token), graph_options, server.ca_cert_path)
+        yield EmbeddedSandbox(AzureGateway(target, graph=sandbox_graph), sandbox_graph.directory(), server)
+    finally:
+        server.stop()
+
+
+@contextmanager
+def _open_remote(options: TargetOptions) -> Iterator[Target]:
+    """Azure, or any ARM-compatible endpoint (`--arm-endpoint`)."""
+    from reconciler.azure.budget import BudgetConfig, RateBudget
+    from reconciler.azure.client import ArmTarget, StaticTokenCredential
+    from reconciler.azure.credentials import default_credential, static_credential
+    from reconciler.azure.gateway import AzureGateway
+
     if options.cloud not in CLOUDS:
         raise ReconcilerError(f"--cloud {options.cloud}: unknown; choose one of {', '.join(CLOUDS)}")
     cloud = CLOUDS[options.cloud]
     token = os.environ.get(TOKEN_ENV)
-    if token:
-        try:
-            token = checked_token(token, TOKEN_ENV)
-        except ValueError as e:
-            raise ReconcilerError(str(e)) from None
-    credential = StaticTokenCredential(token) if token else default_credential(cloud, options.tenant)
+    credential = static_credential(token, TOKEN_ENV) if token else default_credential(cloud, options.tenant)
     # Microsoft Graph: names of principals (reconciler/principals.py) and preflight's one group
     # membership read, with the same credential. A static token has one audience (ARM): Graph
     # needs its own, and a custom --arm-endpoint (a sandbox) serves Graph at the same URL.
@@ -199,5 +198,5 @@ def open_target(
     # The token audience follows the cloud; a custom endpoint (Azure Stack) keeps it too.
     scopes = (cloud.scope,) if options.cloud != "AzureCloud" else None
     budget = RateBudget(BudgetConfig(tenant_shares=options.shards))
-    yield (AzureGateway(ArmTarget(credential, endpoint, options.ca_cert, credential_scopes=scopes, budget=budget),
-                        graph=graph, graph_unavailable=why), directory)
+    yield Target(AzureGateway(ArmTarget(credential, endpoint, options.ca_cert, credential_scopes=scopes, budget=budget),
+                              graph=graph, graph_unavailable=why), directory)

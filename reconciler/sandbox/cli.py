@@ -14,17 +14,19 @@ import shlex
 import signal
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from . import discovery, identity_endpoint
 from .config import SandboxConfig
 from .directory import Directory
-from .graph import audience_for
-from .server import SandboxServer
 from .store import Store
 from .tokens import AUDIENCES, issue, signing_key
+
+# The server, its routes and Graph are imported by the commands that use them: the reconciler's
+# command line registers these commands for every run, `validate` included.
+if TYPE_CHECKING:
+    from .server import SandboxServer
 
 DEFAULT_DB = ".reconciler/sandbox.db"
 
@@ -82,6 +84,8 @@ def serve(
              "principal, the admin included.")] = False,
 ) -> None:
     """Serve the sandbox until Ctrl-C."""
+    from .server import SandboxServer
+
     # Internal errors answer 500 without details; the traceback goes here, to stderr.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -156,6 +160,8 @@ def token(
         AUDIENCES[0]),
 ) -> None:
     """Print a bearer token for the sandbox stored in --db."""
+    from .graph import audience_for
+
     if not Path(db).exists():
         typer.echo(f"no sandbox state at {db}; start one with `reconciler sandbox serve --db {db}`", err=True)
         raise typer.Exit(1)
@@ -182,6 +188,8 @@ def env(
 
     Use it as `eval "$(reconciler sandbox env)"` (bash) or
     `reconciler sandbox env --shell pwsh | Out-String | Invoke-Expression` (PowerShell)."""
+    from . import discovery, identity_endpoint
+
     if shell not in ("bash", "pwsh"):
         raise typer.BadParameter("must be bash or pwsh", param_hint="--shell")
     info_path = serve_info_path(db)

@@ -202,7 +202,7 @@ def test_cli_apply_writes_the_report_and_exits_1_when_arm_goes_away(
             if Killing.finished == KILL_AFTER:
                 relay.close()
 
-    monkeypatch.setattr(cli, "LineReporter", Killing)
+    monkeypatch.setattr("reconciler.progress.LineReporter", Killing)
     monkeypatch.setenv("RECONCILER_ACCESS_TOKEN", server.admin_token())
     report = tmp_path / "report.json"
     code = cli.main(["apply", str(folder), "--arm-endpoint", f"https://127.0.0.1:{relay.port}",

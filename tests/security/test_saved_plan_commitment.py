@@ -258,7 +258,7 @@ def test_failed_verification_makes_the_report_not_ok(
                                             IdentityUpdate(tags={**(worker.tags or {}), "component": "edited"}))
         return report
 
-    monkeypatch.setattr("reconciler.cli.apply_plan", apply_then_edit_out_of_band)
+    monkeypatch.setattr("reconciler.workflow.apply.apply_plan", apply_then_edit_out_of_band)
     report_file = tmp_path / "report.json"
     plan_file = save_plan(capsys, manifests, cli_env, tmp_path)
     code, out, err = run(capsys, "apply", str(plan_file), "--report", str(report_file), *cli_env)

@@ -16,11 +16,12 @@ import pytest
 from reconciler.applier import FAILED, ApplyReport, StepResult
 from reconciler.azure.client import ArmTarget, StaticTokenCredential, checked_token
 from reconciler.azure.gateway import AzureGateway
-from reconciler.cli import _write_report, main
+from reconciler.cli import main
 from reconciler.errors import LiveReadError
 from reconciler.plan import Action
 from reconciler.sandbox import SandboxServer
 from reconciler.textsafe import REDACTED, scrub
+from reconciler.workflow.files import write_report
 from tests.e2e.support import SUB, run, seed
 
 REPO = Path(__file__).resolve().parents[2]
@@ -128,6 +129,6 @@ def test_logs_are_scrubbed() -> None:
 def test_written_reports_are_scrubbed(tmp_path: Path) -> None:
     report = ApplyReport([StepResult("identity/s/rg/x", Action.CREATE, FAILED, f"ConnectionError: 'Bearer {JWT}'")])
     path = tmp_path / "report.json"
-    _write_report(report, path)
+    write_report(report, path)
     text = path.read_text(encoding="utf-8")
     assert JWT not in text and json.loads(text)["steps"][0]["status"] == FAILED

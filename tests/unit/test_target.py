@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from azure.core.credentials import AccessToken
 
+from reconciler.azure.credentials import TenantCredential
 from reconciler.errors import ReconcilerError
-from reconciler.model import DesiredState
-from reconciler.target import TOKEN_ENV, TargetOptions, TenantCredential, open_gateway
+from reconciler.target import TOKEN_ENV, TargetOptions, open_gateway
 
 
 @pytest.mark.parametrize(("cloud", "endpoint", "scope"), [
@@ -21,17 +21,17 @@ def test_cloud_sets_endpoint_and_token_scope_together(
     monkeypatch: pytest.MonkeyPatch, cloud: str, endpoint: str, scope: tuple[str, ...] | None
 ) -> None:
     monkeypatch.setenv(TOKEN_ENV, "not-a-real-token")
-    with open_gateway(TargetOptions(cloud=cloud), DesiredState()) as gateway:
+    with open_gateway(TargetOptions(cloud=cloud)) as gateway:
         assert gateway.target.endpoint == endpoint
         assert gateway.target.credential_scopes == scope
 
 
 def test_unknown_cloud_and_plain_http_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(TOKEN_ENV, "x")
-    with pytest.raises(ReconcilerError, match="unknown"), open_gateway(TargetOptions(cloud="Mars"), DesiredState()):
+    with pytest.raises(ReconcilerError, match="unknown"), open_gateway(TargetOptions(cloud="Mars")):
         pass
     with pytest.raises(ReconcilerError, match="https"), \
-            open_gateway(TargetOptions(arm_endpoint="http://127.0.0.1:1"), DesiredState()):
+            open_gateway(TargetOptions(arm_endpoint="http://127.0.0.1:1")):
         pass
 
 
