@@ -29,7 +29,6 @@ from rich.console import Console
 from typer import _click as click  # typer vendors click; its help classes live here
 from typer.core import TyperArgument, TyperCommand
 
-from reconciler import drift as drift_report
 from reconciler.applier import FAILED, INTERRUPTED, NOT_STARTED, SKIPPED, ApplyReport, StopRequest, apply_plan
 from reconciler.errors import Diagnostic, ManifestError, ReconcilerError
 from reconciler.gateway import ArmGateway, AuthorizationReader
@@ -40,6 +39,7 @@ from reconciler.plan import Plan
 from reconciler.planner import PlanOptions, make_plan
 from reconciler.principals import Directory, Unavailable, annotate, resolve
 from reconciler.progress import BarReporter, LineReporter
+from reconciler.render import drift as drift_report
 from reconciler.render.markdown import render_markdown
 from reconciler.render.text import render_text
 from reconciler.roles import GUID_RE, RoleCatalog
