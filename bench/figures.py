@@ -340,7 +340,7 @@ def figure3(estate: Estate, scale: float, workdir: Path) -> Section:
 
 def seed_direct(db: Path, desired: DesiredState, *, owned: bool = True) -> None:
     """Write an in-sync estate straight into the sandbox's store, shaped as its handlers write it
-    (providers/msi.py put_identity and put_fic, providers/authorization.py put_role_assignment).
+    (providers/msi.py put_identity and put_fic, providers/role_assignments.py put_role_assignment).
     `owned=False`: as if made by hand (no ownership tags, assignment names no owner derives).
 
     Going through the API would take hours at this size: every role-assignment PUT scans every
@@ -349,8 +349,8 @@ def seed_direct(db: Path, desired: DesiredState, *, owned: bool = True) -> None:
     from reconciler.model import assignment_name
     from reconciler.sandbox import SandboxServer
     from reconciler.sandbox.backend import FIC, IDENTITY, ROLE_ASSIGNMENT, rg_key, timestamp
-    from reconciler.sandbox.providers.authorization import RA_SEGMENT
     from reconciler.sandbox.providers.msi import FIC_TYPE, NS_TYPE, identity_id
+    from reconciler.sandbox.providers.role_assignments import RA_SEGMENT
     from reconciler.sandbox.scopes import normalize
 
     server = SandboxServer(db_path=str(db))

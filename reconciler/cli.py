@@ -505,7 +505,7 @@ def drift(
     """Report what changed in Azure out of band, by drift class. Never writes to Azure.
 
     Exit 0 in sync, 2 when drift of a --fail-on class is found, 1 on error."""
-    from reconciler import drift as drift_report
+    from reconciler.render import drift as drift_report
     from reconciler.workflow.drift import DriftRequest, run_drift
 
     try:

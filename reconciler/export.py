@@ -76,6 +76,48 @@ class _Doc:
 def export_estate(live: LiveState, options: ExportOptions, role_name: RoleNamer) -> ExportResult:
     result = ExportResult()
     subs = {s.lower() for s in options.subscriptions}
+    members = _members(live, options, subs, result)
+    docs = _Documents(options.per == PER_RESOURCE_GROUP)
+    for li in members:
+        docs.of(li).identities.append(li)
+    by_principal = {li.principal_id.lower(): li for li in members}
+    by_id = {norm_scope(li.id): li for li in members}
+    scope_pattern = re.compile(schema()["$defs"]["armScope"]["pattern"])
+
+    for ra in sorted(live.role_assignments, key=lambda r: (norm_scope(r.scope), r.role_definition_id, r.principal_id)):
+        to = by_principal.get(ra.principal_id.lower())
+        on = by_id.get(norm_scope(ra.scope))
+        user_description, marked = split_owner_marker(ra.description)
+        skipped = _skip_reason(ra, to, on, marked, options.owner, scope_pattern)
+        if skipped is not None:
+            result.skipped[skipped] += 1
+            continue
+        holder = to or on
+        assert holder is not None
+        doc = docs.of(holder)
+        entry = _assignment_entry(ra, to, on, doc, role_name, user_description)
+        result.assignments += 1
+        if to is not None:
+            doc.roles.setdefault(to.id.lower(), []).append(entry)
+        else:
+            comment = f"a {ra.principal_type}, not an identity of this set (display name not known to ARM)"
+            doc.grants.append(Commented(entry, comment))
+
+    for key, doc in sorted(docs.by_key.items()):
+        rel = _file_name(key, len(subs) > 1)
+        modeline = os.path.relpath(options.schema_path, os.path.dirname(os.path.join(options.out_dir, rel)) or ".")
+        result.files[rel] = emit(_document(doc, live, options.owner, result), [
+            f"yaml-language-server: $schema={modeline}",
+            f"Exported by `reconciler export` from subscription {doc.subscription}"
+            + (f", resource group {doc.resource_group}." if doc.resource_group else "."),
+            "`reconciler plan` on it plans only adoptions: apply them to bring these resources under management.",
+        ])
+    return result
+
+
+def _members(live: LiveState, options: ExportOptions, subs: set[str], result: ExportResult) -> list[LiveIdentity]:
+    """The identities in the exported subscriptions and resource groups that are not another
+    owner's (those are counted as skipped), in key order."""
     members: list[LiveIdentity] = []
     for li in sorted(live.identities.values(), key=lambda i: i.key):
         if li.subscription.lower() not in subs:
@@ -86,71 +128,64 @@ def export_estate(live: LiveState, options: ExportOptions, role_name: RoleNamer)
             result.skipped[f"identities owned by another reconciler owner ({li.owner})"] += 1
             continue
         members.append(li)
+    return members
 
-    docs: dict[tuple[str, ...], _Doc] = {}
 
-    def doc_of(li: LiveIdentity) -> _Doc:
-        per_rg = options.per == PER_RESOURCE_GROUP
+class _Documents:
+    """The documents being written, one per resource group or per subscription."""
+
+    def __init__(self, per_resource_group: bool) -> None:
+        self.per_resource_group = per_resource_group
+        self.by_key: dict[tuple[str, ...], _Doc] = {}
+
+    def of(self, li: LiveIdentity) -> _Doc:
+        per_rg = self.per_resource_group
         key = (li.subscription.lower(), li.resource_group.lower()) if per_rg else (li.subscription.lower(),)
-        if key not in docs:
-            docs[key] = _Doc(li.subscription.lower(), li.resource_group if per_rg else None)
-        return docs[key]
+        if key not in self.by_key:
+            self.by_key[key] = _Doc(li.subscription.lower(), li.resource_group if per_rg else None)
+        return self.by_key[key]
 
-    for li in members:
-        doc_of(li).identities.append(li)
-    by_principal = {li.principal_id.lower(): li for li in members}
-    by_id = {norm_scope(li.id): li for li in members}
-    scope_pattern = re.compile(schema()["$defs"]["armScope"]["pattern"])
 
-    for ra in sorted(live.role_assignments, key=lambda r: (norm_scope(r.scope), r.role_definition_id, r.principal_id)):
-        to = by_principal.get(ra.principal_id.lower())
-        on = by_id.get(norm_scope(ra.scope))
-        if to is None and on is None:
-            result.skipped["role assignments neither to nor on an identity of the set"] += 1
-            continue
-        user_description, marked = split_owner_marker(ra.description)
-        if marked is not None and marked != options.owner:
-            result.skipped[f"role assignments owned by another reconciler owner ({marked})"] += 1
-            continue
-        if not scope_pattern.match(ra.scope):
-            result.skipped["role assignments at a scope above a subscription (not expressible in a manifest)"] += 1
-            continue
-        if to is None and ra.principal_type not in PRINCIPAL_TYPES:
-            result.skipped["role assignments to a principal of unknown type"] += 1
-            continue
-        holder = to or on
-        assert holder is not None
-        doc = doc_of(holder)
-        sub = doc.subscription
-        entry: dict[str, object] = {}
-        if to is None:
-            entry["principal"] = Flow({"objectId": ra.principal_id, "type": str(ra.principal_type)})
-        entry["role"] = role_name(sub, ra.role_definition_id) or ra.role_definition_id
-        entry["scope"] = _scope(ra, on, doc)
-        if user_description and user_description.strip():
-            entry["description"] = user_description
-        if ra.condition:
-            entry["condition"] = ra.condition
-            if ra.condition_version and ra.condition_version != DEFAULT_CONDITION_VERSION:
-                entry["conditionVersion"] = ra.condition_version
-        result.assignments += 1
-        if to is not None:
-            doc.roles.setdefault(to.id.lower(), []).append(entry)
-        else:
-            comment = f"a {ra.principal_type}, not an identity of this set (display name not known to ARM)"
-            doc.grants.append(Commented(entry, comment))
+def _skip_reason(
+    ra: LiveRoleAssignment,
+    to: LiveIdentity | None,
+    on: LiveIdentity | None,
+    marked: str | None,
+    owner: str,
+    scope_pattern: re.Pattern[str],
+) -> str | None:
+    """Why a role assignment is left out of the export, or None when it is written."""
+    if to is None and on is None:
+        return "role assignments neither to nor on an identity of the set"
+    if marked is not None and marked != owner:
+        return f"role assignments owned by another reconciler owner ({marked})"
+    if not scope_pattern.match(ra.scope):
+        return "role assignments at a scope above a subscription (not expressible in a manifest)"
+    if to is None and ra.principal_type not in PRINCIPAL_TYPES:
+        return "role assignments to a principal of unknown type"
+    return None
 
-    for key in sorted(docs):
-        doc = docs[key]
-        rel = _file_name(key, len(subs) > 1)
-        modeline = os.path.relpath(options.schema_path, os.path.dirname(os.path.join(options.out_dir, rel)) or ".")
-        result.files[rel] = emit(_document(doc, live, options.owner, result), [
-            f"yaml-language-server: $schema={modeline}",
-            f"Exported by `reconciler export` from subscription {doc.subscription}"
-            + (f", resource group {doc.resource_group}." if doc.resource_group else "."),
-            "`reconciler plan` on it plans only adoptions: apply them to bring these resources under management.",
-        ])
-    return result
+
+def _assignment_entry(
+    ra: LiveRoleAssignment,
+    to: LiveIdentity | None,
+    on: LiveIdentity | None,
+    doc: _Doc,
+    role_name: RoleNamer,
+    user_description: str | None,
+) -> dict[str, object]:
+    entry: dict[str, object] = {}
+    if to is None:
+        entry["principal"] = Flow({"objectId": ra.principal_id, "type": str(ra.principal_type)})
+    entry["role"] = role_name(doc.subscription, ra.role_definition_id) or ra.role_definition_id
+    entry["scope"] = _scope(ra, on, doc)
+    if user_description and user_description.strip():
+        entry["description"] = user_description
+    if ra.condition:
+        entry["condition"] = ra.condition
+        if ra.condition_version and ra.condition_version != DEFAULT_CONDITION_VERSION:
+            entry["conditionVersion"] = ra.condition_version
+    return entry
 
 
 def _file_name(key: tuple[str, ...], several_subscriptions: bool) -> str:

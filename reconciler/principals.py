@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from reconciler.errors import Diagnostic, ManifestError, ReconcilerError, SourceLocation
-from reconciler.model import DesiredRoleAssignment, DesiredState, LiveState, norm_scope
+from reconciler.model import DesiredRoleAssignment, DesiredState, LiveState, PrincipalRef, norm_scope
 from reconciler.plan import Change, Plan
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -131,10 +131,41 @@ def resolve(desired: DesiredState, live: LiveState, directory: Directory | Unava
     object ids only, with ONE warning; names then fail with that explanation."""
     errors: list[Diagnostic] = []
     warnings: list[str] = []
-    names: dict[str, dict[str, str]] = {}
     ours = {li.principal_id.lower() for li in live.identities.values()}
+    found, refused, lookups = _find_names(desired, directory)
+    to_check, by_id, batches = _get_ids(desired, live, directory, ours, warnings)
+    names = {oid.lower(): display(entry) for oid, entry in (by_id or {}).items()}
+    answers = _Answers(found, refused, to_check, by_id, names)
 
-    # -- names: one query per distinct (kind, name) ---------------------------------------------
+    # -- rewrite the desired state, collecting located problems ---------------------------------
+    out: list[DesiredRoleAssignment] = []
+    seen: dict[tuple[str, str, object], SourceLocation | None] = {}
+    for ra in desired.role_assignments:
+        where = ra.source
+        principal = answers.principal(ra)
+        if isinstance(principal, Diagnostic):
+            errors.append(principal)
+            continue
+        if principal.object_id is not None:
+            dup = (norm_scope(ra.scope), ra.role_definition_id, principal.object_id)
+            if dup in seen:
+                who = describe(principal.object_id, names.get(principal.object_id))
+                errors.append(Diagnostic(
+                    where, f"role '{ra.role_name}' on {ra.scope} is granted to {who} twice; first at {seen[dup]}",
+                    "a principal holds a role at a scope once; one of the two names or ids resolves to the other"))
+                continue
+            seen[dup] = where
+        out.append(replace(ra, principal=principal) if principal is not ra.principal else ra)
+    if errors:
+        raise ManifestError(errors)
+    return Resolution(replace(desired, role_assignments=tuple(out)), names, tuple(warnings), lookups, batches)
+
+
+def _find_names(
+    desired: DesiredState, directory: Directory | Unavailable
+) -> tuple[dict[tuple[str, str], list[DirectoryEntry]], dict[tuple[str, str], tuple[str, str]], int]:
+    """One query per distinct (kind, name): what each found, why each could not be asked
+    ((reason, hint)), and how many queries were made."""
     wanted: dict[tuple[str, str], str] = {}
     for ra in desired.role_assignments:
         if ra.principal.name is not None:
@@ -158,8 +189,14 @@ def resolve(desired: DesiredState, live: LiveState, directory: Directory | Unava
             refused[key] = (exc.reason,
                             f"grant the signed-in principal the Graph application permission {permission} "
                             "(docs/permissions.md), or write the principal as {objectId, type}")
+    return found, refused, lookups
 
-    # -- ids: one batched getByIds for declared ids, live grantees and actors -------------------
+
+def _get_ids(
+    desired: DesiredState, live: LiveState, directory: Directory | Unavailable, ours: set[str], warnings: list[str]
+) -> tuple[set[str], Mapping[str, DirectoryEntry] | None, int]:
+    """One batched getByIds for declared ids, live grantees and actors: the declared ids to
+    check, the directory's answer (None when it could not be asked: warned) and the calls made."""
     declared = {ra.principal.object_id for ra in desired.role_assignments
                 if ra.principal.object_id is not None and ra.principal.principal_type in CHECKABLE_TYPES}
     to_check = {i for i in declared if i not in ours}
@@ -180,65 +217,66 @@ def resolve(desired: DesiredState, live: LiveState, directory: Directory | Unava
                 f"principals are shown by object id only and declared object ids are not checked: {exc.reason}; "
                 "the Graph application permission "
                 f"{_permission_of(exc, IDS_PERMISSION)} (or the Directory Readers role) would add names")
-    if by_id is not None:
-        for oid, entry in by_id.items():
-            names[oid.lower()] = display(entry)
+    return to_check, by_id, batches
 
-    # -- rewrite the desired state, collecting located problems ---------------------------------
-    out: list[DesiredRoleAssignment] = []
-    seen: dict[tuple[str, str, object], SourceLocation | None] = {}
-    for ra in desired.role_assignments:
+
+@dataclass
+class _Answers:
+    """What the directory said, read assignment by assignment."""
+
+    found: dict[tuple[str, str], list[DirectoryEntry]]
+    refused: dict[tuple[str, str], tuple[str, str]]
+    to_check: set[str]
+    by_id: Mapping[str, DirectoryEntry] | None
+    names: dict[str, dict[str, str]]  # grows with each name resolved
+
+    def principal(self, ra: DesiredRoleAssignment) -> PrincipalRef | Diagnostic:
+        """The assignment's principal with its object id, or the located problem."""
+        principal = ra.principal
+        if principal.name is not None:
+            return self._named(ra)
+        if principal.object_id is not None and self.by_id is not None and principal.object_id in self.to_check:
+            return self._checked(ra)
+        return principal
+
+    def _named(self, ra: DesiredRoleAssignment) -> PrincipalRef | Diagnostic:
         principal = ra.principal
         where = ra.source
-        if principal.name is not None:
-            kind, value = principal.name
-            key = (kind, value.lower())
-            label = principal.label()
-            if key in refused:
-                reason, hint = refused[key]
-                errors.append(Diagnostic(where, f"cannot resolve {label}: {reason}", hint))
-                continue
-            matches = found.get(key, [])
-            if not matches:
-                errors.append(Diagnostic(where, f"{label} matches no {_noun(kind)} in the directory",
-                                         _missing_hint(kind)))
-                continue
-            if len(matches) > 1:
-                listed = "; ".join(_candidate(m) for m in sorted(matches, key=lambda m: m.object_id))
-                errors.append(Diagnostic(where, f"{label} matches {len(matches)} {_noun(kind)}s: {listed}",
-                                         "names are not unique in Entra ID: grant to one of them by "
-                                         "{objectId, type}, or rename the others"))
-                continue
-            entry = matches[0]
-            names[entry.object_id.lower()] = display(entry)
-            principal = replace(principal, object_id=entry.object_id.lower())
-        elif principal.object_id is not None and by_id is not None and principal.object_id in to_check:
-            entry_or_none = by_id.get(principal.object_id)
-            if entry_or_none is None:
-                errors.append(Diagnostic(
-                    where, f"object id {principal.object_id} ({principal.principal_type}) does not exist in the "
-                    "directory", "check the id (az ad group show / az ad user show / az ad sp show), or write the "
-                    "principal by name: {group: NAME}, {user: UPN} or {servicePrincipal: APP_ID}"))
-                continue
-            if entry_or_none.type != principal.principal_type:
-                errors.append(Diagnostic(
-                    where, f"object id {principal.object_id} is declared as type {principal.principal_type}, but "
-                    f"the directory has {_candidate(entry_or_none)}",
-                    f"write type: {entry_or_none.type} (ARM rejects a principal type that does not match the object)"))
-                continue
-        if principal.object_id is not None:
-            dup = (norm_scope(ra.scope), ra.role_definition_id, principal.object_id)
-            if dup in seen:
-                who = describe(principal.object_id, names.get(principal.object_id))
-                errors.append(Diagnostic(
-                    where, f"role '{ra.role_name}' on {ra.scope} is granted to {who} twice; first at {seen[dup]}",
-                    "a principal holds a role at a scope once; one of the two names or ids resolves to the other"))
-                continue
-            seen[dup] = where
-        out.append(replace(ra, principal=principal) if principal is not ra.principal else ra)
-    if errors:
-        raise ManifestError(errors)
-    return Resolution(replace(desired, role_assignments=tuple(out)), names, tuple(warnings), lookups, batches)
+        assert principal.name is not None
+        kind, value = principal.name
+        key = (kind, value.lower())
+        label = principal.label()
+        if key in self.refused:
+            reason, hint = self.refused[key]
+            return Diagnostic(where, f"cannot resolve {label}: {reason}", hint)
+        matches = self.found.get(key, [])
+        if not matches:
+            return Diagnostic(where, f"{label} matches no {_noun(kind)} in the directory", _missing_hint(kind))
+        if len(matches) > 1:
+            listed = "; ".join(_candidate(m) for m in sorted(matches, key=lambda m: m.object_id))
+            return Diagnostic(where, f"{label} matches {len(matches)} {_noun(kind)}s: {listed}",
+                              "names are not unique in Entra ID: grant to one of them by "
+                              "{objectId, type}, or rename the others")
+        entry = matches[0]
+        self.names[entry.object_id.lower()] = display(entry)
+        return replace(principal, object_id=entry.object_id.lower())
+
+    def _checked(self, ra: DesiredRoleAssignment) -> PrincipalRef | Diagnostic:
+        principal = ra.principal
+        where = ra.source
+        assert self.by_id is not None
+        entry_or_none = self.by_id.get(str(principal.object_id))
+        if entry_or_none is None:
+            return Diagnostic(
+                where, f"object id {principal.object_id} ({principal.principal_type}) does not exist in the "
+                "directory", "check the id (az ad group show / az ad user show / az ad sp show), or write the "
+                "principal by name: {group: NAME}, {user: UPN} or {servicePrincipal: APP_ID}")
+        if entry_or_none.type != principal.principal_type:
+            return Diagnostic(
+                where, f"object id {principal.object_id} is declared as type {principal.principal_type}, but "
+                f"the directory has {_candidate(entry_or_none)}",
+                f"write type: {entry_or_none.type} (ARM rejects a principal type that does not match the object)")
+        return principal
 
 
 def _noun(kind: str) -> str:

@@ -167,61 +167,89 @@ class ResourceId:
 
 
 def _parse(text: str, *, allow_collection: bool) -> tuple[ResourceId, str | None]:
-    raw = text.strip()
-    if not raw.startswith("/"):
-        raise ResourceIdError(f"'{text}' is not an ARM id: it must start with '/'")
-    body = raw[1:-1] if raw.endswith("/") and raw != "/" else raw[1:]
-    segments = body.split("/") if body else []
-    if any(not s for s in segments):
-        raise ResourceIdError(f"'{text}' is not an ARM id: it has an empty segment ('//')")
-    low = [s.lower() for s in segments]
-    i = 0
-    subscription = resource_group = None
+    return _Parser(text, allow_collection).parse()
 
-    def fail(what: str) -> ResourceIdError:
-        return ResourceIdError(f"'{text}' is not an ARM id: {what}")
 
-    def collection(word: str) -> tuple[ResourceId, str | None]:
-        if not allow_collection or i != len(segments) - 1:
-            raise fail(f"'{word}' must be followed by a name")
-        return ResourceId(subscription, resource_group), word
+class _Parser:
+    """One pass over an id's segments: the subscription and resource group, then each
+    `providers/{namespace}/{type}/{name}...` block. With `allow_collection` an id may end in a
+    collection word (`.../locations`), returned beside the id of its parent."""
 
-    if i < len(low) and low[i] == "subscriptions":
-        if i + 1 == len(segments):
-            return collection(SUBSCRIPTIONS)
-        subscription = segments[i + 1]
-        i += 2
-        if i < len(low) and low[i] == "resourcegroups":
-            if i + 1 == len(segments):
-                return collection(RESOURCE_GROUPS)
-            resource_group = segments[i + 1]
-            i += 2
-    providers: list[ProviderPath] = []
-    while i < len(segments):
-        if low[i] != "providers":
-            if allow_collection and i == len(segments) - 1 and not providers:
-                return ResourceId(subscription, resource_group), segments[i]  # e.g. /subscriptions/x/locations
-            expected = "'providers'" if resource_group is not None or subscription is None else \
+    def __init__(self, text: str, allow_collection: bool) -> None:
+        self.text = text
+        self.allow_collection = allow_collection
+        raw = text.strip()
+        if not raw.startswith("/"):
+            raise ResourceIdError(f"'{text}' is not an ARM id: it must start with '/'")
+        body = raw[1:-1] if raw.endswith("/") and raw != "/" else raw[1:]
+        self.segments = body.split("/") if body else []
+        if any(not s for s in self.segments):
+            raise ResourceIdError(f"'{text}' is not an ARM id: it has an empty segment ('//')")
+        self.low = [s.lower() for s in self.segments]
+        self.i = 0
+        self.subscription: str | None = None
+        self.resource_group: str | None = None
+        self.providers: list[ProviderPath] = []
+
+    def fail(self, what: str) -> ResourceIdError:
+        return ResourceIdError(f"'{self.text}' is not an ARM id: {what}")
+
+    def at(self, word: str) -> bool:
+        return self.i < len(self.low) and self.low[self.i] == word
+
+    def at_last(self) -> bool:
+        return self.i == len(self.segments) - 1
+
+    def rid(self, *more: ProviderPath) -> ResourceId:
+        return ResourceId(self.subscription, self.resource_group, (*self.providers, *more))
+
+    def collection(self, word: str) -> tuple[ResourceId, str | None]:
+        if not self.allow_collection or not self.at_last():
+            raise self.fail(f"'{word}' must be followed by a name")
+        return self.rid(), word
+
+    def parse(self) -> tuple[ResourceId, str | None]:
+        if self.at("subscriptions"):
+            if self.at_last():
+                return self.collection(SUBSCRIPTIONS)
+            self.subscription = self.segments[self.i + 1]
+            self.i += 2
+            if self.at("resourcegroups"):
+                if self.at_last():
+                    return self.collection(RESOURCE_GROUPS)
+                self.resource_group = self.segments[self.i + 1]
+                self.i += 2
+        while self.i < len(self.segments):
+            ended = self.provider()
+            if ended is not None:
+                return ended
+        return self.rid(), None
+
+    def provider(self) -> tuple[ResourceId, str | None] | None:
+        """Reads one `providers/...` block; the result when the id ends in a collection in it."""
+        segments = self.segments
+        if not self.at("providers"):
+            if self.allow_collection and self.at_last() and not self.providers:
+                return self.rid(), segments[self.i]  # e.g. /subscriptions/x/locations
+            expected = "'providers'" if self.resource_group is not None or self.subscription is None else \
                 "'resourceGroups' or 'providers'"
-            raise fail(f"found '{segments[i]}' where {expected} was expected")
-        if i + 1 == len(segments):
-            raise fail("'providers' must be followed by a namespace such as Microsoft.Authorization")
-        namespace = segments[i + 1]
-        i += 2
+            raise self.fail(f"found '{segments[self.i]}' where {expected} was expected")
+        if self.at_last():
+            raise self.fail("'providers' must be followed by a namespace such as Microsoft.Authorization")
+        namespace = segments[self.i + 1]
+        self.i += 2
         levels: list[tuple[str, str]] = []
-        while i < len(segments) and low[i] != "providers":
-            if i + 1 == len(segments):
-                if allow_collection:
-                    rid = ResourceId(subscription, resource_group,
-                                     (*providers, ProviderPath(namespace, tuple(levels)))) if levels else \
-                        ResourceId(subscription, resource_group, tuple(providers))
-                    return rid, segments[i]
-                raise fail(f"resource type '{segments[i]}' has no name after it")
-            levels.append((segments[i], segments[i + 1]))
-            i += 2
+        while self.i < len(segments) and not self.at("providers"):
+            if self.at_last():
+                if self.allow_collection:
+                    rid = self.rid(ProviderPath(namespace, tuple(levels))) if levels else self.rid()
+                    return rid, segments[self.i]
+                raise self.fail(f"resource type '{segments[self.i]}' has no name after it")
+            levels.append((segments[self.i], segments[self.i + 1]))
+            self.i += 2
         if not levels:
-            if allow_collection and i == len(segments):
-                return ResourceId(subscription, resource_group, tuple(providers)), namespace
-            raise fail(f"'providers/{namespace}' must be followed by a resource type and name")
-        providers.append(ProviderPath(namespace, tuple(levels)))
-    return ResourceId(subscription, resource_group, tuple(providers)), None
+            if self.allow_collection and self.i == len(segments):
+                return self.rid(), namespace
+            raise self.fail(f"'providers/{namespace}' must be followed by a resource type and name")
+        self.providers.append(ProviderPath(namespace, tuple(levels)))
+        return None

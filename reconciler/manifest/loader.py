@@ -3,7 +3,7 @@
 Three passes, each reporting everything it finds before the next one runs on what is left:
 
 1. files: every `*.yaml` / `*.yml` under the given paths (recursively, sorted, skipping
-   dot-files and dot-directories such as `.git`), each read safely (`yaml_source`);
+   dot-files and dot-directories such as `.git`; `discovery`), each read safely (`yaml_source`);
 2. structure: each document against the JSON Schema (`schema`);
 3. meaning: defaults, role names, `{identity: name}` references, duplicates across files,
    Azure limits the schema cannot express.
@@ -16,7 +16,6 @@ exactly as the user gave them.
 from __future__ import annotations
 
 import difflib
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 from reconciler import locations
 from reconciler.errors import Diagnostic, ManifestError, SourceLocation
 from reconciler.manifest import schema as manifest_schema
+from reconciler.manifest.discovery import collect_files
 from reconciler.manifest.yaml_source import Path as DocPath
 from reconciler.manifest.yaml_source import YamlDocument, read_file
 from reconciler.model import (
@@ -46,7 +46,6 @@ from reconciler.model import (
 from reconciler.resource_id import ResourceId
 from reconciler.roles import GUID_RE, RoleCatalog, role_definition_guid
 
-MANIFEST_SUFFIXES = (".yaml", ".yml")
 # Azure allows 50 tags per resource; reconciler writes the reserved ones itself.
 MAX_USER_TAGS = 50 - len(RESERVED_TAGS)
 DEFAULT_CONDITION_VERSION = "2.0"
@@ -103,64 +102,6 @@ def _printable(diagnostic: Diagnostic) -> Diagnostic:
     write terminal escape sequences into someone's CI log."""
     hint = _escape(diagnostic.hint) if diagnostic.hint is not None else None
     return replace(diagnostic, message=_escape(diagnostic.message), hint=hint)
-
-
-def collect_files(paths: Sequence[str | Path], diagnostics: list[Diagnostic]) -> list[str]:
-    """The manifest files named by `paths`, in a stable order, each once, spelled as given.
-
-    A file named explicitly is read whatever its suffix; directories contribute their
-    `*.yaml` / `*.yml` files."""
-    files: list[str] = []
-    seen: set[str] = set()
-
-    def add(file: str) -> None:
-        real = os.path.realpath(file)
-        if real not in seen:
-            seen.add(real)
-            files.append(file)
-
-    if not paths:
-        diagnostics.append(Diagnostic(None, "no manifest paths given", _PATH_HINT))
-    for given in paths:
-        # Path("") is ".", so the empty string must be caught before it becomes a Path.
-        text = given if isinstance(given, str) else str(given)
-        if not text.strip():
-            diagnostics.append(Diagnostic(None, "empty manifest path given", _PATH_HINT))
-        elif os.path.isfile(text):
-            add(text)
-        elif os.path.isdir(text):
-            found = _walk(text)
-            if not found:
-                diagnostics.append(
-                    Diagnostic(
-                        None,
-                        f"{text}: no *.yaml or *.yml manifests in this directory",
-                        "an empty directory never means 'delete everything'; to delete every "
-                        "identity of an owner, keep its IdentitySet with `identities: []` and "
-                        "`defaults.resourceGroup` naming their resource group",
-                    )
-                )
-            for file in found:
-                add(file)
-        elif os.path.exists(text):
-            diagnostics.append(Diagnostic(None, f"{text}: not a file or directory", _PATH_HINT))
-        else:
-            diagnostics.append(Diagnostic(None, f"{text}: no such file or directory", _PATH_HINT))
-    return files
-
-
-_PATH_HINT = "pass manifest files or directories that contain *.yaml / *.yml manifests"
-
-
-def _walk(root: str) -> list[str]:
-    found: list[str] = []
-    for directory, subdirs, names in os.walk(root):
-        # Skip .git, .github and the like; sort so the order (and the output) is stable.
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
-        for name in sorted(names):
-            if not name.startswith(".") and name.lower().endswith(MANIFEST_SUFFIXES):
-                found.append(os.path.join(directory, name))
-    return found
 
 
 def _non_empty(
@@ -648,4 +589,4 @@ def _get_path(data: object, path: DocPath) -> object:
     return data
 
 
-__all__ = ["MAX_USER_TAGS", "collect_files", "load_manifests"]
+__all__ = ["MAX_USER_TAGS", "load_manifests"]

@@ -13,7 +13,8 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -135,6 +136,18 @@ def _closest(word: str, choices: Sequence[str]) -> str | None:
     return match[0] if match else None
 
 
+@dataclass(frozen=True)
+class _Error:
+    """One jsonschema error and what every wording of it reads."""
+
+    err: ValidationError
+    path: Path
+    where: str  # the path, dotted
+    sub: Mapping[str, Any]  # the failing subschema
+    value: Any  # the instance
+    rule: Any  # the keyword's value in the schema
+
+
 class _Mapper:
     """Rewrites the errors of one document."""
 
@@ -151,87 +164,113 @@ class _Mapper:
 
     def error(self, err: ValidationError) -> None:
         path: Path = tuple(err.absolute_path)
-        kind = err.validator
-        sub = err.schema if isinstance(err.schema, Mapping) else {}
-        where = dotted(path)
-        value = err.instance
-        rule: Any = err.validator_value
         if "propertyNames" in err.schema_path:
             self._property_name(err, path)
-        elif kind == "additionalProperties" and isinstance(value, dict):
-            allowed = list(sub.get("properties", {}))
-            title = _title(sub, where)
-            for extra in [k for k in value if k not in allowed]:
-                guess = _closest(extra, allowed)
-                advice = f"did you mean '{guess}'? " if guess else ""
-                advice += f"{title} allows: {', '.join(allowed)}"
-                self.add((*path, extra), f"unknown field '{extra}' in {title}", advice, key=True)
-        elif kind == "required" and isinstance(value, dict):
-            missing = re.findall(r"^'(.*)' is a required property$", err.message)
-            for name in missing or [n for n in rule if n not in value]:
-                if name not in value:
-                    field_schema = sub.get("properties", {}).get(name)
-                    title = _title(sub, where)
-                    what = where if title == where else f"{title} {where}"
-                    self.add(
-                        path,
-                        f"{what} is missing required field '{name}'",
-                        _description(field_schema),
-                        key=True,
-                    )
-        elif kind == "type":
-            self._type(err, path, where)
-        elif kind in ("oneOf", "anyOf"):
-            self._one_of(err, path, where)
-        elif kind == "const":
-            self.add(path, f"{where} must be '{err.validator_value}', got {_show(value)}", _description(sub))
-        elif kind == "enum":
-            choices = [str(c) for c in rule]
-            guess = _closest(str(value), choices) if isinstance(value, str) else None
-            hint = f"did you mean '{guess}'?" if guess else _description(sub)
-            if value not in choices and not isinstance(value, str) and "2.0" in choices:
-                hint = 'quote it: "2.0" (YAML reads 2.0 as a number)'
-            listed = ", ".join(json.dumps(c) for c in rule)
-            self.add(path, f"{where} must be one of {listed}; got {_type_name(value)} {_show(value)}", hint)
-        elif kind == "pattern":
-            self.add(
-                path,
-                # Whole: the mistake in a long ARM scope is often at its end.
-                f"{where} {_show(value, limit=None)} is not a valid {_title(sub, 'value')}",
-                _description(sub),
-            )
-        elif kind in ("minLength", "maxLength") and isinstance(value, str):
-            bound = "at least" if kind == "minLength" else "at most"
-            self.add(
-                path,
-                f"{where} is {len(value)} characters long; {bound} {err.validator_value} allowed",
-                _description(sub),
-            )
-        elif kind in ("minItems", "maxItems") and isinstance(value, list):
-            bound = "at least" if kind == "minItems" else "at most"
-            self.add(
-                path,
-                f"{where} has {len(value)} entries; {bound} {err.validator_value} allowed",
-                _description(sub),
-            )
-        elif kind == "maxProperties" and isinstance(value, dict):
-            self.add(
-                path,
-                f"{where} has {len(value)} entries; at most {err.validator_value} allowed",
-                _description(sub),
-            )
-        elif kind == "dependentRequired" and isinstance(value, dict):
-            for name, needs in rule.items():
-                missing = [n for n in needs if name in value and n not in value]
-                for other in missing:
-                    self.add(
-                        (*path, name),
-                        f"{name} needs {other} in the same entry",
-                        f"add {other}, or remove {name}",
-                        key=True,
-                    )
-        else:  # a keyword this mapper does not word specially; jsonschema's text is still exact
-            self.add(path, f"{where}: {err.message}", _description(sub))
+            return
+        found = _Error(
+            err,
+            path,
+            dotted(path),
+            err.schema if isinstance(err.schema, Mapping) else {},
+            err.instance,
+            err.validator_value,
+        )
+        handler = _KEYWORDS.get(str(err.validator))
+        # A handler returns False when the value is not what its wording assumes.
+        if handler is None or not handler(self, found):
+            # A keyword this mapper does not word specially; jsonschema's text is still exact.
+            self.add(path, f"{found.where}: {err.message}", _description(found.sub))
+
+    def _additional(self, e: _Error) -> bool:
+        if not isinstance(e.value, dict):
+            return False
+        allowed = list(e.sub.get("properties", {}))
+        title = _title(e.sub, e.where)
+        for extra in [k for k in e.value if k not in allowed]:
+            guess = _closest(extra, allowed)
+            advice = f"did you mean '{guess}'? " if guess else ""
+            advice += f"{title} allows: {', '.join(allowed)}"
+            self.add((*e.path, extra), f"unknown field '{extra}' in {title}", advice, key=True)
+        return True
+
+    def _required(self, e: _Error) -> bool:
+        if not isinstance(e.value, dict):
+            return False
+        missing = re.findall(r"^'(.*)' is a required property$", e.err.message)
+        for name in missing or [n for n in e.rule if n not in e.value]:
+            if name not in e.value:
+                field_schema = e.sub.get("properties", {}).get(name)
+                title = _title(e.sub, e.where)
+                what = e.where if title == e.where else f"{title} {e.where}"
+                self.add(
+                    e.path,
+                    f"{what} is missing required field '{name}'",
+                    _description(field_schema),
+                    key=True,
+                )
+        return True
+
+    def _const(self, e: _Error) -> bool:
+        self.add(e.path, f"{e.where} must be '{e.rule}', got {_show(e.value)}", _description(e.sub))
+        return True
+
+    def _enum(self, e: _Error) -> bool:
+        value = e.value
+        choices = [str(c) for c in e.rule]
+        guess = _closest(str(value), choices) if isinstance(value, str) else None
+        hint = f"did you mean '{guess}'?" if guess else _description(e.sub)
+        if value not in choices and not isinstance(value, str) and "2.0" in choices:
+            hint = 'quote it: "2.0" (YAML reads 2.0 as a number)'
+        listed = ", ".join(json.dumps(c) for c in e.rule)
+        self.add(e.path, f"{e.where} must be one of {listed}; got {_type_name(value)} {_show(value)}", hint)
+        return True
+
+    def _mismatch(self, e: _Error) -> bool:
+        self.add(
+            e.path,
+            # Whole: the mistake in a long ARM scope is often at its end.
+            f"{e.where} {_show(e.value, limit=None)} is not a valid {_title(e.sub, 'value')}",
+            _description(e.sub),
+        )
+        return True
+
+    def _length(self, e: _Error) -> bool:
+        if not isinstance(e.value, str):
+            return False
+        bound = "at least" if e.err.validator == "minLength" else "at most"
+        self.add(
+            e.path,
+            f"{e.where} is {len(e.value)} characters long; {bound} {e.rule} allowed",
+            _description(e.sub),
+        )
+        return True
+
+    def _items(self, e: _Error) -> bool:
+        if not isinstance(e.value, list):
+            return False
+        bound = "at least" if e.err.validator == "minItems" else "at most"
+        self.add(e.path, f"{e.where} has {len(e.value)} entries; {bound} {e.rule} allowed", _description(e.sub))
+        return True
+
+    def _max_properties(self, e: _Error) -> bool:
+        if not isinstance(e.value, dict):
+            return False
+        self.add(e.path, f"{e.where} has {len(e.value)} entries; at most {e.rule} allowed", _description(e.sub))
+        return True
+
+    def _dependent_required(self, e: _Error) -> bool:
+        if not isinstance(e.value, dict):
+            return False
+        for name, needs in e.rule.items():
+            missing = [n for n in needs if name in e.value and n not in e.value]
+            for other in missing:
+                self.add(
+                    (*e.path, name),
+                    f"{name} needs {other} in the same entry",
+                    f"add {other}, or remove {name}",
+                    key=True,
+                )
+        return True
 
     def _property_name(self, err: ValidationError, path: Path) -> None:
         name = err.instance
@@ -243,7 +282,8 @@ class _Mapper:
             key=True,
         )
 
-    def _type(self, err: ValidationError, path: Path, where: str) -> None:
+    def _type(self, e: _Error) -> bool:
+        err, path, where = e.err, e.path, e.where
         expected: Any = err.validator_value
         words = (
             " or ".join(_TYPE_WORDS.get(str(t), str(t)) for t in expected)
@@ -265,10 +305,12 @@ class _Mapper:
             hint = _description(err.schema)
         shown = "" if value is None else f" {_show(value)}"
         self.add(path, f"{where} must be {words}, got {_type_name(value)}{shown}", hint)
+        return True
 
-    def _one_of(self, err: ValidationError, path: Path, where: str) -> None:
+    def _one_of(self, e: _Error) -> bool:
         """Report the errors of the alternative the author evidently meant: the one whose
         type matches and whose field names overlap most with what was written."""
+        err, path, where = e.err, e.path, e.where
         branches: dict[int, list[ValidationError]] = {}
         for sub_err in err.context or []:
             branches.setdefault(int(sub_err.relative_schema_path[0]), []).append(sub_err)
@@ -295,10 +337,30 @@ class _Mapper:
                 f"{where} must be one of: {titles}; got {_type_name(value)} {_show(value)}",
                 _description(err.schema),
             )
-            return
+            return True
         *_, chosen = min(candidates)
         for sub_err in branches.get(chosen, []):
             self.error(sub_err)
+        return True
+
+
+# How each validator keyword's error is worded; any other keyword keeps jsonschema's text.
+_KEYWORDS: dict[str, Callable[[_Mapper, _Error], bool]] = {
+    "additionalProperties": _Mapper._additional,
+    "required": _Mapper._required,
+    "type": _Mapper._type,
+    "oneOf": _Mapper._one_of,
+    "anyOf": _Mapper._one_of,
+    "const": _Mapper._const,
+    "enum": _Mapper._enum,
+    "pattern": _Mapper._mismatch,
+    "minLength": _Mapper._length,
+    "maxLength": _Mapper._length,
+    "minItems": _Mapper._items,
+    "maxItems": _Mapper._items,
+    "maxProperties": _Mapper._max_properties,
+    "dependentRequired": _Mapper._dependent_required,
+}
 
 
 def validate(doc: YamlDocument) -> list[tuple[Path, Diagnostic]]:

@@ -110,70 +110,99 @@ class _Compiler:
         return check
 
     def keyword(self, keyword: str, arg: Any, schema: Mapping[str, Any]) -> Check:
-        if keyword == "$ref":
-            return self.ref(arg)
-        if keyword == "type":
-            names = arg if isinstance(arg, list) else [arg]
-            for name in names:
-                _is_type(None, name)  # unknown type names fail now, not per value
-            return lambda value: any(_is_type(value, name) for name in names)
-        if keyword == "const":
-            return lambda value: _same(value, arg)
-        if keyword == "enum":
-            return lambda value: any(_same(value, option) for option in arg)
-        if keyword == "pattern":
-            # As schema._pattern: `$` does not accept a trailing line break.
-            compiled = re.compile(arg)
-            strict_end = arg.endswith("$")
-            return lambda value: not isinstance(value, str) or (
-                compiled.search(value) is not None and not (strict_end and value.endswith("\n")))
-        if keyword == "minLength":
-            return lambda value: not isinstance(value, str) or len(value) >= arg
-        if keyword == "maxLength":
-            return lambda value: not isinstance(value, str) or len(value) <= arg
-        if keyword == "minItems":
-            return lambda value: not isinstance(value, list) or len(value) >= arg
-        if keyword == "maxItems":
-            return lambda value: not isinstance(value, list) or len(value) <= arg
-        if keyword == "maxProperties":
-            return lambda value: not isinstance(value, dict) or len(value) <= arg
-        if keyword == "required":
-            return lambda value: not isinstance(value, dict) or all(name in value for name in arg)
-        if keyword == "dependentRequired":
-            return lambda value: not isinstance(value, dict) or all(
-                name in value for key, names in arg.items() if key in value for name in names)
-        if keyword == "uniqueItems":
-            if not arg:
-                return lambda value: True
+        plain = _PLAIN.get(keyword)
+        if plain is not None:
+            return plain(arg)
+        nested = _NESTED.get(keyword)
+        if nested is None:
+            raise Unknown(keyword)
+        return nested(self, arg, schema)
 
-            def unique(value: Any) -> bool:
-                if not isinstance(value, list):
-                    return True
-                if not all(isinstance(item, str) for item in value):
-                    raise Unknown("uniqueItems of non-strings")
-                return len(set(value)) == len(value)
-            return unique
-        if keyword == "items":
-            item = self.compile(arg)
-            return lambda value: not isinstance(value, list) or all(item(v) for v in value)
-        if keyword == "propertyNames":
-            name_check = self.compile(arg)
-            return lambda value: not isinstance(value, dict) or all(name_check(k) for k in value)
-        if keyword == "properties":
-            props = {name: self.compile(sub) for name, sub in arg.items()}
-            return lambda value: not isinstance(value, dict) or all(
-                props[k](v) for k, v in value.items() if k in props)
-        if keyword == "additionalProperties":
-            if "patternProperties" in schema:
-                raise Unknown("patternProperties")
-            known = set(schema.get("properties", {}))
-            extra = self.compile(arg)
-            return lambda value: not isinstance(value, dict) or all(
-                extra(v) for k, v in value.items() if k not in known)
-        if keyword == "oneOf":
-            branches = [self.compile(sub) for sub in arg]
-            return lambda value: sum(1 for branch in branches if branch(value)) == 1
-        raise Unknown(keyword)
+    def _ref(self, arg: Any, schema: Mapping[str, Any]) -> Check:
+        return self.ref(arg)
+
+    def _items(self, arg: Any, schema: Mapping[str, Any]) -> Check:
+        item = self.compile(arg)
+        return lambda value: not isinstance(value, list) or all(item(v) for v in value)
+
+    def _property_names(self, arg: Any, schema: Mapping[str, Any]) -> Check:
+        name_check = self.compile(arg)
+        return lambda value: not isinstance(value, dict) or all(name_check(k) for k in value)
+
+    def _properties(self, arg: Any, schema: Mapping[str, Any]) -> Check:
+        props = {name: self.compile(sub) for name, sub in arg.items()}
+        return lambda value: not isinstance(value, dict) or all(
+            props[k](v) for k, v in value.items() if k in props)
+
+    def _additional_properties(self, arg: Any, schema: Mapping[str, Any]) -> Check:
+        if "patternProperties" in schema:
+            raise Unknown("patternProperties")
+        known = set(schema.get("properties", {}))
+        extra = self.compile(arg)
+        return lambda value: not isinstance(value, dict) or all(
+            extra(v) for k, v in value.items() if k not in known)
+
+    def _one_of(self, arg: Any, schema: Mapping[str, Any]) -> Check:
+        branches = [self.compile(sub) for sub in arg]
+        return lambda value: sum(1 for branch in branches if branch(value)) == 1
+
+
+# Keywords whose check needs only the keyword's value: value -> check.
+
+
+def _type(arg: Any) -> Check:
+    names = arg if isinstance(arg, list) else [arg]
+    for name in names:
+        _is_type(None, name)  # unknown type names fail now, not per value
+    return lambda value: any(_is_type(value, name) for name in names)
+
+
+def _pattern(arg: Any) -> Check:
+    # As schema._pattern: `$` does not accept a trailing line break.
+    compiled = re.compile(arg)
+    strict_end = arg.endswith("$")
+    return lambda value: not isinstance(value, str) or (
+        compiled.search(value) is not None and not (strict_end and value.endswith("\n")))
+
+
+def _unique_items(arg: Any) -> Check:
+    if not arg:
+        return lambda value: True
+
+    def unique(value: Any) -> bool:
+        if not isinstance(value, list):
+            return True
+        if not all(isinstance(item, str) for item in value):
+            raise Unknown("uniqueItems of non-strings")
+        return len(set(value)) == len(value)
+    return unique
+
+
+_PLAIN: dict[str, Callable[[Any], Check]] = {
+    "type": _type,
+    "const": lambda arg: lambda value: _same(value, arg),
+    "enum": lambda arg: lambda value: any(_same(value, option) for option in arg),
+    "pattern": _pattern,
+    "minLength": lambda arg: lambda value: not isinstance(value, str) or len(value) >= arg,
+    "maxLength": lambda arg: lambda value: not isinstance(value, str) or len(value) <= arg,
+    "minItems": lambda arg: lambda value: not isinstance(value, list) or len(value) >= arg,
+    "maxItems": lambda arg: lambda value: not isinstance(value, list) or len(value) <= arg,
+    "maxProperties": lambda arg: lambda value: not isinstance(value, dict) or len(value) <= arg,
+    "required": lambda arg: lambda value: not isinstance(value, dict) or all(name in value for name in arg),
+    "dependentRequired": lambda arg: lambda value: not isinstance(value, dict) or all(
+        name in value for key, names in arg.items() if key in value for name in names),
+    "uniqueItems": _unique_items,
+}
+
+# Keywords whose check compiles subschemas (or reads the schema beside them).
+_NESTED: dict[str, Callable[[_Compiler, Any, Mapping[str, Any]], Check]] = {
+    "$ref": _Compiler._ref,
+    "items": _Compiler._items,
+    "propertyNames": _Compiler._property_names,
+    "properties": _Compiler._properties,
+    "additionalProperties": _Compiler._additional_properties,
+    "oneOf": _Compiler._one_of,
+}
 
 
 _cache: dict[int, tuple[Mapping[str, Any], Check | None]] = {}

@@ -17,9 +17,7 @@ string keys.
 from __future__ import annotations
 
 import codecs
-import os
 import re
-import stat
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -29,14 +27,15 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from reconciler.errors import Diagnostic, SourceLocation
+from reconciler.manifest.discovery import read_bytes
 
 Path = tuple[str | int, ...]
 Position = tuple[int, int]  # 1-based (line, col)
 
 # Bounds that keep time and memory proportional to a real estate, whatever a file holds: a
 # manifest has one document per IdentitySet and a dozen values per identity; 10 MiB of `---`
-# or of `[[[[` must end in a clear error, not minutes of work and gigabytes of memory.
-MAX_FILE_BYTES = 10 * 1024 * 1024
+# or of `[[[[` must end in a clear error, not minutes of work and gigabytes of memory. (Files
+# over discovery.MAX_FILE_BYTES are not read at all.)
 MAX_DEPTH = 64
 MAX_DOCUMENTS = 1_000  # per file
 MAX_NODES = 250_000  # per file: about 15,000 identities with a credential and a grant each
@@ -432,39 +431,11 @@ def _careful_parse(text: str, file: str) -> tuple[list[YamlDocument], list[Diagn
     return documents, diagnostics
 
 
-def _not_regular(mode: int) -> str | None:
-    """What a non-regular file is, or None for a regular file."""
-    if stat.S_ISREG(mode):
-        return None
-    for test, kind in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a directory")):
-        if test(mode):
-            return kind
-    return "not a regular file"
-
-
 def read_file(path: str) -> tuple[list[YamlDocument], list[Diagnostic]]:
     """Read and parse one file; `path` is used as given in every location."""
-    where = SourceLocation(path, 1, 1)
-    try:
-        # Never open what is not a regular file: a FIFO blocks the reader forever, a device
-        # never ends. Checked before opening (opening some devices acts) and again on the open
-        # file, which is opened non-blocking so that a FIFO swapped in between cannot hang us.
-        kind = _not_regular(os.stat(path).st_mode)
-        if kind is None:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-            with os.fdopen(fd, "rb") as handle:
-                kind = _not_regular(os.fstat(fd).st_mode)
-                data = handle.read(MAX_FILE_BYTES + 1) if kind is None else b""
-    except OSError as exc:
-        return [], [Diagnostic(where, f"cannot read file: {exc.strerror or exc}")]
-    if kind is not None:
-        return [], [Diagnostic(where, f"not a regular file ({kind}); it is not read",
-                               "keep only manifest files under the given paths")]
-    if len(data) > MAX_FILE_BYTES:
-        return [], [
-            Diagnostic(where, f"file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB", "split it")
-        ]
+    data, problem = read_bytes(path)
+    if data is None:
+        return [], [problem] if problem else []
     text, problem = decode(data, path)
     if text is None:
         return [], [problem] if problem else []

@@ -133,46 +133,21 @@ def _decide(facts: Facts, check: actions.Check) -> _Verdict:
     groups = facts.groups if facts.groups is not None else frozenset()
     holders = direct | {g.lower() for g in groups}
     attributes = {"request": check.request, "resource": check.resource}
-    for deny in facts.deny_assignments:
-        reach = _at_or_above(deny.scope, check.scope) if deny.applies_to_children \
-            else norm_scope(deny.scope) == norm_scope(check.scope)
-        if not reach or holders & deny.excluded:
-            continue
-        if (EVERYONE in deny.principals or holders & deny.principals) and any(
-                _block_allows(b, check.action) for b in deny.permissions):
-            return _Verdict(False, f"deny assignment {deny.name or deny.scope} denies it",
-                            "deny assignments are made by Azure (managed applications, deployment stacks); "
-                            "change the resource that created it")
+    denied = _denied(facts, check, holders)
+    if denied is not None:
+        return denied
     unsure: list[str] = []
     conditioned: list[str] = []
     relevant = [a for a in facts.assignments
                 if a.principal_id.lower() in holders and (_at_or_above(a.scope, check.scope) or _group_scope(a.scope))]
     for ra in relevant:
-        role = facts.roles.get(ra.role_definition_id.lower())
-        if role is None:
-            unsure.append(f"the definition of role {ra.role_definition_id} (assigned at {ra.scope}) could not be read")
+        outcome = _grant(facts, ra, check, attributes)
+        if outcome is None:
             continue
-        block_verdicts: list[bool | None] = []
-        for block in role.permissions:
-            if not _block_allows(block, check.action):
-                continue
-            verdict, _ = _condition(block.condition, check.action, attributes)
-            block_verdicts.append(verdict)
-        role_ok = True if True in block_verdicts else (None if None in block_verdicts else False)
-        if role_ok is False:
-            continue
-        ra_ok, problem = _condition(ra.condition, check.action, attributes)
-        if role_ok is True and ra_ok is True:
-            if not _group_scope(ra.scope) or len(facts.subscriptions) <= 1:
-                return _Verdict(True, "", "")
-            # ARM lists a management group's assignments with each subscription below it, but
-            # the plan's live state does not say which of several subscriptions that was.
-            unsure.append(f"{role.name} at management group {ra.scope} may not be above this subscription")
-            continue
-        if ra_ok is False:
-            conditioned.append(f"{role.name} at {ra.scope}" + (f": {problem}" if problem else ""))
-            continue
-        unsure.append(f"the condition of {role.name} at {ra.scope} uses an attribute preflight cannot evaluate")
+        allowed, text = outcome
+        if allowed is True:
+            return _Verdict(True, "", "")
+        (conditioned if allowed is False else unsure).append(text)
     if facts.groups is None:
         unsure.append(f"group memberships could not be read ({facts.groups_problem})")
     if facts.deny_problem:
@@ -187,6 +162,51 @@ def _decide(facts: Facts, check: actions.Check) -> _Verdict:
                     f"grant a role with {check.action} at {check.scope} or above (docs/permissions.md)")
 
 
+def _denied(facts: Facts, check: actions.Check, holders: set[str]) -> _Verdict | None:
+    """The refusal of the first deny assignment that blocks `check` for `holders`, if any."""
+    for deny in facts.deny_assignments:
+        reach = _at_or_above(deny.scope, check.scope) if deny.applies_to_children \
+            else norm_scope(deny.scope) == norm_scope(check.scope)
+        if not reach or holders & deny.excluded:
+            continue
+        if (EVERYONE in deny.principals or holders & deny.principals) and any(
+                _block_allows(b, check.action) for b in deny.permissions):
+            return _Verdict(False, f"deny assignment {deny.name or deny.scope} denies it",
+                            "deny assignments are made by Azure (managed applications, deployment stacks); "
+                            "change the resource that created it")
+    return None
+
+
+def _grant(
+    facts: Facts, ra: LiveRoleAssignment, check: actions.Check, attributes: conditions.Attributes
+) -> tuple[bool | None, str] | None:
+    """What one of the principal's assignments says about `check`: None when its role does not
+    cover the action; (True, "") when it allows it; (False, why) when its condition refuses;
+    (None, why) when that cannot be told."""
+    role = facts.roles.get(ra.role_definition_id.lower())
+    if role is None:
+        return None, f"the definition of role {ra.role_definition_id} (assigned at {ra.scope}) could not be read"
+    block_verdicts: list[bool | None] = []
+    for block in role.permissions:
+        if not _block_allows(block, check.action):
+            continue
+        verdict, _ = _condition(block.condition, check.action, attributes)
+        block_verdicts.append(verdict)
+    role_ok = True if True in block_verdicts else (None if None in block_verdicts else False)
+    if role_ok is False:
+        return None
+    ra_ok, problem = _condition(ra.condition, check.action, attributes)
+    if role_ok is True and ra_ok is True:
+        if not _group_scope(ra.scope) or len(facts.subscriptions) <= 1:
+            return True, ""
+        # ARM lists a management group's assignments with each subscription below it, but
+        # the plan's live state does not say which of several subscriptions that was.
+        return None, f"{role.name} at management group {ra.scope} may not be above this subscription"
+    if ra_ok is False:
+        return False, f"{role.name} at {ra.scope}" + (f": {problem}" if problem else "")
+    return None, f"the condition of {role.name} at {ra.scope} uses an attribute preflight cannot evaluate"
+
+
 def _read_checks(facts: Facts) -> list[actions.Check]:
     if not facts.check_reads:
         return []
@@ -195,6 +215,11 @@ def _read_checks(facts: Facts) -> list[actions.Check]:
 
 
 def _limits(plan: Plan, facts: Facts) -> list[Finding]:
+    return _assignment_limits(plan, facts) + _credential_limits(plan, facts)
+
+
+def _assignment_limits(plan: Plan, facts: Facts) -> list[Finding]:
+    """Role assignments the plan would create beyond the subscription's limit."""
     out: list[Finding] = []
     per_sub: Counter[str] = Counter()
     for ra in facts.assignments:
@@ -221,6 +246,12 @@ def _limits(plan: Plan, facts: Facts) -> list[Finding]:
                                f"the subscription would hold {total} role assignments; ARM allows "
                                f"{ROLE_ASSIGNMENTS_PER_SUBSCRIPTION} (RoleAssignmentLimitExceeded)",
                                "remove unused role assignments, or grant to groups instead of to each identity"))
+    return out
+
+
+def _credential_limits(plan: Plan, facts: Facts) -> list[Finding]:
+    """Federated credentials the plan would create beyond the identity's limit."""
+    out: list[Finding] = []
     fics: Counter[str] = Counter(facts.fic_counts)
     fic_creates: dict[str, list[Change]] = {}
     for c in plan.actionable:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from deepdiff import DeepDiff
@@ -68,28 +69,56 @@ def field_lines(change: Change) -> list[tuple[str, str, str]]:
     """(marker, field, text) for every field worth showing: markers are +, -, ~ or blank."""
     lines: list[tuple[str, str, str]] = []
     before, after = change.before or {}, change.after or {}
+    lines_of = _LINES.get(change.action)
+    if lines_of is None:
+        return lines
     for name in FIELDS[change.type]:
-        if name == "principal":
-            continue
-        if change.action is Action.CREATE:
-            if name in change.unknown:
-                lines.append(("+", name, UNKNOWN))
-            elif after.get(name) not in (None, "", {}, []):
-                lines.append(("+", name, value_text(after[name])))
-        elif change.action is Action.DELETE:
-            if before.get(name) not in (None, "", {}, []):
-                lines.append(("-", name, value_text(before[name])))
-        elif change.action is Action.REPLACE:
-            if name in change.unknown:
-                lines.append(("~", name, f"{value_text(before.get(name))} -> {UNKNOWN}"))
-            elif before.get(name) != after.get(name):
-                lines.append(("~", name, f"{value_text(before.get(name))} -> {value_text(after.get(name))}"))
-        elif change.action in (Action.UPDATE, Action.ADOPT) and name in change.changed_fields():
-            if isinstance(before.get(name), dict) and isinstance(after.get(name), dict):
-                lines.extend(_dict_diff(name, before[name], after[name]))
-            else:
-                lines.append(("~", name, f"{value_text(before.get(name))} -> {value_text(after.get(name))}"))
+        if name != "principal":
+            lines.extend(lines_of(change, name, before, after))
     return lines
+
+
+_Fields = dict[str, Any]
+
+
+def _created(change: Change, name: str, before: _Fields, after: _Fields) -> list[tuple[str, str, str]]:
+    if name in change.unknown:
+        return [("+", name, UNKNOWN)]
+    if after.get(name) not in (None, "", {}, []):
+        return [("+", name, value_text(after[name]))]
+    return []
+
+
+def _deleted(change: Change, name: str, before: _Fields, after: _Fields) -> list[tuple[str, str, str]]:
+    if before.get(name) not in (None, "", {}, []):
+        return [("-", name, value_text(before[name]))]
+    return []
+
+
+def _replaced(change: Change, name: str, before: _Fields, after: _Fields) -> list[tuple[str, str, str]]:
+    if name in change.unknown:
+        return [("~", name, f"{value_text(before.get(name))} -> {UNKNOWN}")]
+    if before.get(name) != after.get(name):
+        return [("~", name, f"{value_text(before.get(name))} -> {value_text(after.get(name))}")]
+    return []
+
+
+def _updated(change: Change, name: str, before: _Fields, after: _Fields) -> list[tuple[str, str, str]]:
+    if name not in change.changed_fields():
+        return []
+    if isinstance(before.get(name), dict) and isinstance(after.get(name), dict):
+        return _dict_diff(name, before[name], after[name])
+    return [("~", name, f"{value_text(before.get(name))} -> {value_text(after.get(name))}")]
+
+
+# What a change of each action shows of one field (other actions show no fields).
+_LINES: dict[Action, Callable[[Change, str, _Fields, _Fields], list[tuple[str, str, str]]]] = {
+    Action.CREATE: _created,
+    Action.DELETE: _deleted,
+    Action.REPLACE: _replaced,
+    Action.UPDATE: _updated,
+    Action.ADOPT: _updated,
+}
 
 
 _MARKERS = {"dictionary_item_added": "+", "dictionary_item_removed": "-", "values_changed": "~",

@@ -199,40 +199,48 @@ class SandboxApp:
         if not isinstance(body, dict):
             raise invalid_request_content("The control API takes a JSON object.")
         try:
-            if (method, action) == ("POST", "reset"):
-                backend.reset()
-                return Reply(200, {"reset": True})
-            if (method, action) == ("GET", "config"):
-                return Reply(200, backend.config.to_dict())
-            if (method, action) in (("PATCH", "config"), ("POST", "config")):
-                backend.config = backend.config.replace(**body)
-                return Reply(200, backend.config.to_dict())
-            if (method, action) == ("GET", "requests"):
-                return Reply(200, backend.counts())
-            if (method, action) == ("POST", "faults"):
-                backend.faults.inject(str(body.get("kind", "")), str(body.get("operation", "*")),
-                                      int(body.get("count", 1)))
-                return Reply(200, {"injected": body})
-            if (method, action) == ("POST", "seed"):
-                seed(backend, body.get("subscriptions", ()),
-                     [tuple(x) for x in body.get("resourceGroups", ())],
-                     [tuple(x) for x in body.get("principals", ())],
-                     [tuple(x) for x in body.get("groupMembers", ())])
-                return Reply(200, {"seeded": True})
-            if (method, action) in (("POST", "groupmembers"), ("DELETE", "groupmembers")):
-                group_id, member_id = str(body["groupId"]), str(body["memberId"])
-                if method == "POST":
-                    backend.directory.add_member(group_id, member_id)
-                    return Reply(200, {"groupId": group_id.lower(), "memberId": member_id.lower()})
-                return Reply(200, {"removed": backend.directory.remove_member(group_id, member_id)})
-            if (method, action) == ("GET", "token"):
-                principal = backend.directory.find(query.get("principal", backend.directory.admin_object_id))
-                token = tokens.issue(principal.object_id, backend.directory.tenant_id, principal.app_id,
-                                     key=self.token_key)
-                return Reply(200, {"objectId": principal.object_id, "accessToken": token})
+            reply = self._control_action(method, action, query, body)
         except (TypeError, ValueError, LookupError) as exc:  # KeyError is a LookupError
             raise ArmError(400, "InvalidSandboxControlRequest", str(exc)) from exc
+        if reply is not None:
+            return reply
         raise ArmError(400, "NotImplementedInSandbox", f"Unknown control operation {method} '{path}'.")
+
+    def _control_action(self, method: str, action: str, query: dict[str, str], body: dict[str, Any]) -> Reply | None:
+        """The reply to one control operation; None when there is no such operation."""
+        backend = self.backend
+        if (method, action) == ("POST", "reset"):
+            backend.reset()
+            return Reply(200, {"reset": True})
+        if (method, action) == ("GET", "config"):
+            return Reply(200, backend.config.to_dict())
+        if (method, action) in (("PATCH", "config"), ("POST", "config")):
+            backend.config = backend.config.replace(**body)
+            return Reply(200, backend.config.to_dict())
+        if (method, action) == ("GET", "requests"):
+            return Reply(200, backend.counts())
+        if (method, action) == ("POST", "faults"):
+            backend.faults.inject(str(body.get("kind", "")), str(body.get("operation", "*")),
+                                  int(body.get("count", 1)))
+            return Reply(200, {"injected": body})
+        if (method, action) == ("POST", "seed"):
+            seed(backend, body.get("subscriptions", ()),
+                 [tuple(x) for x in body.get("resourceGroups", ())],
+                 [tuple(x) for x in body.get("principals", ())],
+                 [tuple(x) for x in body.get("groupMembers", ())])
+            return Reply(200, {"seeded": True})
+        if (method, action) in (("POST", "groupmembers"), ("DELETE", "groupmembers")):
+            group_id, member_id = str(body["groupId"]), str(body["memberId"])
+            if method == "POST":
+                backend.directory.add_member(group_id, member_id)
+                return Reply(200, {"groupId": group_id.lower(), "memberId": member_id.lower()})
+            return Reply(200, {"removed": backend.directory.remove_member(group_id, member_id)})
+        if (method, action) == ("GET", "token"):
+            principal = backend.directory.find(query.get("principal", backend.directory.admin_object_id))
+            token = tokens.issue(principal.object_id, backend.directory.tenant_id, principal.app_id,
+                                 key=self.token_key)
+            return Reply(200, {"objectId": principal.object_id, "accessToken": token})
+        return None
 
 
 class _Drop(Exception):

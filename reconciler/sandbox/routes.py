@@ -16,7 +16,7 @@ from . import discovery
 from .calls import Call, Reply
 from .errors import ArmError
 from .providers import authorization as authz
-from .providers import msi, resources
+from .providers import msi, resources, role_assignments, role_definitions
 
 # api-versions accepted per provider resource type. The newest of each is what the pinned SDKs send.
 RESOURCES_VERSIONS = ("2025-04-01", "2025-03-01", "2025-01-01", "2024-11-01", "2024-07-01", "2024-03-01",
@@ -111,27 +111,27 @@ _TABLE: list[tuple[str, str, str, tuple[str, ...], Handler]] = [
      FIC_VERSIONS, msi.delete_fic),
     # Microsoft.Authorization
     ("GET", "/subscriptions/{subscriptionId}" + _AUTHZ + "/roleAssignments", "RoleAssignments_ListForSubscription",
-     ROLE_ASSIGNMENT_VERSIONS, authz.list_role_assignments),
+     ROLE_ASSIGNMENT_VERSIONS, role_assignments.list_role_assignments),
     ("GET", _RG + _AUTHZ + "/roleAssignments", "RoleAssignments_ListForResourceGroup", ROLE_ASSIGNMENT_VERSIONS,
-     authz.list_role_assignments),
+     role_assignments.list_role_assignments),
     ("GET", _RG + "/providers/{resourcePath*}" + _AUTHZ + "/roleAssignments", "RoleAssignments_ListForResource",
-     ROLE_ASSIGNMENT_VERSIONS, authz.list_role_assignments),
+     ROLE_ASSIGNMENT_VERSIONS, role_assignments.list_role_assignments),
     ("GET", "{scope*}" + _AUTHZ + "/roleAssignments", "RoleAssignments_ListForScope", ROLE_ASSIGNMENT_VERSIONS,
-     authz.list_role_assignments),
+     role_assignments.list_role_assignments),
     ("GET", "{scope*}" + _AUTHZ + "/roleAssignments/{roleAssignmentName}", "RoleAssignments_Get",
-     ROLE_ASSIGNMENT_VERSIONS, authz.get_role_assignment),
+     ROLE_ASSIGNMENT_VERSIONS, role_assignments.get_role_assignment),
     ("PUT", "{scope*}" + _AUTHZ + "/roleAssignments/{roleAssignmentName}", "RoleAssignments_Create",
-     ROLE_ASSIGNMENT_VERSIONS, authz.put_role_assignment),
+     ROLE_ASSIGNMENT_VERSIONS, role_assignments.put_role_assignment),
     ("DELETE", "{scope*}" + _AUTHZ + "/roleAssignments/{roleAssignmentName}", "RoleAssignments_Delete",
-     ROLE_ASSIGNMENT_VERSIONS, authz.delete_role_assignment),
+     ROLE_ASSIGNMENT_VERSIONS, role_assignments.delete_role_assignment),
     ("GET", "{scope*}" + _AUTHZ + "/roleDefinitions", "RoleDefinitions_List", ROLE_DEFINITION_VERSIONS,
-     authz.list_role_definitions),
+     role_definitions.list_role_definitions),
     ("GET", "{scope*}" + _AUTHZ + "/roleDefinitions/{roleDefinitionId}", "RoleDefinitions_Get",
-     ROLE_DEFINITION_VERSIONS, authz.get_role_definition),
+     ROLE_DEFINITION_VERSIONS, role_definitions.get_role_definition),
     ("PUT", "{scope*}" + _AUTHZ + "/roleDefinitions/{roleDefinitionId}", "RoleDefinitions_CreateOrUpdate",
-     ROLE_DEFINITION_VERSIONS, authz.put_role_definition),
+     ROLE_DEFINITION_VERSIONS, role_definitions.put_role_definition),
     ("DELETE", "{scope*}" + _AUTHZ + "/roleDefinitions/{roleDefinitionId}", "RoleDefinitions_Delete",
-     ROLE_DEFINITION_VERSIONS, authz.delete_role_definition),
+     ROLE_DEFINITION_VERSIONS, role_definitions.delete_role_definition),
     ("GET", "{scope*}" + _AUTHZ + "/denyAssignments", "DenyAssignments_ListForScope", DENY_ASSIGNMENT_VERSIONS,
      authz.list_deny_assignments),
     ("GET", _RG + _AUTHZ + "/permissions", "Permissions_ListForResourceGroup", PERMISSION_VERSIONS,

@@ -121,20 +121,8 @@ def invocations(script: str, values: Callable[[str], str | None] = lambda _: Non
         command: list[str] = []
         for i, token in enumerate([*tokens, ";"]):
             if token in SEPARATORS:
-                words = list(command)
-                while words and (words[0] in KEYWORDS or re.fullmatch(r"\w+=.*", words[0])):
-                    words.pop(0)
-                if words and words[0] == "reconciler":
-                    argv: list[str] = []
-                    for word in words[1:]:
-                        if REDIRECT.match(word):
-                            break
-                        argv.append(word)
-                    handled = token == "||"
-                    invocation = Invocation(argv, handled, line.strip())
-                    for j, word in enumerate(words[:-1]):
-                        if word in (">", ">>", "1>", "1>>"):
-                            invocation.stdout, invocation.append = words[j + 1], word.endswith(">>")
+                invocation = _invocation(command, token, line)
+                if invocation is not None:
                     found.append(invocation)
                 command = []
                 continue
@@ -143,6 +131,25 @@ def invocations(script: str, values: Callable[[str], str | None] = lambda _: Non
                 continue
             command.append(token)
     return found
+
+
+def _invocation(command: list[str], separator: str, line: str) -> Invocation | None:
+    """The `reconciler ...` command that `separator` ends, or None when it is another command."""
+    words = list(command)
+    while words and (words[0] in KEYWORDS or re.fullmatch(r"\w+=.*", words[0])):
+        words.pop(0)
+    if not words or words[0] != "reconciler":
+        return None
+    argv: list[str] = []
+    for word in words[1:]:
+        if REDIRECT.match(word):
+            break
+        argv.append(word)
+    invocation = Invocation(argv, separator == "||", line.strip())
+    for j, word in enumerate(words[:-1]):
+        if word in (">", ">>", "1>", "1>>"):
+            invocation.stdout, invocation.append = words[j + 1], word.endswith(">>")
+    return invocation
 
 
 @pytest.mark.parametrize(

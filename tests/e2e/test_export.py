@@ -100,7 +100,9 @@ def _live_grants(server: SandboxServer) -> dict[str, Any]:
     return {a.id.lower(): a for a in gateway_for(server).auth(SUB).role_assignments.list_for_subscription()}
 
 
-def test_export_plans_only_adoptions_then_nothing_and_an_adopted_grant_can_be_removed(
+# One scenario (export, plan, apply the saved plan, edit, apply), each step on the estate the
+# previous one left: long by nature, hence the noqa on PLR0915 (too many statements).
+def test_export_plans_only_adoptions_then_nothing_and_an_adopted_grant_can_be_removed(  # noqa: PLR0915
     capsys: pytest.CaptureFixture[str], tmp_path: Path, estate: Estate, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "exported"

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from reconciler.sandbox import scopes
 from reconciler.sandbox.backend import ROLE_ASSIGNMENT
-from reconciler.sandbox.providers.authorization import assignments_around
+from reconciler.sandbox.providers.role_assignments import assignments_around
 from reconciler.sandbox.store import Store
 
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import drift
 from reconciler.cli import main
 from reconciler.model import DesiredState, LiveState
 from reconciler.plan import Plan
 from reconciler.planner import make_plan
+from reconciler.render import drift
 from reconciler.render.markdown import render_markdown
 from reconciler.render.text import render_text
 from reconciler.textsafe import json_safe, lines, one_line

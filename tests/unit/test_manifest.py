@@ -382,6 +382,20 @@ def test_tag_limits(tmp_path: Path) -> None:
     ]
 
 
+def test_size_bounds_name_the_count_and_the_limit(tmp_path: Path) -> None:
+    # maxProperties, minItems and minLength: each keyword of the schema error mapper has its words.
+    tags = ", ".join(f"t{i}: v" for i in range(MAX_USER_TAGS + 1))
+    text = replace("tags: {component: api}", f"tags: {{{tags}}}")
+    text = replace("subject: repo:contoso/payments:ref:refs/heads/main",
+                   "subject: repo:contoso/payments:ref:refs/heads/main\n          audiences: []", text)
+    text = replace(f"principal: {{objectId: {GROUP}, type: Group}}", 'principal: {group: ""}', text)
+    assert errors_of(tmp_path, text) == [
+        (10, 13, f"spec.identities[0].tags has {MAX_USER_TAGS + 1} entries; at most {MAX_USER_TAGS} allowed"),
+        (15, 22, "spec.identities[0].federatedCredentials[0].audiences has 0 entries; at least 1 allowed"),
+        (20, 26, "spec.roleAssignments[0].principal.group is 0 characters long; at least 1 allowed"),
+    ]
+
+
 def test_too_many_tags_after_merging_defaults(tmp_path: Path) -> None:
     own = ", ".join(f"t{i}: v" for i in range(MAX_USER_TAGS))
     text = replace("tags: {component: api}", f"tags: {{{own}}}")
