@@ -10,7 +10,8 @@ A Change's `before` and `after` hold only managed fields, as JSON-ready dicts:
     adopt     live fields         desired fields, with our ownership recorded
     no-op     live fields         the same fields
 
-`reason` explains the action to people; it never steers apply. `requires` lists addresses
+`reason` explains the action to people and `reason_code` says the same for machines (one of
+ReasonCode, like Terraform's ActionReason); neither steers apply. `requires` lists addresses
 that must be applied first. `consequence_of` marks a change that happens only because of
 another (e.g. assignments re-created with a replaced identity).
 """
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-FORMAT_VERSION = "1.2"  # 1.2: the action "adopt" (and summary.adopt)
+FORMAT_VERSION = "1.3"  # 1.2: the action "adopt" (and summary.adopt); 1.3: reason_code
 UNKNOWN = "(known after apply)"
 
 
@@ -59,6 +60,25 @@ class ResourceType(StrEnum):
     ROLE_ASSIGNMENT = "roleAssignment"
 
 
+class ReasonCode(StrEnum):
+    """Why a change is planned, for machines: the prose `reason` says the same for people.
+    Documented, one by one, in schemas/plan.schema.json; plans before format 1.3 have none."""
+
+    IN_SYNC = "in_sync"  # live matches the manifests
+    NOT_IN_AZURE = "not_in_azure"  # declared, absent
+    FIELDS_DIFFER = "fields_differ"  # a managed field that can change in place differs
+    IMMUTABLE_FIELD_CHANGED = "immutable_field_changed"  # an identity's location; a grant's scope, role or principal
+    IDENTITY_REPLACED = "identity_replaced"  # follows from its identity being replaced
+    IDENTITY_DELETED = "identity_deleted"  # follows from its identity being deleted
+    NOT_DECLARED = "not_declared"  # ours (or under a managed identity), declared nowhere
+    ADOPT_EXISTING = "adopt_existing"  # declared, exists, owned by nobody: ownership gets recorded
+    OWNER_TRANSFER = "owner_transfer"  # declared, owned by an owner this set takes over from
+    TAGGED_NOT_CREATED = "tagged_not_created"  # carries an owner's tags but reconciler never created it
+    OTHER_OWNER = "other_owner"  # another owner's, listed as context (--include-foreign)
+    ORPHANED = "orphaned"  # our grant whose principal no longer exists
+    GRANTED_OUTSIDE_MANIFESTS = "granted_outside_manifests"  # granted by hand to one of our identities
+
+
 class DriftClass(StrEnum):
     """Why live differs from desired (None on a change means in sync)."""
 
@@ -76,6 +96,7 @@ class Change:
     action: Action
     reason: str = ""
     owner: str | None = None
+    reason_code: ReasonCode | None = None  # None only in plans read from format 1.2 or older
     before: dict[str, Any] | None = None
     after: dict[str, Any] | None = None
     unknown: tuple[str, ...] = ()  # fields of `after` known only after apply
@@ -105,6 +126,7 @@ class Change:
             "type": self.type.value,
             "action": self.action.value,
             "reason": self.reason,
+            "reason_code": self.reason_code.value if self.reason_code else None,
             "owner": self.owner,
             "drift": self.drift.value if self.drift else None,
             "before": self.before,
@@ -123,6 +145,7 @@ class Change:
             type=ResourceType(data["type"]),
             action=Action(data["action"]),
             reason=data.get("reason", ""),
+            reason_code=ReasonCode(data["reason_code"]) if data.get("reason_code") else None,
             owner=data.get("owner"),
             drift=DriftClass(data["drift"]) if data.get("drift") else None,
             before=data.get("before"),

@@ -40,7 +40,7 @@ from reconciler.model import (
     tag_value,
     with_owner_marker,
 )
-from reconciler.plan import AbandonedOwner, Action, Change, DriftClass, Plan, ResourceType
+from reconciler.plan import AbandonedOwner, Action, Change, DriftClass, Plan, ReasonCode, ResourceType
 from reconciler.roles import privileged_grant_warning
 
 RoleNamer = Callable[[str], str]
@@ -232,6 +232,7 @@ class _Planner:
                 merged[new.address] = replace(
                     new, action=Action.REPLACE, before=old.before, drift=DriftClass.CHANGED,
                     reason=f"{what} changed; a role assignment cannot change its {what} in place",
+                    reason_code=ReasonCode.IMMUTABLE_FIELD_CHANGED,
                     modified=old.modified,
                 )
                 break
@@ -334,7 +335,7 @@ class _Planner:
             )
             if have is None:
                 self._add_identity(address, Action.CREATE, want, None, after, "declared, not in Azure",
-                                   DriftClass.MISSING, unknown=("principalId", "clientId"))
+                                   DriftClass.MISSING, ReasonCode.NOT_IN_AZURE, unknown=("principalId", "clientId"))
                 continue
             transfer = have.owner is not None and have.owner != want.owner
             if transfer and have.owner not in want.take_over_from:
@@ -359,20 +360,24 @@ class _Planner:
                 )
                 self._add_identity(address, Action.REPLACE, want, before, after,
                                    f"location is immutable ({have.location} -> {want.location})",
-                                   DriftClass.CHANGED, unknown=("principalId", "clientId"))
+                                   DriftClass.CHANGED, ReasonCode.IMMUTABLE_FIELD_CHANGED,
+                                   unknown=("principalId", "clientId"))
                 continue
             after["principalId"], after["clientId"], after["id"] = have.principal_id, have.client_id, have.id
             if transfer:
                 self._add_identity(address, Action.ADOPT, want, before, after,
-                                   f"transfer from {have.owner}: rewrite ownership tags", None)
+                                   f"transfer from {have.owner}: rewrite ownership tags", None,
+                                   ReasonCode.OWNER_TRANSFER)
             elif have.owner is None:
                 # Still drift for `drift`: our tags may have been removed out of band.
                 self._add_identity(address, Action.ADOPT, want, before, after,
-                                   "adopt existing identity: add ownership tags", DriftClass.CHANGED)
+                                   "adopt existing identity: add ownership tags", DriftClass.CHANGED,
+                                   ReasonCode.ADOPT_EXISTING)
             elif norm_tags(dict(have.tags)) != norm_tags(tags):
-                self._add_identity(address, Action.UPDATE, want, before, after, "tags differ", DriftClass.CHANGED)
+                self._add_identity(address, Action.UPDATE, want, before, after, "tags differ", DriftClass.CHANGED,
+                                   ReasonCode.FIELDS_DIFFER)
             else:
-                self._add_identity(address, Action.NOOP, want, before, after, "in sync", None)
+                self._add_identity(address, Action.NOOP, want, before, after, "in sync", None, ReasonCode.IN_SYNC)
 
         for key, have in sorted(self.live.identities.items()):
             if key in declared:
@@ -391,7 +396,8 @@ class _Planner:
             self.identity_action[key] = Action.DELETE
             self.changes.append(Change(
                 address=addresses.identity(key), type=ResourceType.IDENTITY, action=Action.DELETE,
-                reason=f"not in manifests; owned by {have.owner}", owner=have.owner,
+                reason=f"not in manifests; owned by {have.owner}", reason_code=ReasonCode.NOT_DECLARED,
+                owner=have.owner,
                 before=_live_identity_fields(have), after=None, drift=DriftClass.UNMANAGED,
             ))
 
@@ -424,18 +430,21 @@ class _Planner:
             reason = (f"tagged {OWNER_TAG}={claimed} but not created by reconciler"
                       + ("" if action is Action.DELETE else "; remove with --prune-unmanaged"))
             self.changes.append(Change(address=address, type=ResourceType.IDENTITY, action=action, reason=reason,
-                                       owner=claimed, before=before, after=None, drift=DriftClass.UNMANAGED))
+                                       reason_code=ReasonCode.TAGGED_NOT_CREATED, owner=claimed, before=before,
+                                       after=None, drift=DriftClass.UNMANAGED))
         elif have.owner is not None and self.options.include_foreign:
             self.changes.append(Change(address=address, type=ResourceType.IDENTITY, action=Action.NOOP,
                                        reason=f"owned by {have.owner}; shown as context, never changed",
+                                       reason_code=ReasonCode.OTHER_OWNER,
                                        owner=have.owner, before=before, after=None, drift=DriftClass.FOREIGN))
 
     def _add_identity(self, address: str, action: Action, want: DesiredIdentity,
                       before: dict[str, object] | None, after: dict[str, object], reason: str,
-                      drift: DriftClass | None, unknown: tuple[str, ...] = ()) -> None:
+                      drift: DriftClass | None, code: ReasonCode, unknown: tuple[str, ...] = ()) -> None:
         self.identity_action[want.key] = action
         self.changes.append(Change(
-            address=address, type=ResourceType.IDENTITY, action=action, reason=reason, owner=want.owner,
+            address=address, type=ResourceType.IDENTITY, action=action, reason=reason, reason_code=code,
+            owner=want.owner,
             before=before, after=after, unknown=unknown, drift=drift, source=_src(want),
         ))
 
@@ -455,7 +464,8 @@ class _Planner:
                 # Deleted with their identity by ARM: listed so reviewers see them, applied for free.
                 for name, lf in sorted(live_fics.items()):
                     # Done only once the identity is gone: a failed identity delete keeps them.
-                    self._add_fic(key, name, Action.DELETE, "deleted with its identity", lf, None,
+                    self._add_fic(key, name, Action.DELETE, "deleted with its identity", ReasonCode.IDENTITY_DELETED,
+                                  lf, None,
                                   requires=(parent,), consequence_of=parent, drift=DriftClass.UNMANAGED)
                 continue
             fresh = action in (Action.CREATE, Action.REPLACE)
@@ -463,8 +473,10 @@ class _Planner:
                 after = _fic_fields(want.name, want.issuer, want.subject, want.audiences, identity_names[key])
                 have = None if fresh else live_fics.get(name)
                 if have is None:
-                    why = "re-created with its identity" if action is Action.REPLACE else "declared, not in Azure"
-                    self._add_fic(key, name, Action.CREATE, why, None, after, want=want,
+                    replaced = action is Action.REPLACE
+                    why = "re-created with its identity" if replaced else "declared, not in Azure"
+                    code = ReasonCode.IDENTITY_REPLACED if replaced else ReasonCode.NOT_IN_AZURE
+                    self._add_fic(key, name, Action.CREATE, why, code, None, after, want=want,
                                   requires=(parent,) if fresh else (),
                                   consequence_of=parent if action is Action.REPLACE else None,
                                   drift=DriftClass.MISSING)
@@ -473,15 +485,17 @@ class _Planner:
                         and sorted(have.audiences) == sorted(want.audiences))
                 self._add_fic(key, name, Action.NOOP if same else Action.UPDATE,
                               "in sync" if same else "issuer, subject or audiences differ",
+                              ReasonCode.IN_SYNC if same else ReasonCode.FIELDS_DIFFER,
                               have, after, want=want, drift=None if same else DriftClass.CHANGED)
             if fresh:
                 continue
             for name, lf in sorted(live_fics.items()):
                 if name not in wanted:
                     self._add_fic(key, name, Action.DELETE, "not in manifests; its identity is managed",
+                                  ReasonCode.NOT_DECLARED,
                                   lf, None, drift=DriftClass.UNMANAGED)
 
-    def _add_fic(self, key: IdentityKey, name: str, action: Action, reason: str,
+    def _add_fic(self, key: IdentityKey, name: str, action: Action, reason: str, code: ReasonCode,
                  have: LiveFederatedCredential | None, after: dict[str, object] | None, *,
                  want: DesiredFederatedCredential | None = None, requires: tuple[str, ...] = (),
                  consequence_of: str | None = None, drift: DriftClass | None = None) -> None:
@@ -494,7 +508,7 @@ class _Planner:
         owner = want.owner if want else self._live_owner(key)
         self.changes.append(Change(
             address=addresses.federated_credential(key, name), type=ResourceType.FEDERATED_CREDENTIAL,
-            action=action, reason=reason, owner=owner, before=before, after=after,
+            action=action, reason=reason, reason_code=code, owner=owner, before=before, after=after,
             requires=requires, consequence_of=consequence_of, drift=drift,
             source=_src(want) if want else None,
         ))
@@ -536,22 +550,25 @@ class _Planner:
             verdict = self._classify_unmatched(ra, ident)
             if verdict is None:
                 continue
-            action, drift, reason, owner, consequence = verdict
+            action, drift, (code, reason), owner, consequence = verdict
             self.changes.append(Change(
                 address=address, type=ResourceType.ROLE_ASSIGNMENT, action=action, reason=reason,
-                owner=owner, before=_live_ra_fields(ra, self.role_name(ra.role_definition_id), principal),
+                reason_code=code, owner=owner,
+                before=_live_ra_fields(ra, self.role_name(ra.role_definition_id), principal),
                 after=None, consequence_of=consequence, drift=drift,
             ))
 
     def _classify_unmatched(
         self, ra: LiveRoleAssignment, ident: IdentityKey | None
-    ) -> tuple[Action, DriftClass, str, str | None, str | None] | None:
+    ) -> tuple[Action, DriftClass, tuple[ReasonCode, str], str | None, str | None] | None:
         """What to do with a live assignment no manifest declares, and why. None: not ours to
         mention (someone else's grant to someone else)."""
         opts = self.options
         if ident is not None and self.identity_action.get(ident) in (Action.DELETE, Action.REPLACE):
-            verb = "deleted" if self.identity_action[ident] is Action.DELETE else "replaced"
-            return (Action.DELETE, DriftClass.UNMANAGED, f"granted to an identity being {verb}; would be orphaned",
+            deleted = self.identity_action[ident] is Action.DELETE
+            code = ReasonCode.IDENTITY_DELETED if deleted else ReasonCode.IDENTITY_REPLACED
+            return (Action.DELETE, DriftClass.UNMANAGED,
+                    (code, f"granted to an identity being {'deleted' if deleted else 'replaced'}; would be orphaned"),
                     self._live_owner(ident), addresses.identity(ident))
         ours = grant_owner(ra, self.desired.owners)
         ours = ours if ours in self.desired.owners else None
@@ -565,20 +582,22 @@ class _Planner:
             # We granted it to a service principal that is no live identity any more: its
             # identity was deleted out of band and ARM left the assignment behind.
             if opts.prune_orphans:
-                return (Action.DELETE, DriftClass.ORPHANED, "orphaned: its principal no longer exists",
-                        ours, None)
+                return (Action.DELETE, DriftClass.ORPHANED,
+                        (ReasonCode.ORPHANED, "orphaned: its principal no longer exists"), ours, None)
             return (Action.NOOP, DriftClass.ORPHANED,
-                    "orphaned: its principal no longer exists; remove with --prune-orphans", ours, None)
+                    (ReasonCode.ORPHANED, "orphaned: its principal no longer exists; remove with --prune-orphans"),
+                    ours, None)
         if ours is not None:
-            return Action.DELETE, DriftClass.UNMANAGED, f"not in manifests; owned by {ours}", ours, None
+            return (Action.DELETE, DriftClass.UNMANAGED,
+                    (ReasonCode.NOT_DECLARED, f"not in manifests; owned by {ours}"), ours, None)
         if ident is not None and self.identity_action.get(ident) is not None:
             # Granted by hand to one of our identities: visible always, deleted only on request.
             owner = self._live_owner(ident)
             if opts.prune_unmanaged:
-                return (Action.DELETE, DriftClass.UNMANAGED, "granted outside the manifests (--prune-unmanaged)",
-                        owner, None)
-            return (Action.NOOP, DriftClass.UNMANAGED,
-                    "granted outside the manifests; remove with --prune-unmanaged", owner, None)
+                return (Action.DELETE, DriftClass.UNMANAGED, (ReasonCode.GRANTED_OUTSIDE_MANIFESTS,
+                        "granted outside the manifests (--prune-unmanaged)"), owner, None)
+            return (Action.NOOP, DriftClass.UNMANAGED, (ReasonCode.GRANTED_OUTSIDE_MANIFESTS,
+                    "granted outside the manifests; remove with --prune-unmanaged"), owner, None)
         return None
 
     def _principal_view(self, ident: IdentityKey | None, object_id: str | None) -> dict[str, str]:
@@ -636,6 +655,7 @@ class _Planner:
             self.changes.append(Change(
                 address=address, type=ResourceType.ROLE_ASSIGNMENT, action=Action.CREATE,
                 reason="re-created with its identity" if consequence else "declared, not in Azure",
+                reason_code=ReasonCode.IDENTITY_REPLACED if consequence else ReasonCode.NOT_IN_AZURE,
                 owner=want.owner, before=None, after=after, unknown=unknown, requires=tuple(requires),
                 consequence_of=consequence, drift=DriftClass.MISSING, source=_src(want),
             ))
@@ -658,7 +678,8 @@ class _Planner:
             after["description"] = with_owner_marker(want.description, want.owner)
         self.changes.append(Change(
             address=address, type=ResourceType.ROLE_ASSIGNMENT, action=Action.NOOP if same else Action.UPDATE,
-            reason="in sync" if same else "description or condition differs", owner=want.owner,
+            reason="in sync" if same else "description or condition differs",
+            reason_code=ReasonCode.IN_SYNC if same else ReasonCode.FIELDS_DIFFER, owner=want.owner,
             before=before, after=after, drift=None if same else DriftClass.CHANGED, source=_src(want),
         ))
 
@@ -683,6 +704,7 @@ class _Planner:
                   else f"adopt existing grant {have.name}: {what}")
         self.changes.append(Change(
             address=address, type=ResourceType.ROLE_ASSIGNMENT, action=Action.ADOPT, reason=reason,
+            reason_code=ReasonCode.OWNER_TRANSFER if current is not None else ReasonCode.ADOPT_EXISTING,
             owner=want.owner, before=before, after=after, source=_src(want),
         ))
 

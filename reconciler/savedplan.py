@@ -309,8 +309,8 @@ def field_differences(saved: Change, fresh: Change) -> list[str]:
     old, new = saved.to_json(), fresh.to_json()
     out: list[str] = []
     for name in old:
-        if name in UNCOMPARED_FIELDS:
-            continue
+        if name in UNCOMPARED_FIELDS or (name == "reason_code" and old[name] is None):
+            continue  # a plan made before format 1.3 has no reason codes to compare
         if name in ("before", "after"):
             out += _dict_diff(name, old[name], new[name])
         elif old[name] != new[name]:
