@@ -108,8 +108,13 @@ def _identity_parts(fields: dict[str, Any]) -> tuple[str, str, str]:
     return fields["subscription"], fields["resourceGroup"], fields["name"]
 
 
-def _fic_identity_parts(change: Change) -> tuple[str, str, str]:
+def _fic_identity_parts(change: Change, identities: dict[str, tuple[str, str, str]]) -> tuple[str, str, str]:
+    """Subscription, resource group and name of a credential's identity, as declared: the
+    address holds them lower-cased (a key), and ARM is sent the names people wrote."""
     # address: identity/{sub}/{rg}/{name}/federatedCredential/{fic}
+    parent = change.address.split("/federatedCredential/")[0]
+    if parent in identities:
+        return identities[parent]
     parts = change.address.split("/")
     return parts[1], parts[2], parts[3]
 
@@ -124,9 +129,13 @@ class _Run:
         self.jitter = random.random
         self.gateway = gateway
         self.principals: dict[str, str] = {}  # identity address -> principal id
+        # identity address -> (subscription, resource group, name) as declared (or as live, when deleted)
+        self.identities: dict[str, tuple[str, str, str]] = {}
         for c in plan.changes:
             if c.type is ResourceType.IDENTITY and c.after and c.after.get("principalId"):
                 self.principals[c.address] = str(c.after["principalId"])
+            if c.type is ResourceType.IDENTITY and (c.after or c.before):
+                self.identities[c.address] = _identity_parts(c.after or c.before or {})
         self._lock = threading.Lock()
         # ARM rejects concurrent FIC writes under one identity: one lock per identity.
         self._fic_locks: dict[str, threading.Lock] = {}
@@ -163,7 +172,7 @@ class _Run:
     # -- federated credentials -------------------------------------------------------
 
     def federated_credential(self, change: Change) -> str:
-        sub, rg, identity = _fic_identity_parts(change)
+        sub, rg, identity = _fic_identity_parts(change, self.identities)
         if change.action is Action.DELETE and change.consequence_of:
             return "deleted with its identity"
         identity_address = change.address.split("/federatedCredential/")[0]
