@@ -40,6 +40,7 @@ from reconciler.model import (
     tag_value,
     with_owner_marker,
 )
+from reconciler.payloads import FederatedCredentialValue, IdentityValue, RoleAssignmentValue, expect
 from reconciler.plan import AbandonedOwner, Action, Change, DriftClass, Plan, ReasonCode, ResourceType
 from reconciler.roles import privileged_grant_warning
 
@@ -75,20 +76,14 @@ def _src(d: DesiredIdentity | DesiredFederatedCredential | DesiredRoleAssignment
 def identity_fields(
     *, subscription: str, resource_group: str, name: str, location: str, tags: dict[str, str],
     principal_id: str | None = None, client_id: str | None = None, resource_id: str | None = None,
-) -> dict[str, object]:
-    return {
-        "id": resource_id,
-        "subscription": subscription,
-        "resourceGroup": resource_group,
-        "name": name,
-        "location": location,
-        "tags": dict(sorted(tags.items())),
-        "principalId": principal_id,
-        "clientId": client_id,
-    }
+) -> IdentityValue:
+    return IdentityValue(
+        id=resource_id, subscription=subscription, resource_group=resource_group, name=name, location=location,
+        tags=dict(sorted(tags.items())), principal_id=principal_id, client_id=client_id,
+    )
 
 
-def _live_identity_fields(li: LiveIdentity) -> dict[str, object]:
+def _live_identity_fields(li: LiveIdentity) -> IdentityValue:
     return identity_fields(
         subscription=li.subscription, resource_group=li.resource_group, name=li.name,
         location=li.location, tags=dict(li.tags), principal_id=li.principal_id,
@@ -97,38 +92,24 @@ def _live_identity_fields(li: LiveIdentity) -> dict[str, object]:
 
 
 def _fic_fields(name: str, issuer: str, subject: str, audiences: Iterable[str],
-                identity_name: str, fic_id: str | None = None) -> dict[str, object]:
-    return {
-        "id": fic_id,
-        "identity": identity_name,
-        "name": name,
-        "issuer": issuer,
-        "subject": subject,
-        "audiences": list(audiences),
-    }
+                identity_name: str, fic_id: str | None = None) -> FederatedCredentialValue:
+    return FederatedCredentialValue(id=fic_id, identity=identity_name, name=name, issuer=issuer, subject=subject,
+                                    audiences=tuple(audiences))
 
 
 def _ra_fields(
     *, scope: str, role_definition_id: str, role_name: str, principal_id: str | None,
     principal: dict[str, str], principal_type: str | None, description: str | None,
     condition: str | None, condition_version: str | None, name: str | None, ra_id: str | None = None,
-) -> dict[str, object]:
-    return {
-        "id": ra_id,
-        "name": name,
-        "scope": scope,
-        "roleDefinitionId": role_definition_id,
-        "roleName": role_name,
-        "principalId": principal_id,
-        "principal": principal,
-        "principalType": principal_type,
-        "description": description,
-        "condition": condition,
-        "conditionVersion": condition_version,
-    }
+) -> RoleAssignmentValue:
+    return RoleAssignmentValue(
+        id=ra_id, name=name, scope=scope, role_definition_id=role_definition_id, role_name=role_name,
+        principal_id=principal_id, principal=principal, principal_type=principal_type, description=description,
+        condition=condition, condition_version=condition_version,
+    )
 
 
-def _live_ra_fields(ra: LiveRoleAssignment, role_name: str, principal: dict[str, str]) -> dict[str, object]:
+def _live_ra_fields(ra: LiveRoleAssignment, role_name: str, principal: dict[str, str]) -> RoleAssignmentValue:
     return _ra_fields(
         scope=ra.scope, role_definition_id=ra.role_definition_id, role_name=role_name,
         principal_id=ra.principal_id, principal=principal, principal_type=ra.principal_type,
@@ -212,19 +193,17 @@ class _Planner:
                    and c.drift is DriftClass.UNMANAGED]
         creates = [c for c in self.changes if c.type is ra and c.action is Action.CREATE and not c.consequence_of]
 
-        def parts(fields: dict[str, object]) -> tuple[str, str, str]:
-            return (norm_scope(str(fields["scope"])), str(fields["roleDefinitionId"]),
-                    str(fields.get("principalId") or fields.get("principal")))
+        def parts(value: RoleAssignmentValue) -> tuple[str, str, str]:
+            return norm_scope(value.scope), value.role_definition_id, str(value.principal_id or value.principal)
 
         merged: dict[str, Change] = {}
         used: set[str] = set()
         for new in sorted(creates, key=lambda c: c.address):
-            assert new.after is not None
             for old in sorted(deletes, key=lambda c: c.address):
                 if old.address in used or old.owner != new.owner:
                     continue
-                assert old.before is not None
-                same = [a == b for a, b in zip(parts(old.before), parts(new.after), strict=True)]
+                same = [a == b for a, b in zip(parts(expect(old.before, RoleAssignmentValue)),
+                                               parts(expect(new.after, RoleAssignmentValue)), strict=True)]
                 if sum(same) != 2:
                     continue
                 what = ("scope", "role", "principal")[same.index(False)]
@@ -249,7 +228,7 @@ class _Planner:
         mods.update({ra.id.lower(): self._actor(ra.modified.to_json())
                      for ra in self.live.role_assignments if ra.modified})
         self.changes = [
-            replace(c, modified=mods.get(str(c.before.get("id") or "").lower())) if c.before is not None else c
+            replace(c, modified=mods.get((c.before.id or "").lower())) if c.before is not None else c
             for c in self.changes
         ]
 
@@ -363,7 +342,7 @@ class _Planner:
                                    DriftClass.CHANGED, ReasonCode.IMMUTABLE_FIELD_CHANGED,
                                    unknown=("principalId", "clientId"))
                 continue
-            after["principalId"], after["clientId"], after["id"] = have.principal_id, have.client_id, have.id
+            after = replace(after, principal_id=have.principal_id, client_id=have.client_id, id=have.id)
             if transfer:
                 self._add_identity(address, Action.ADOPT, want, before, after,
                                    f"transfer from {have.owner}: rewrite ownership tags", None,
@@ -439,7 +418,7 @@ class _Planner:
                                        owner=have.owner, before=before, after=None, drift=DriftClass.FOREIGN))
 
     def _add_identity(self, address: str, action: Action, want: DesiredIdentity,
-                      before: dict[str, object] | None, after: dict[str, object], reason: str,
+                      before: IdentityValue | None, after: IdentityValue, reason: str,
                       drift: DriftClass | None, code: ReasonCode, unknown: tuple[str, ...] = ()) -> None:
         self.identity_action[want.key] = action
         self.changes.append(Change(
@@ -496,7 +475,7 @@ class _Planner:
                                   lf, None, drift=DriftClass.UNMANAGED)
 
     def _add_fic(self, key: IdentityKey, name: str, action: Action, reason: str, code: ReasonCode,
-                 have: LiveFederatedCredential | None, after: dict[str, object] | None, *,
+                 have: LiveFederatedCredential | None, after: FederatedCredentialValue | None, *,
                  want: DesiredFederatedCredential | None = None, requires: tuple[str, ...] = (),
                  consequence_of: str | None = None, drift: DriftClass | None = None) -> None:
         before = None
@@ -504,7 +483,7 @@ class _Planner:
             before = _fic_fields(have.name, have.issuer, have.subject, have.audiences,
                                  key.name, fic_id=have.id)
             if after is not None:
-                after = {**after, "id": have.id, "identity": before["identity"]}
+                after = replace(after, id=have.id, identity=before.identity)
         owner = want.owner if want else self._live_owner(key)
         self.changes.append(Change(
             address=addresses.federated_credential(key, name), type=ResourceType.FEDERATED_CREDENTIAL,
@@ -646,7 +625,8 @@ class _Planner:
             if principal_id is None:
                 unknown = ("principalId", "name")
             else:
-                after["name"] = assignment_name(want.owner, want.scope, want.role_definition_id, principal_id)
+                after = replace(after, name=assignment_name(want.owner, want.scope, want.role_definition_id,
+                                                            principal_id))
             # Said when such a grant is added, not on every plan that merely keeps it.
             privileged = None if want.privileged_acknowledged else privileged_grant_warning(
                 want.role_definition_id, want.role_name, want.scope)
@@ -664,8 +644,7 @@ class _Planner:
         before = _live_ra_fields(have, self.role_name(have.role_definition_id), principal)
         # Keep the live name: the assignment may have been made by hand under a random name,
         # and ARM refuses a second one with the same key (409 RoleAssignmentExists).
-        after["name"], after["id"] = have.name, have.id
-        after["principalType"] = have.principal_type or after["principalType"]
+        after = replace(after, name=have.name, id=have.id, principal_type=have.principal_type or after.principal_type)
         user_description, marked = split_owner_marker(have.description)
         same = (norm_text(user_description) == norm_text(want.description)
                 and norm_text(have.condition) == norm_text(want.condition))
@@ -675,7 +654,7 @@ class _Planner:
             return
         if marked:
             # Adopted earlier: the marker stays, after whatever the manifest now says.
-            after["description"] = with_owner_marker(want.description, want.owner)
+            after = replace(after, description=with_owner_marker(want.description, want.owner))
         self.changes.append(Change(
             address=address, type=ResourceType.ROLE_ASSIGNMENT, action=Action.NOOP if same else Action.UPDATE,
             reason="in sync" if same else "description or condition differs",
@@ -684,7 +663,7 @@ class _Planner:
         ))
 
     def _adopt_assignment(self, want: DesiredRoleAssignment, have: LiveRoleAssignment, address: str,
-                          before: dict[str, object], after: dict[str, object], current: str | None,
+                          before: RoleAssignmentValue, after: RoleAssignmentValue, current: str | None,
                           same: bool) -> None:
         """A declared grant that exists but is not provably ours: made by hand (adopt), or
         owned by an owner this set takes over from (transfer). Ownership is recorded in the
@@ -696,7 +675,7 @@ class _Planner:
                 f"metadata.takeOverFrom: [{current}]"
             )
             return
-        after["description"] = with_owner_marker(want.description, want.owner)
+        after = replace(after, description=with_owner_marker(want.description, want.owner))
         what = "record ownership in its description"
         if not same:
             what += ", and set its description and condition as declared"

@@ -11,6 +11,7 @@ import pytest
 
 from reconciler.errors import ReconcilerError, SourceLocation, StalePlanError
 from reconciler.model import DesiredIdentity, DesiredState
+from reconciler.payloads import from_fields
 from reconciler.plan import Action, Change, Plan, ReasonCode, ResourceType
 from reconciler.savedplan import (
     check_fresh,
@@ -49,7 +50,7 @@ def change(name: str, action: Action = Action.CREATE, **after: object) -> Change
     fields = {"subscription": SUB, "resourceGroup": "rg-x", "name": name, "location": "westeurope",
               "tags": {"team": "a"}, **after}
     return Change(f"identity/{SUB}/rg-x/{name}", ResourceType.IDENTITY, action, owner="team",
-                  after=fields, source=f"m/a.yaml:{len(name)}:5")
+                  after=from_fields("identity", fields), source=f"m/a.yaml:{len(name)}:5")
 
 
 def test_check_fresh_names_the_file_entry_and_field_of_a_desired_change() -> None:
@@ -157,3 +158,13 @@ def test_the_schema_describes_every_reason_code_and_no_other() -> None:
     described = {o["const"]: o["description"] for o in options if "const" in o}
     assert set(described) == {c.value for c in ReasonCode}
     assert all(len(text) > 20 for text in described.values())
+
+
+def test_a_change_whose_fields_lack_what_its_type_has_is_refused_with_a_message(tmp_path: Path) -> None:
+    path = tmp_path / "p.json"
+    path.write_text(dumps_saved(Plan((change("api"),)), None))
+    data = json.loads(path.read_text())
+    del data["changes"][0]["after"]["location"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(ReconcilerError, match="invalid plan file: the identity fields lack 'location'"):
+        read_plan(path)
