@@ -357,7 +357,10 @@ class _Planner:
                                    ReasonCode.FIELDS_DIFFER)
             else:
                 self._add_identity(address, Action.NOOP, want, before, after, "in sync", None, ReasonCode.IN_SYNC)
+        self._plan_undeclared_identities(set(declared))
 
+    def _plan_undeclared_identities(self, declared: set[IdentityKey]) -> None:
+        """Live identities no manifest declares: ours are deleted, others reported or left alone."""
         for key, have in sorted(self.live.identities.items()):
             if key in declared:
                 continue

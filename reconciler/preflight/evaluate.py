@@ -223,6 +223,11 @@ def _limits(plan: Plan, facts: Facts) -> list[Finding]:
                                f"the subscription would hold {total} role assignments; ARM allows "
                                f"{ROLE_ASSIGNMENTS_PER_SUBSCRIPTION} (RoleAssignmentLimitExceeded)",
                                "remove unused role assignments, or grant to groups instead of to each identity"))
+    return out + _fic_limits(plan, facts)
+
+
+def _fic_limits(plan: Plan, facts: Facts) -> list[Finding]:
+    out: list[Finding] = []
     fics: Counter[str] = Counter(facts.fic_counts)
     fic_creates: dict[str, list[Change]] = {}
     for c in plan.actionable:

@@ -71,14 +71,8 @@ def field_lines(change: Change) -> list[tuple[str, str, str]]:
     for name in FIELDS[change.type]:
         if name == "principal":
             continue
-        if change.action is Action.CREATE:
-            if name in change.unknown:
-                lines.append(("+", name, UNKNOWN))
-            elif after.get(name) not in (None, "", {}, []):
-                lines.append(("+", name, value_text(after[name])))
-        elif change.action is Action.DELETE:
-            if before.get(name) not in (None, "", {}, []):
-                lines.append(("-", name, value_text(before[name])))
+        if change.action in (Action.CREATE, Action.DELETE):
+            lines.extend(_one_side(change, name, before, after))
         elif change.action is Action.REPLACE:
             if name in change.unknown:
                 lines.append(("~", name, f"{value_text(before.get(name))} -> {UNKNOWN}"))
@@ -90,6 +84,14 @@ def field_lines(change: Change) -> list[tuple[str, str, str]]:
             else:
                 lines.append(("~", name, f"{value_text(before.get(name))} -> {value_text(after.get(name))}"))
     return lines
+
+
+def _one_side(change: Change, name: str, before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """A created resource's field (+), or a deleted one's (-); empty values are left out."""
+    if change.action is Action.CREATE and name in change.unknown:
+        return [("+", name, UNKNOWN)]
+    marker, fields = ("+", after) if change.action is Action.CREATE else ("-", before)
+    return [(marker, name, value_text(fields[name]))] if fields.get(name) not in (None, "", {}, []) else []
 
 
 _MARKERS = {"dictionary_item_added": "+", "dictionary_item_removed": "-", "values_changed": "~",
