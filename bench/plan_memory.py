@@ -21,6 +21,7 @@ import sys
 import tempfile
 import tracemalloc
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.workload import FIGURE4, QUICK4
@@ -32,6 +33,7 @@ from reconciler.model import (
     LiveIdentity,
     LiveRoleAssignment,
     LiveState,
+    Modified,
     assignment_name,
     norm_scope,
 )
@@ -61,6 +63,8 @@ def in_sync_live(desired: DesiredState) -> LiveState:
         fics[fic.identity].append(LiveFederatedCredential(fic.identity, fid, fic.name, fic.issuer, fic.subject,
                                                           tuple(fic.audiences)))
     grants = []
+    # seed_direct stores createdOn/updatedOn on every assignment (no systemData on the rest).
+    now = datetime.now(UTC).isoformat()
     for ra in desired.role_assignments:
         key = ra.principal.identity
         principal = identities[key].principal_id if key else str(ra.principal.object_id).lower()
@@ -68,7 +72,7 @@ def in_sync_live(desired: DesiredState) -> LiveState:
         grants.append(LiveRoleAssignment(
             f"{norm_scope(ra.scope)}/providers/Microsoft.Authorization/roleAssignments/{name}", name, ra.scope,
             ra.role_definition_id, principal, "ServicePrincipal" if key else ra.principal.principal_type,
-            ra.description, ra.condition, ra.condition_version))
+            ra.description, ra.condition, ra.condition_version, Modified(None, now)))
     return LiveState(
         identities=identities, federated_credentials={k: tuple(v) for k, v in fics.items()},
         role_assignments=tuple(grants), subscriptions=frozenset(desired.subscriptions),

@@ -31,6 +31,7 @@ from reconciler.model import (
     LiveIdentity,
     LiveRoleAssignment,
     LiveState,
+    Modified,
     assignment_name,
     is_protected,
     norm_location,
@@ -134,6 +135,7 @@ class _Planner:
     identity_action: dict[IdentityKey, Action] = field(default_factory=dict)
     # principal id (lower) -> identity key, for every live identity
     principal_owner: dict[str, IdentityKey] = field(default_factory=dict)
+    identity_principals: dict[IdentityKey, dict[str, str]] = field(default_factory=dict)
     external_principals: frozenset[str] = frozenset()
     owner_groups: dict[str, frozenset[tuple[str, str]]] = field(default_factory=dict)
 
@@ -219,18 +221,20 @@ class _Planner:
 
     def _attach_modifications(self) -> None:
         """Who last changed each live resource and when: context for reviewers and drift."""
-        mods: dict[str, dict[str, str | None]] = {}
-        for li in self.live.identities.values():
-            if li.modified:
-                mods[li.id.lower()] = li.modified.to_json()
+        # Keyed by the live id itself: every `before` was built from the live object, and at estate
+        # scale lower-cased copies of 60,000 ids were a large part of planning's peak memory.
+        mods: dict[str, Modified] = {li.id: li.modified for li in self.live.identities.values() if li.modified}
         for fics in self.live.federated_credentials.values():
-            mods.update({f.id.lower(): f.modified.to_json() for f in fics if f.modified})
-        mods.update({ra.id.lower(): self._actor(ra.modified.to_json())
-                     for ra in self.live.role_assignments if ra.modified})
-        self.changes = [
-            replace(c, modified=mods.get((c.before.id or "").lower())) if c.before is not None else c
-            for c in self.changes
-        ]
+            mods.update({f.id: f.modified for f in fics if f.modified})
+        grants = {ra.id: ra.modified for ra in self.live.role_assignments if ra.modified}
+
+        def modified(c: Change) -> dict[str, str | None] | None:
+            key = c.before.id if c.before is not None else None
+            if key in grants:
+                return self._actor(grants[key].to_json())
+            return mods[key].to_json() if key in mods else None
+
+        self.changes = [c if (m := modified(c)) is None else replace(c, modified=m) for c in self.changes]
 
     def _actor(self, modified: dict[str, str | None]) -> dict[str, str | None]:
         """Role assignments name their last writer by object id only (identities' systemData
@@ -584,7 +588,10 @@ class _Planner:
 
     def _principal_view(self, ident: IdentityKey | None, object_id: str | None) -> dict[str, str]:
         if ident is not None:
-            return {"identity": addresses.identity(ident)}
+            # One per identity, shared by all its grants (values never change what they hold).
+            if ident not in self.identity_principals:
+                self.identity_principals[ident] = {"identity": addresses.identity(ident)}
+            return self.identity_principals[ident]
         return {"objectId": object_id or ""}
 
     def _plan_desired_assignment(self, want: DesiredRoleAssignment,
