@@ -195,12 +195,13 @@ class _Run:
     # -- role assignments ------------------------------------------------------------
 
     def role_assignment(self, change: Change) -> str:
-        if change.action in (Action.DELETE, Action.REPLACE):
-            # Replace deletes first: the new key may reuse nothing of the old one but its owner's
-            # name scheme, and ARM forbids changing role, scope or principal under one name.
-            self.gateway.delete_role_assignment(str(expect(change.before, RoleAssignmentValue).id))
-            if change.action is Action.DELETE:
-                return "deleted"
+        if change.action is Action.DELETE:
+            self.gateway.delete_role_assignment(expect(change.before, RoleAssignmentValue).id or "")
+            return "deleted"
+        if change.action is Action.REPLACE:
+            # Delete first: the new key may reuse nothing of the old one but its owner's name
+            # scheme, and ARM forbids changing role, scope or principal under one name.
+            self.gateway.delete_role_assignment(expect(change.before, RoleAssignmentValue).id or "")
         after = expect(change.after, RoleAssignmentValue)
         assert change.owner is not None
         principal_id = after.principal_id
