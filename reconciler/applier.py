@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from reconciler.addresses import Address
 from reconciler.apply_retry import CONCURRENT_FIC_WRITES as CONCURRENT_FIC_WRITES  # re-exported
 from reconciler.apply_retry import (
     PRINCIPAL_NOT_FOUND,
@@ -33,6 +34,7 @@ from reconciler.apply_retry import RetryPolicy as RetryPolicy  # re-exported: ap
 from reconciler.errors import ArmError, PlanError, ReconcilerError
 from reconciler.gateway import ArmGateway
 from reconciler.model import assignment_name
+from reconciler.payloads import FederatedCredentialValue, IdentityValue, RoleAssignmentValue, expect
 from reconciler.plan import Action, Change, Plan, ResourceType
 from reconciler.textsafe import one_line
 
@@ -130,14 +132,12 @@ class NullReporter:
         pass
 
 
-def _identity_parts(fields: dict[str, Any]) -> tuple[str, str, str]:
-    return fields["subscription"], fields["resourceGroup"], fields["name"]
-
-
-def _fic_identity_parts(change: Change) -> tuple[str, str, str]:
-    # address: identity/{sub}/{rg}/{name}/federatedCredential/{fic}
-    parts = change.address.split("/")
-    return parts[1], parts[2], parts[3]
+def _fic_identity_parts(change: Change, identities: dict[str, tuple[str, str, str]]) -> tuple[str, str, str]:
+    """Subscription, resource group and name of a credential's identity, as declared (its
+    identity's change holds them; every plan has one for each credential's identity): the
+    address holds them lower-cased, a key, and ARM is sent the names people wrote."""
+    parent = Address.parse(change.address).identity
+    return identities.get(str(parent)) or (parent.subscription, parent.resource_group, parent.identity_name)
 
 
 class _Run:
@@ -145,9 +145,15 @@ class _Run:
         self.retry = retry
         self.gateway = gateway
         self.principals: dict[str, str] = {}  # identity address -> principal id
+        # identity address -> (subscription, resource group, name) as declared (or as live, when deleted)
+        self.identities: dict[str, tuple[str, str, str]] = {}
         for c in plan.changes:
-            if c.type is ResourceType.IDENTITY and c.after and c.after.get("principalId"):
-                self.principals[c.address] = str(c.after["principalId"])
+            if c.type is not ResourceType.IDENTITY:
+                continue
+            value = expect(c.after if c.after is not None else c.before, IdentityValue)
+            self.identities[c.address] = value.parts()
+            if c.after is not None and value.principal_id:
+                self.principals[c.address] = value.principal_id
         self._lock = threading.Lock()
         # ARM rejects concurrent FIC writes under one identity: one lock per identity.
         self._fic_locks: dict[str, threading.Lock] = {}
@@ -164,19 +170,17 @@ class _Run:
 
     def identity(self, change: Change) -> str:
         if change.action is Action.DELETE:
-            assert change.before is not None
-            self.gateway.delete_identity(*_identity_parts(change.before))
+            self.gateway.delete_identity(*expect(change.before, IdentityValue).parts())
             return "deleted"
-        assert change.after is not None
-        sub, rg, name = _identity_parts(change.after)
-        tags = dict(change.after["tags"])
+        after = expect(change.after, IdentityValue)
+        sub, rg, name = after.parts()
+        tags = dict(after.tags)
         if change.action in (Action.UPDATE, Action.ADOPT):
             self.gateway.update_identity_tags(sub, rg, name, tags)
             return "adopted (ownership tags written)" if change.action is Action.ADOPT else "tags updated"
         if change.action is Action.REPLACE:
-            assert change.before is not None
-            self.gateway.delete_identity(*_identity_parts(change.before))
-        live = self.gateway.create_identity(sub, rg, name, change.after["location"], tags)
+            self.gateway.delete_identity(*expect(change.before, IdentityValue).parts())
+        live = self.gateway.create_identity(sub, rg, name, after.location, tags)
         with self._lock:
             self.principals[change.address] = live.principal_id
         return f"created (principalId {live.principal_id})"
@@ -184,21 +188,20 @@ class _Run:
     # -- federated credentials -------------------------------------------------------
 
     def federated_credential(self, change: Change) -> str:
-        sub, rg, identity = _fic_identity_parts(change)
+        sub, rg, identity = _fic_identity_parts(change, self.identities)
         if change.action is Action.DELETE and change.consequence_of:
             return "deleted with its identity"
-        identity_address = change.address.split("/federatedCredential/")[0]
+        identity_address = str(Address.parse(change.address).identity)
 
         def write() -> str:
             with self.fic_lock(identity_address):
                 if change.action is Action.DELETE:
-                    assert change.before is not None
-                    self.gateway.delete_federated_credential(sub, rg, identity, change.before["name"])
+                    before = expect(change.before, FederatedCredentialValue)
+                    self.gateway.delete_federated_credential(sub, rg, identity, before.name)
                     return "deleted"
-                assert change.after is not None
+                after = expect(change.after, FederatedCredentialValue)
                 self.gateway.put_federated_credential(
-                    sub, rg, identity, change.after["name"], change.after["issuer"], change.after["subject"],
-                    list(change.after["audiences"]),
+                    sub, rg, identity, after.name, after.issuer, after.subject, list(after.audiences),
                 )
             return "created" if change.action is Action.CREATE else "updated"
 
@@ -213,35 +216,31 @@ class _Run:
 
     def role_assignment(self, change: Change) -> str:
         if change.action is Action.DELETE:
-            assert change.before is not None
-            self.gateway.delete_role_assignment(change.before["id"])
+            self.gateway.delete_role_assignment(expect(change.before, RoleAssignmentValue).id or "")
             return "deleted"
         if change.action is Action.REPLACE:
-            assert change.before is not None
             # Delete first: the new key may reuse nothing of the old one but its owner's name
             # scheme, and ARM forbids changing role, scope or principal under one name.
-            self.gateway.delete_role_assignment(change.before["id"])
-        assert change.after is not None and change.owner is not None
-        after = change.after
-        principal_id = after.get("principalId")
+            self.gateway.delete_role_assignment(expect(change.before, RoleAssignmentValue).id or "")
+        after = expect(change.after, RoleAssignmentValue)
+        assert change.owner is not None
+        principal_id = after.principal_id
         if not principal_id:
-            identity_address = after["principal"]["identity"]
+            identity_address = after.principal["identity"]
             with self._lock:
                 principal_id = self.principals.get(identity_address)
             if not principal_id:
                 raise ReconcilerError(f"principal id of {identity_address} is unknown: its identity was not created")
-        name = after.get("name") or assignment_name(
-            change.owner, after["scope"], after["roleDefinitionId"], principal_id
-        )
-        created_now = not after.get("principalId")
+        name = after.name or assignment_name(change.owner, after.scope, after.role_definition_id, principal_id)
+        created_now = not after.principal_id
 
         def put() -> str:
             try:
                 live = self.gateway.put_role_assignment(
-                    scope=after["scope"], name=name, role_definition_guid=after["roleDefinitionId"],
-                    principal_id=principal_id, principal_type=after.get("principalType"),
-                    description=after.get("description"), condition=after.get("condition"),
-                    condition_version=after.get("conditionVersion"),
+                    scope=after.scope, name=name, role_definition_guid=after.role_definition_id,
+                    principal_id=principal_id, principal_type=after.principal_type,
+                    description=after.description, condition=after.condition,
+                    condition_version=after.condition_version,
                 )
             except ArmError as e:
                 if e.code == PRINCIPAL_NOT_FOUND and not created_now:

@@ -1,6 +1,7 @@
 """The plan: inert, versioned data that every renderer reads and `apply` executes.
 
-A Change's `before` and `after` hold only managed fields, as JSON-ready dicts:
+A Change's `before` and `after` hold only managed fields, as typed values (reconciler/payloads.py;
+the JSON plan has them as objects):
 
     action    before              after
     create    None                desired fields (unknown ones listed in `unknown`)
@@ -10,7 +11,8 @@ A Change's `before` and `after` hold only managed fields, as JSON-ready dicts:
     adopt     live fields         desired fields, with our ownership recorded
     no-op     live fields         the same fields
 
-`reason` explains the action to people; it never steers apply. `requires` lists addresses
+`reason` explains the action to people and `reason_code` says the same for machines (one of
+ReasonCode, like Terraform's ActionReason); neither steers apply. `requires` lists addresses
 that must be applied first. `consequence_of` marks a change that happens only because of
 another (e.g. assignments re-created with a replaced identity).
 """
@@ -23,7 +25,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-FORMAT_VERSION = "1.2"  # 1.2: the action "adopt" (and summary.adopt)
+from reconciler.payloads import Payload, from_fields, to_fields
+
+FORMAT_VERSION = "1.3"  # 1.2: the action "adopt" (and summary.adopt); 1.3: reason_code
 UNKNOWN = "(known after apply)"
 
 
@@ -59,6 +63,25 @@ class ResourceType(StrEnum):
     ROLE_ASSIGNMENT = "roleAssignment"
 
 
+class ReasonCode(StrEnum):
+    """Why a change is planned, for machines: the prose `reason` says the same for people.
+    Documented, one by one, in schemas/plan.schema.json; plans before format 1.3 have none."""
+
+    IN_SYNC = "in_sync"  # live matches the manifests
+    NOT_IN_AZURE = "not_in_azure"  # declared, absent
+    FIELDS_DIFFER = "fields_differ"  # a managed field that can change in place differs
+    IMMUTABLE_FIELD_CHANGED = "immutable_field_changed"  # an identity's location; a grant's scope, role or principal
+    IDENTITY_REPLACED = "identity_replaced"  # follows from its identity being replaced
+    IDENTITY_DELETED = "identity_deleted"  # follows from its identity being deleted
+    NOT_DECLARED = "not_declared"  # ours (or under a managed identity), declared nowhere
+    ADOPT_EXISTING = "adopt_existing"  # declared, exists, owned by nobody: ownership gets recorded
+    OWNER_TRANSFER = "owner_transfer"  # declared, owned by an owner this set takes over from
+    TAGGED_NOT_CREATED = "tagged_not_created"  # carries an owner's tags but reconciler never created it
+    OTHER_OWNER = "other_owner"  # another owner's, listed as context (--include-foreign)
+    ORPHANED = "orphaned"  # our grant whose principal no longer exists
+    GRANTED_OUTSIDE_MANIFESTS = "granted_outside_manifests"  # granted by hand to one of our identities
+
+
 class DriftClass(StrEnum):
     """Why live differs from desired (None on a change means in sync)."""
 
@@ -76,8 +99,9 @@ class Change:
     action: Action
     reason: str = ""
     owner: str | None = None
-    before: dict[str, Any] | None = None
-    after: dict[str, Any] | None = None
+    reason_code: ReasonCode | None = None  # None only in plans read from format 1.2 or older
+    before: Payload | None = None
+    after: Payload | None = None
     unknown: tuple[str, ...] = ()  # fields of `after` known only after apply
     requires: tuple[str, ...] = ()
     consequence_of: str | None = None
@@ -86,18 +110,31 @@ class Change:
     modified: dict[str, str | None] | None = None  # who changed the live resource last, and when
 
     def __post_init__(self) -> None:
-        # An in-sync resource's after is usually its before, field for field: keep one dict for
+        # An in-sync resource's after is usually its before, field for field: keep one value for
         # both. At 10,000 identities and 50,000 grants in sync, the copies were a large part of
         # a plan's memory (docs/BENCHMARKS.md, figure 4). Plans are never changed once made.
         if self.action is Action.NOOP and self.after is not self.before and self.after == self.before:
             object.__setattr__(self, "after", self.before)
 
     def changed_fields(self) -> list[str]:
-        """Managed fields whose value differs between before and after."""
-        if self.before is None or self.after is None:
+        """Managed fields (JSON names) whose value differs between before and after."""
+        before, after = self.before_fields(), self.after_fields()
+        if before is None or after is None:
             return []
-        keys = sorted(set(self.before) | set(self.after))
-        return [k for k in keys if self.before.get(k) != self.after.get(k) and k not in _DISPLAY_ONLY]
+        keys = sorted(set(before) | set(after))
+        return [k for k in keys if before.get(k) != after.get(k) and k not in _DISPLAY_ONLY]
+
+    # Mapping views by JSON name, for renderers that show fields generically.
+    def before_fields(self) -> dict[str, Any] | None:
+        return to_fields(self.before) if self.before is not None else None
+
+    def after_fields(self) -> dict[str, Any] | None:
+        return to_fields(self.after) if self.after is not None else None
+
+    def fields(self) -> dict[str, Any]:
+        """What the resource is: its after, else its before (as JSON names)."""
+        value = self.after if self.after is not None else self.before
+        return to_fields(value) if value is not None else {}
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -105,10 +142,11 @@ class Change:
             "type": self.type.value,
             "action": self.action.value,
             "reason": self.reason,
+            "reason_code": self.reason_code.value if self.reason_code else None,
             "owner": self.owner,
             "drift": self.drift.value if self.drift else None,
-            "before": self.before,
-            "after": self.after,
+            "before": self.before_fields(),
+            "after": self.after_fields(),
             "unknown": list(self.unknown),
             "requires": list(self.requires),
             "consequence_of": self.consequence_of,
@@ -118,15 +156,18 @@ class Change:
 
     @staticmethod
     def from_json(data: dict[str, Any]) -> Change:
+        """Raises ValueError when before or after lacks a field its type has."""
+        before, after = data.get("before"), data.get("after")
         return Change(
             address=data["address"],
             type=ResourceType(data["type"]),
             action=Action(data["action"]),
             reason=data.get("reason", ""),
+            reason_code=ReasonCode(data["reason_code"]) if data.get("reason_code") else None,
             owner=data.get("owner"),
             drift=DriftClass(data["drift"]) if data.get("drift") else None,
-            before=data.get("before"),
-            after=data.get("after"),
+            before=from_fields(data["type"], before) if before is not None else None,
+            after=from_fields(data["type"], after) if after is not None else None,
             unknown=tuple(data.get("unknown", ())),
             requires=tuple(data.get("requires", ())),
             consequence_of=data.get("consequence_of"),

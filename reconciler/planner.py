@@ -31,6 +31,7 @@ from reconciler.model import (
     LiveIdentity,
     LiveRoleAssignment,
     LiveState,
+    Modified,
     assignment_name,
     is_protected,
     norm_location,
@@ -40,7 +41,8 @@ from reconciler.model import (
     tag_value,
     with_owner_marker,
 )
-from reconciler.plan import AbandonedOwner, Action, Change, DriftClass, Plan, ResourceType
+from reconciler.payloads import FederatedCredentialValue, IdentityValue, RoleAssignmentValue, expect
+from reconciler.plan import AbandonedOwner, Action, Change, DriftClass, Plan, ReasonCode, ResourceType
 from reconciler.roles import privileged_grant_warning
 
 RoleNamer = Callable[[str], str]
@@ -75,20 +77,14 @@ def _src(d: DesiredIdentity | DesiredFederatedCredential | DesiredRoleAssignment
 def identity_fields(
     *, subscription: str, resource_group: str, name: str, location: str, tags: dict[str, str],
     principal_id: str | None = None, client_id: str | None = None, resource_id: str | None = None,
-) -> dict[str, object]:
-    return {
-        "id": resource_id,
-        "subscription": subscription,
-        "resourceGroup": resource_group,
-        "name": name,
-        "location": location,
-        "tags": dict(sorted(tags.items())),
-        "principalId": principal_id,
-        "clientId": client_id,
-    }
+) -> IdentityValue:
+    return IdentityValue(
+        id=resource_id, subscription=subscription, resource_group=resource_group, name=name, location=location,
+        tags=dict(sorted(tags.items())), principal_id=principal_id, client_id=client_id,
+    )
 
 
-def _live_identity_fields(li: LiveIdentity) -> dict[str, object]:
+def _live_identity_fields(li: LiveIdentity) -> IdentityValue:
     return identity_fields(
         subscription=li.subscription, resource_group=li.resource_group, name=li.name,
         location=li.location, tags=dict(li.tags), principal_id=li.principal_id,
@@ -97,38 +93,24 @@ def _live_identity_fields(li: LiveIdentity) -> dict[str, object]:
 
 
 def _fic_fields(name: str, issuer: str, subject: str, audiences: Iterable[str],
-                identity_name: str, fic_id: str | None = None) -> dict[str, object]:
-    return {
-        "id": fic_id,
-        "identity": identity_name,
-        "name": name,
-        "issuer": issuer,
-        "subject": subject,
-        "audiences": list(audiences),
-    }
+                identity_name: str, fic_id: str | None = None) -> FederatedCredentialValue:
+    return FederatedCredentialValue(id=fic_id, identity=identity_name, name=name, issuer=issuer, subject=subject,
+                                    audiences=tuple(audiences))
 
 
 def _ra_fields(
     *, scope: str, role_definition_id: str, role_name: str, principal_id: str | None,
     principal: dict[str, str], principal_type: str | None, description: str | None,
     condition: str | None, condition_version: str | None, name: str | None, ra_id: str | None = None,
-) -> dict[str, object]:
-    return {
-        "id": ra_id,
-        "name": name,
-        "scope": scope,
-        "roleDefinitionId": role_definition_id,
-        "roleName": role_name,
-        "principalId": principal_id,
-        "principal": principal,
-        "principalType": principal_type,
-        "description": description,
-        "condition": condition,
-        "conditionVersion": condition_version,
-    }
+) -> RoleAssignmentValue:
+    return RoleAssignmentValue(
+        id=ra_id, name=name, scope=scope, role_definition_id=role_definition_id, role_name=role_name,
+        principal_id=principal_id, principal=principal, principal_type=principal_type, description=description,
+        condition=condition, condition_version=condition_version,
+    )
 
 
-def _live_ra_fields(ra: LiveRoleAssignment, role_name: str, principal: dict[str, str]) -> dict[str, object]:
+def _live_ra_fields(ra: LiveRoleAssignment, role_name: str, principal: dict[str, str]) -> RoleAssignmentValue:
     return _ra_fields(
         scope=ra.scope, role_definition_id=ra.role_definition_id, role_name=role_name,
         principal_id=ra.principal_id, principal=principal, principal_type=ra.principal_type,
@@ -153,6 +135,7 @@ class _Planner:
     identity_action: dict[IdentityKey, Action] = field(default_factory=dict)
     # principal id (lower) -> identity key, for every live identity
     principal_owner: dict[str, IdentityKey] = field(default_factory=dict)
+    identity_principals: dict[IdentityKey, dict[str, str]] = field(default_factory=dict)
     external_principals: frozenset[str] = frozenset()
     owner_groups: dict[str, frozenset[tuple[str, str]]] = field(default_factory=dict)
 
@@ -212,19 +195,17 @@ class _Planner:
                    and c.drift is DriftClass.UNMANAGED]
         creates = [c for c in self.changes if c.type is ra and c.action is Action.CREATE and not c.consequence_of]
 
-        def parts(fields: dict[str, object]) -> tuple[str, str, str]:
-            return (norm_scope(str(fields["scope"])), str(fields["roleDefinitionId"]),
-                    str(fields.get("principalId") or fields.get("principal")))
+        def parts(value: RoleAssignmentValue) -> tuple[str, str, str]:
+            return norm_scope(value.scope), value.role_definition_id, str(value.principal_id or value.principal)
 
         merged: dict[str, Change] = {}
         used: set[str] = set()
         for new in sorted(creates, key=lambda c: c.address):
-            assert new.after is not None
             for old in sorted(deletes, key=lambda c: c.address):
                 if old.address in used or old.owner != new.owner:
                     continue
-                assert old.before is not None
-                same = [a == b for a, b in zip(parts(old.before), parts(new.after), strict=True)]
+                same = [a == b for a, b in zip(parts(expect(old.before, RoleAssignmentValue)),
+                                               parts(expect(new.after, RoleAssignmentValue)), strict=True)]
                 if sum(same) != 2:
                     continue
                 what = ("scope", "role", "principal")[same.index(False)]
@@ -232,6 +213,7 @@ class _Planner:
                 merged[new.address] = replace(
                     new, action=Action.REPLACE, before=old.before, drift=DriftClass.CHANGED,
                     reason=f"{what} changed; a role assignment cannot change its {what} in place",
+                    reason_code=ReasonCode.IMMUTABLE_FIELD_CHANGED,
                     modified=old.modified,
                 )
                 break
@@ -239,18 +221,20 @@ class _Planner:
 
     def _attach_modifications(self) -> None:
         """Who last changed each live resource and when: context for reviewers and drift."""
-        mods: dict[str, dict[str, str | None]] = {}
-        for li in self.live.identities.values():
-            if li.modified:
-                mods[li.id.lower()] = li.modified.to_json()
+        # Keyed by the live id itself: every `before` was built from the live object, and at estate
+        # scale lower-cased copies of 60,000 ids were a large part of planning's peak memory.
+        mods: dict[str, Modified] = {li.id: li.modified for li in self.live.identities.values() if li.modified}
         for fics in self.live.federated_credentials.values():
-            mods.update({f.id.lower(): f.modified.to_json() for f in fics if f.modified})
-        mods.update({ra.id.lower(): self._actor(ra.modified.to_json())
-                     for ra in self.live.role_assignments if ra.modified})
-        self.changes = [
-            replace(c, modified=mods.get(str(c.before.get("id") or "").lower())) if c.before is not None else c
-            for c in self.changes
-        ]
+            mods.update({f.id: f.modified for f in fics if f.modified})
+        grants = {ra.id: ra.modified for ra in self.live.role_assignments if ra.modified}
+
+        def modified(c: Change) -> dict[str, str | None] | None:
+            key = c.before.id if c.before is not None else None
+            if key in grants:
+                return self._actor(grants[key].to_json())
+            return mods[key].to_json() if key in mods else None
+
+        self.changes = [c if (m := modified(c)) is None else replace(c, modified=m) for c in self.changes]
 
     def _actor(self, modified: dict[str, str | None]) -> dict[str, str | None]:
         """Role assignments name their last writer by object id only (identities' systemData
@@ -334,7 +318,7 @@ class _Planner:
             )
             if have is None:
                 self._add_identity(address, Action.CREATE, want, None, after, "declared, not in Azure",
-                                   DriftClass.MISSING, unknown=("principalId", "clientId"))
+                                   DriftClass.MISSING, ReasonCode.NOT_IN_AZURE, unknown=("principalId", "clientId"))
                 continue
             transfer = have.owner is not None and have.owner != want.owner
             if transfer and have.owner not in want.take_over_from:
@@ -359,21 +343,28 @@ class _Planner:
                 )
                 self._add_identity(address, Action.REPLACE, want, before, after,
                                    f"location is immutable ({have.location} -> {want.location})",
-                                   DriftClass.CHANGED, unknown=("principalId", "clientId"))
+                                   DriftClass.CHANGED, ReasonCode.IMMUTABLE_FIELD_CHANGED,
+                                   unknown=("principalId", "clientId"))
                 continue
-            after["principalId"], after["clientId"], after["id"] = have.principal_id, have.client_id, have.id
+            after = replace(after, principal_id=have.principal_id, client_id=have.client_id, id=have.id)
             if transfer:
                 self._add_identity(address, Action.ADOPT, want, before, after,
-                                   f"transfer from {have.owner}: rewrite ownership tags", None)
+                                   f"transfer from {have.owner}: rewrite ownership tags", None,
+                                   ReasonCode.OWNER_TRANSFER)
             elif have.owner is None:
                 # Still drift for `drift`: our tags may have been removed out of band.
                 self._add_identity(address, Action.ADOPT, want, before, after,
-                                   "adopt existing identity: add ownership tags", DriftClass.CHANGED)
+                                   "adopt existing identity: add ownership tags", DriftClass.CHANGED,
+                                   ReasonCode.ADOPT_EXISTING)
             elif norm_tags(dict(have.tags)) != norm_tags(tags):
-                self._add_identity(address, Action.UPDATE, want, before, after, "tags differ", DriftClass.CHANGED)
+                self._add_identity(address, Action.UPDATE, want, before, after, "tags differ", DriftClass.CHANGED,
+                                   ReasonCode.FIELDS_DIFFER)
             else:
-                self._add_identity(address, Action.NOOP, want, before, after, "in sync", None)
+                self._add_identity(address, Action.NOOP, want, before, after, "in sync", None, ReasonCode.IN_SYNC)
+        self._plan_undeclared_identities(set(declared))
 
+    def _plan_undeclared_identities(self, declared: set[IdentityKey]) -> None:
+        """Live identities no manifest declares: ours are deleted, others reported or left alone."""
         for key, have in sorted(self.live.identities.items()):
             if key in declared:
                 continue
@@ -391,7 +382,8 @@ class _Planner:
             self.identity_action[key] = Action.DELETE
             self.changes.append(Change(
                 address=addresses.identity(key), type=ResourceType.IDENTITY, action=Action.DELETE,
-                reason=f"not in manifests; owned by {have.owner}", owner=have.owner,
+                reason=f"not in manifests; owned by {have.owner}", reason_code=ReasonCode.NOT_DECLARED,
+                owner=have.owner,
                 before=_live_identity_fields(have), after=None, drift=DriftClass.UNMANAGED,
             ))
 
@@ -424,18 +416,21 @@ class _Planner:
             reason = (f"tagged {OWNER_TAG}={claimed} but not created by reconciler"
                       + ("" if action is Action.DELETE else "; remove with --prune-unmanaged"))
             self.changes.append(Change(address=address, type=ResourceType.IDENTITY, action=action, reason=reason,
-                                       owner=claimed, before=before, after=None, drift=DriftClass.UNMANAGED))
+                                       reason_code=ReasonCode.TAGGED_NOT_CREATED, owner=claimed, before=before,
+                                       after=None, drift=DriftClass.UNMANAGED))
         elif have.owner is not None and self.options.include_foreign:
             self.changes.append(Change(address=address, type=ResourceType.IDENTITY, action=Action.NOOP,
                                        reason=f"owned by {have.owner}; shown as context, never changed",
+                                       reason_code=ReasonCode.OTHER_OWNER,
                                        owner=have.owner, before=before, after=None, drift=DriftClass.FOREIGN))
 
     def _add_identity(self, address: str, action: Action, want: DesiredIdentity,
-                      before: dict[str, object] | None, after: dict[str, object], reason: str,
-                      drift: DriftClass | None, unknown: tuple[str, ...] = ()) -> None:
+                      before: IdentityValue | None, after: IdentityValue, reason: str,
+                      drift: DriftClass | None, code: ReasonCode, unknown: tuple[str, ...] = ()) -> None:
         self.identity_action[want.key] = action
         self.changes.append(Change(
-            address=address, type=ResourceType.IDENTITY, action=action, reason=reason, owner=want.owner,
+            address=address, type=ResourceType.IDENTITY, action=action, reason=reason, reason_code=code,
+            owner=want.owner,
             before=before, after=after, unknown=unknown, drift=drift, source=_src(want),
         ))
 
@@ -455,7 +450,8 @@ class _Planner:
                 # Deleted with their identity by ARM: listed so reviewers see them, applied for free.
                 for name, lf in sorted(live_fics.items()):
                     # Done only once the identity is gone: a failed identity delete keeps them.
-                    self._add_fic(key, name, Action.DELETE, "deleted with its identity", lf, None,
+                    self._add_fic(key, name, Action.DELETE, "deleted with its identity", ReasonCode.IDENTITY_DELETED,
+                                  lf, None,
                                   requires=(parent,), consequence_of=parent, drift=DriftClass.UNMANAGED)
                 continue
             fresh = action in (Action.CREATE, Action.REPLACE)
@@ -463,8 +459,10 @@ class _Planner:
                 after = _fic_fields(want.name, want.issuer, want.subject, want.audiences, identity_names[key])
                 have = None if fresh else live_fics.get(name)
                 if have is None:
-                    why = "re-created with its identity" if action is Action.REPLACE else "declared, not in Azure"
-                    self._add_fic(key, name, Action.CREATE, why, None, after, want=want,
+                    replaced = action is Action.REPLACE
+                    why = "re-created with its identity" if replaced else "declared, not in Azure"
+                    code = ReasonCode.IDENTITY_REPLACED if replaced else ReasonCode.NOT_IN_AZURE
+                    self._add_fic(key, name, Action.CREATE, why, code, None, after, want=want,
                                   requires=(parent,) if fresh else (),
                                   consequence_of=parent if action is Action.REPLACE else None,
                                   drift=DriftClass.MISSING)
@@ -473,16 +471,18 @@ class _Planner:
                         and sorted(have.audiences) == sorted(want.audiences))
                 self._add_fic(key, name, Action.NOOP if same else Action.UPDATE,
                               "in sync" if same else "issuer, subject or audiences differ",
+                              ReasonCode.IN_SYNC if same else ReasonCode.FIELDS_DIFFER,
                               have, after, want=want, drift=None if same else DriftClass.CHANGED)
             if fresh:
                 continue
             for name, lf in sorted(live_fics.items()):
                 if name not in wanted:
                     self._add_fic(key, name, Action.DELETE, "not in manifests; its identity is managed",
+                                  ReasonCode.NOT_DECLARED,
                                   lf, None, drift=DriftClass.UNMANAGED)
 
-    def _add_fic(self, key: IdentityKey, name: str, action: Action, reason: str,
-                 have: LiveFederatedCredential | None, after: dict[str, object] | None, *,
+    def _add_fic(self, key: IdentityKey, name: str, action: Action, reason: str, code: ReasonCode,
+                 have: LiveFederatedCredential | None, after: FederatedCredentialValue | None, *,
                  want: DesiredFederatedCredential | None = None, requires: tuple[str, ...] = (),
                  consequence_of: str | None = None, drift: DriftClass | None = None) -> None:
         before = None
@@ -490,11 +490,11 @@ class _Planner:
             before = _fic_fields(have.name, have.issuer, have.subject, have.audiences,
                                  key.name, fic_id=have.id)
             if after is not None:
-                after = {**after, "id": have.id, "identity": before["identity"]}
+                after = replace(after, id=have.id, identity=before.identity)
         owner = want.owner if want else self._live_owner(key)
         self.changes.append(Change(
             address=addresses.federated_credential(key, name), type=ResourceType.FEDERATED_CREDENTIAL,
-            action=action, reason=reason, owner=owner, before=before, after=after,
+            action=action, reason=reason, reason_code=code, owner=owner, before=before, after=after,
             requires=requires, consequence_of=consequence_of, drift=drift,
             source=_src(want) if want else None,
         ))
@@ -536,22 +536,25 @@ class _Planner:
             verdict = self._classify_unmatched(ra, ident)
             if verdict is None:
                 continue
-            action, drift, reason, owner, consequence = verdict
+            action, drift, (code, reason), owner, consequence = verdict
             self.changes.append(Change(
                 address=address, type=ResourceType.ROLE_ASSIGNMENT, action=action, reason=reason,
-                owner=owner, before=_live_ra_fields(ra, self.role_name(ra.role_definition_id), principal),
+                reason_code=code, owner=owner,
+                before=_live_ra_fields(ra, self.role_name(ra.role_definition_id), principal),
                 after=None, consequence_of=consequence, drift=drift,
             ))
 
     def _classify_unmatched(
         self, ra: LiveRoleAssignment, ident: IdentityKey | None
-    ) -> tuple[Action, DriftClass, str, str | None, str | None] | None:
+    ) -> tuple[Action, DriftClass, tuple[ReasonCode, str], str | None, str | None] | None:
         """What to do with a live assignment no manifest declares, and why. None: not ours to
         mention (someone else's grant to someone else)."""
         opts = self.options
         if ident is not None and self.identity_action.get(ident) in (Action.DELETE, Action.REPLACE):
-            verb = "deleted" if self.identity_action[ident] is Action.DELETE else "replaced"
-            return (Action.DELETE, DriftClass.UNMANAGED, f"granted to an identity being {verb}; would be orphaned",
+            deleted = self.identity_action[ident] is Action.DELETE
+            code = ReasonCode.IDENTITY_DELETED if deleted else ReasonCode.IDENTITY_REPLACED
+            return (Action.DELETE, DriftClass.UNMANAGED,
+                    (code, f"granted to an identity being {'deleted' if deleted else 'replaced'}; would be orphaned"),
                     self._live_owner(ident), addresses.identity(ident))
         ours = grant_owner(ra, self.desired.owners)
         ours = ours if ours in self.desired.owners else None
@@ -565,25 +568,30 @@ class _Planner:
             # We granted it to a service principal that is no live identity any more: its
             # identity was deleted out of band and ARM left the assignment behind.
             if opts.prune_orphans:
-                return (Action.DELETE, DriftClass.ORPHANED, "orphaned: its principal no longer exists",
-                        ours, None)
+                return (Action.DELETE, DriftClass.ORPHANED,
+                        (ReasonCode.ORPHANED, "orphaned: its principal no longer exists"), ours, None)
             return (Action.NOOP, DriftClass.ORPHANED,
-                    "orphaned: its principal no longer exists; remove with --prune-orphans", ours, None)
+                    (ReasonCode.ORPHANED, "orphaned: its principal no longer exists; remove with --prune-orphans"),
+                    ours, None)
         if ours is not None:
-            return Action.DELETE, DriftClass.UNMANAGED, f"not in manifests; owned by {ours}", ours, None
+            return (Action.DELETE, DriftClass.UNMANAGED,
+                    (ReasonCode.NOT_DECLARED, f"not in manifests; owned by {ours}"), ours, None)
         if ident is not None and self.identity_action.get(ident) is not None:
             # Granted by hand to one of our identities: visible always, deleted only on request.
             owner = self._live_owner(ident)
             if opts.prune_unmanaged:
-                return (Action.DELETE, DriftClass.UNMANAGED, "granted outside the manifests (--prune-unmanaged)",
-                        owner, None)
-            return (Action.NOOP, DriftClass.UNMANAGED,
-                    "granted outside the manifests; remove with --prune-unmanaged", owner, None)
+                return (Action.DELETE, DriftClass.UNMANAGED, (ReasonCode.GRANTED_OUTSIDE_MANIFESTS,
+                        "granted outside the manifests (--prune-unmanaged)"), owner, None)
+            return (Action.NOOP, DriftClass.UNMANAGED, (ReasonCode.GRANTED_OUTSIDE_MANIFESTS,
+                    "granted outside the manifests; remove with --prune-unmanaged"), owner, None)
         return None
 
     def _principal_view(self, ident: IdentityKey | None, object_id: str | None) -> dict[str, str]:
         if ident is not None:
-            return {"identity": addresses.identity(ident)}
+            # One per identity, shared by all its grants (values never change what they hold).
+            if ident not in self.identity_principals:
+                self.identity_principals[ident] = {"identity": addresses.identity(ident)}
+            return self.identity_principals[ident]
         return {"objectId": object_id or ""}
 
     def _plan_desired_assignment(self, want: DesiredRoleAssignment,
@@ -627,7 +635,8 @@ class _Planner:
             if principal_id is None:
                 unknown = ("principalId", "name")
             else:
-                after["name"] = assignment_name(want.owner, want.scope, want.role_definition_id, principal_id)
+                after = replace(after, name=assignment_name(want.owner, want.scope, want.role_definition_id,
+                                                            principal_id))
             # Said when such a grant is added, not on every plan that merely keeps it.
             privileged = None if want.privileged_acknowledged else privileged_grant_warning(
                 want.role_definition_id, want.role_name, want.scope)
@@ -636,6 +645,7 @@ class _Planner:
             self.changes.append(Change(
                 address=address, type=ResourceType.ROLE_ASSIGNMENT, action=Action.CREATE,
                 reason="re-created with its identity" if consequence else "declared, not in Azure",
+                reason_code=ReasonCode.IDENTITY_REPLACED if consequence else ReasonCode.NOT_IN_AZURE,
                 owner=want.owner, before=None, after=after, unknown=unknown, requires=tuple(requires),
                 consequence_of=consequence, drift=DriftClass.MISSING, source=_src(want),
             ))
@@ -644,8 +654,7 @@ class _Planner:
         before = _live_ra_fields(have, self.role_name(have.role_definition_id), principal)
         # Keep the live name: the assignment may have been made by hand under a random name,
         # and ARM refuses a second one with the same key (409 RoleAssignmentExists).
-        after["name"], after["id"] = have.name, have.id
-        after["principalType"] = have.principal_type or after["principalType"]
+        after = replace(after, name=have.name, id=have.id, principal_type=have.principal_type or after.principal_type)
         user_description, marked = split_owner_marker(have.description)
         same = (norm_text(user_description) == norm_text(want.description)
                 and norm_text(have.condition) == norm_text(want.condition))
@@ -655,15 +664,16 @@ class _Planner:
             return
         if marked:
             # Adopted earlier: the marker stays, after whatever the manifest now says.
-            after["description"] = with_owner_marker(want.description, want.owner)
+            after = replace(after, description=with_owner_marker(want.description, want.owner))
         self.changes.append(Change(
             address=address, type=ResourceType.ROLE_ASSIGNMENT, action=Action.NOOP if same else Action.UPDATE,
-            reason="in sync" if same else "description or condition differs", owner=want.owner,
+            reason="in sync" if same else "description or condition differs",
+            reason_code=ReasonCode.IN_SYNC if same else ReasonCode.FIELDS_DIFFER, owner=want.owner,
             before=before, after=after, drift=None if same else DriftClass.CHANGED, source=_src(want),
         ))
 
     def _adopt_assignment(self, want: DesiredRoleAssignment, have: LiveRoleAssignment, address: str,
-                          before: dict[str, object], after: dict[str, object], current: str | None,
+                          before: RoleAssignmentValue, after: RoleAssignmentValue, current: str | None,
                           same: bool) -> None:
         """A declared grant that exists but is not provably ours: made by hand (adopt), or
         owned by an owner this set takes over from (transfer). Ownership is recorded in the
@@ -675,7 +685,7 @@ class _Planner:
                 f"metadata.takeOverFrom: [{current}]"
             )
             return
-        after["description"] = with_owner_marker(want.description, want.owner)
+        after = replace(after, description=with_owner_marker(want.description, want.owner))
         what = "record ownership in its description"
         if not same:
             what += ", and set its description and condition as declared"
@@ -683,6 +693,7 @@ class _Planner:
                   else f"adopt existing grant {have.name}: {what}")
         self.changes.append(Change(
             address=address, type=ResourceType.ROLE_ASSIGNMENT, action=Action.ADOPT, reason=reason,
+            reason_code=ReasonCode.OWNER_TRANSFER if current is not None else ReasonCode.ADOPT_EXISTING,
             owner=want.owner, before=before, after=after, source=_src(want),
         ))
 

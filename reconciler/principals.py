@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from reconciler.errors import Diagnostic, ManifestError, ReconcilerError, SourceLocation
 from reconciler.model import DesiredRoleAssignment, DesiredState, LiveState, PrincipalRef, norm_scope
+from reconciler.payloads import Payload, RoleAssignmentValue
 from reconciler.plan import Change, Plan
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -321,16 +322,13 @@ def repinned(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
 # ----------------------------------------------------------------------------- display
 
 
-def _named(fields: dict[str, Any] | None, names: Mapping[str, Mapping[str, str]]) -> dict[str, Any] | None:
-    if not fields:
-        return fields
-    principal = fields.get("principal")
-    if not isinstance(principal, dict) or "objectId" not in principal:
-        return fields
-    info = names.get(str(principal["objectId"]).lower())
+def _named(value: Payload | None, names: Mapping[str, Mapping[str, str]]) -> Payload | None:
+    if not isinstance(value, RoleAssignmentValue) or "objectId" not in value.principal:
+        return value
+    info = names.get(str(value.principal["objectId"]).lower())
     if not info:
-        return fields
-    return {**fields, "principal": {"objectId": principal["objectId"], **info}}
+        return value
+    return replace(value, principal={"objectId": value.principal["objectId"], **info})
 
 
 def with_names(plan: Plan, names: Mapping[str, Mapping[str, str]], warnings: Sequence[str] = ()) -> Plan:

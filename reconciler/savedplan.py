@@ -23,6 +23,7 @@ from typing import Any
 
 import jsonschema
 
+from reconciler.addresses import Address
 from reconciler.errors import ReconcilerError, StalePlanError
 from reconciler.model import DesiredState
 from reconciler.plan import FORMAT_VERSION, Change, Plan
@@ -84,7 +85,7 @@ def desired_fingerprint(desired: DesiredState) -> str:
 
 def live_fingerprint(change: Change) -> str:
     """Hash of what ARM had for a resource when planned ("absent" when it did not exist)."""
-    return _sha(json.dumps(change.before, sort_keys=True).encode())
+    return _sha(json.dumps(change.before_fields(), sort_keys=True).encode())
 
 
 def with_fingerprints(plan: Plan, desired: DesiredState, inputs: dict[str, Any]) -> Plan:
@@ -266,7 +267,10 @@ def read_plan(path: Path, key: bytes | None = None) -> Plan:
     if errors:
         where = "/".join(str(p) for p in errors[0].path) or "(top)"
         raise ReconcilerError(f"{path}: invalid plan file at {where}: {errors[0].message}")
-    return Plan.from_json(data)
+    try:
+        return Plan.from_json(data)
+    except ValueError as e:  # a change's before or after lacks a field of its type
+        raise ReconcilerError(f"{path}: invalid plan file: {e}; run plan again") from None
 
 
 # ----------------------------------------------------------------------------- the commitment check
@@ -274,11 +278,14 @@ def read_plan(path: Path, key: bytes | None = None) -> Plan:
 
 def _entry(address: str) -> str:
     """A short name of what an address declares, for messages."""
-    if address.startswith("identity/"):
-        parts = address.split("/")
-        if "federatedCredential" in parts:
-            return f"federated credential {parts[2]}/{parts[3]}/{parts[5]}"
-        return f"identity {parts[2]}/{parts[3]}"
+    try:
+        parsed = Address.parse(address)
+    except ValueError:
+        return address
+    if parsed.kind == "federatedCredential":
+        return f"federated credential {parsed.resource_group}/{parsed.identity_name}/{parsed.credential}"
+    if parsed.kind == "identity":
+        return f"identity {parsed.resource_group}/{parsed.identity_name}"
     return address
 
 
@@ -309,8 +316,8 @@ def field_differences(saved: Change, fresh: Change) -> list[str]:
     old, new = saved.to_json(), fresh.to_json()
     out: list[str] = []
     for name in old:
-        if name in UNCOMPARED_FIELDS:
-            continue
+        if name in UNCOMPARED_FIELDS or (name == "reason_code" and old[name] is None):
+            continue  # a plan made before format 1.3 has no reason codes to compare
         if name in ("before", "after"):
             out += _dict_diff(name, old[name], new[name])
         elif old[name] != new[name]:
@@ -332,8 +339,8 @@ def manifest_differences(saved: Plan, fresh: Plan) -> list[str]:
             out.append(f"{_file_of(now)}: {_entry(address)}: added")
         elif now is None and was is not None:
             out.append(f"{_file_of(was)}: {_entry(address)}: removed")
-        elif was is not None and now is not None and _compared(was.after) != _compared(now.after):
-            old_after, new_after = _compared(was.after) or {}, _compared(now.after) or {}
+        elif was is not None and now is not None and _compared(was.after_fields()) != _compared(now.after_fields()):
+            old_after, new_after = _compared(was.after_fields()) or {}, _compared(now.after_fields()) or {}
             fields = [k for k in sorted(set(old_after) | set(new_after)) if old_after.get(k) != new_after.get(k)]
             out.append(f"{_file_of(now)}: {_entry(address)}: {', '.join(fields)} changed")
     if set(saved.owners) != set(fresh.owners):

@@ -11,8 +11,10 @@ from __future__ import annotations
 import fnmatch
 import functools
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from reconciler.addresses import Address
+from reconciler.payloads import FederatedCredentialValue, IdentityValue, Payload, RoleAssignmentValue, expect
 from reconciler.plan import Action, Change, ResourceType
 
 IDENTITY = "Microsoft.ManagedIdentity/userAssignedIdentities"
@@ -68,25 +70,27 @@ def identity_id(subscription: str, resource_group: str, name: str) -> str:
             f"Microsoft.ManagedIdentity/userAssignedIdentities/{name}")
 
 
-def _identity_scope(fields: dict[str, object]) -> str:
-    return identity_id(str(fields["subscription"]), str(fields["resourceGroup"]), str(fields["name"]))
+def _identity_scope(value: Payload | None) -> str:
+    return identity_id(*expect(value, IdentityValue).parts())
 
 
 def _fic_scope(change: Change) -> str:
-    _, sub, rg, name = change.address.split("/")[:4]
-    fic = (change.after or change.before or {}).get("name") or change.address.rsplit("/", 1)[-1]
-    return f"{identity_id(sub, rg, name)}/federatedIdentityCredentials/{fic}"
+    address = Address.parse(change.address)
+    value = change.after if change.after is not None else change.before
+    fic = expect(value, FederatedCredentialValue).name if value is not None else address.credential
+    return (f"{identity_id(address.subscription, address.resource_group, address.identity_name)}"
+            f"/federatedIdentityCredentials/{fic}")
 
 
-def assignment_attributes(fields: dict[str, object], principal_unknown: bool) -> dict[str, str]:
+def assignment_attributes(value: RoleAssignmentValue, principal_unknown: bool) -> dict[str, str]:
     """The Microsoft.Authorization/roleAssignments attributes ABAC conditions read."""
-    out = {f"{ROLE_ASSIGNMENTS}:RoleDefinitionId".lower(): str(fields["roleDefinitionId"]).rsplit("/", 1)[-1]}
-    principal = fields.get("principalId")
+    out = {f"{ROLE_ASSIGNMENTS}:RoleDefinitionId".lower(): value.role_definition_id.rsplit("/", 1)[-1]}
+    principal = value.principal_id
     if principal:
         out[f"{ROLE_ASSIGNMENTS}:PrincipalId".lower()] = str(principal)
     elif principal_unknown:
         out[f"{ROLE_ASSIGNMENTS}:PrincipalId".lower()] = FRESH
-    principal_type = fields.get("principalType")
+    principal_type = value.principal_type
     if principal_type:
         out[f"{ROLE_ASSIGNMENTS}:PrincipalType".lower()] = str(principal_type)
     return out
@@ -111,12 +115,13 @@ def checks(change: Change) -> list[Check]:
         return [Check(change.address, FIC_WRITE, _fic_scope(change))]
     out = []
     if a in (Action.DELETE, Action.REPLACE) and before is not None:
-        out.append(Check(change.address, RA_DELETE, str(before["scope"]),
-                         resource=assignment_attributes(before, principal_unknown=False)))
+        old = expect(before, RoleAssignmentValue)
+        out.append(Check(change.address, RA_DELETE, old.scope,
+                         resource=assignment_attributes(old, principal_unknown=False)))
     if a is not Action.DELETE and after is not None:
-        request = dict(after)
+        new = expect(after, RoleAssignmentValue)
         # The gateway always sends a principal type; ServicePrincipal when the plan has none.
-        request["principalType"] = after.get("principalType") or "ServicePrincipal"
-        out.append(Check(change.address, RA_WRITE, str(after["scope"]),
+        request = replace(new, principal_type=new.principal_type or "ServicePrincipal")
+        out.append(Check(change.address, RA_WRITE, new.scope,
                          request=assignment_attributes(request, "principalId" in change.unknown)))
     return out

@@ -15,7 +15,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from reconciler.addresses import Address
 from reconciler.model import LiveRoleAssignment, norm_scope, scope_subscription
+from reconciler.payloads import RoleAssignmentValue, expect
 from reconciler.plan import Action, Change, Plan, ResourceType
 from reconciler.preflight import actions, conditions
 
@@ -231,11 +233,11 @@ def _assignment_limits(plan: Plan, facts: Facts) -> list[Finding]:
         if c.type is not ResourceType.ROLE_ASSIGNMENT:
             continue
         if c.action is Action.DELETE and c.before is not None:
-            sub = scope_subscription(str(c.before["scope"]))
+            sub = scope_subscription(expect(c.before, RoleAssignmentValue).scope)
             if sub:
                 per_sub[sub.lower()] -= 1
         elif c.action is Action.CREATE and c.after is not None:
-            sub = scope_subscription(str(c.after["scope"]))
+            sub = scope_subscription(expect(c.after, RoleAssignmentValue).scope)
             if sub:
                 per_sub[sub.lower()] += 1
                 creates.setdefault(sub.lower(), []).append(c)
@@ -257,7 +259,7 @@ def _credential_limits(plan: Plan, facts: Facts) -> list[Finding]:
     for c in plan.actionable:
         if c.type is not ResourceType.FEDERATED_CREDENTIAL:
             continue
-        identity = c.address.split("/federatedCredential/")[0]
+        identity = str(Address.parse(c.address).identity)
         if c.action is Action.DELETE:
             fics[identity] -= 1
         elif c.action is Action.CREATE:

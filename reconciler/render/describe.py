@@ -49,7 +49,7 @@ def _principal_text(fields: dict[str, Any]) -> str:
 
 def title(change: Change) -> str:
     """One line naming what changes, e.g. `identity rg-payments/payments-api`."""
-    fields = change.after or change.before or {}
+    fields = change.fields()
     if change.type is ResourceType.IDENTITY:
         return f"identity {fields.get('resourceGroup')}/{fields.get('name')}"
     if change.type is ResourceType.FEDERATED_CREDENTIAL:
@@ -68,7 +68,7 @@ def value_text(value: Any) -> str:
 def field_lines(change: Change) -> list[tuple[str, str, str]]:
     """(marker, field, text) for every field worth showing: markers are +, -, ~ or blank."""
     lines: list[tuple[str, str, str]] = []
-    before, after = change.before or {}, change.after or {}
+    before, after = change.before_fields() or {}, change.after_fields() or {}
     lines_of = _LINES.get(change.action)
     if lines_of is None:
         return lines

@@ -191,7 +191,7 @@ def _identity_at(scope: str) -> str | None:
 def _identity_name(address: str, changes: dict[str, Change]) -> str:
     change = changes.get(address)
     if change is not None:
-        fields = change.after or change.before or {}
+        fields = change.fields()
         return f"{fields.get('resourceGroup')}/{fields.get('name')}"
     return "/".join(address.split("/")[-2:])  # identity/{sub}/{rg}/{name}
 
@@ -207,7 +207,7 @@ def _groups(plan: Plan) -> list[_Group]:
     groups: dict[str, _Group] = {}
 
     def group_of(change: Change) -> _Group:
-        fields = change.after or change.before or {}
+        fields = change.fields()
         if change.type is ResourceType.IDENTITY:
             key = change.address
         elif change.type is ResourceType.FEDERATED_CREDENTIAL:
@@ -340,7 +340,7 @@ def _credential_fields(change: Change) -> str:
     audiences, as one suffix (`old -> new` where an update changes them). Never abridged."""
     if change.type is not ResourceType.FEDERATED_CREDENTIAL:
         return ""
-    before, after = change.before or {}, change.after or {}
+    before, after = change.before_fields() or {}, change.after_fields() or {}
     parts = []
     for name in ("issuer", "subject", "audiences"):
         old, new = before.get(name), after.get(name)
@@ -513,7 +513,7 @@ def _diagram(plan: Plan, groups: list[_Group]) -> list[str]:
     styles: dict[Action, list[int]] = {}
     edge_lines = []
     for index, change in enumerate(edges):
-        fields = change.after or change.before or {}
+        fields = change.fields()
         source = principal_node(fields)
         target = scope_node(str(fields.get("scope", "")))
         arrow = "-.->" if change.action is Action.DELETE else "-->"
@@ -604,7 +604,7 @@ def _compact(change: Change, group: _Group) -> str:
     """A credential or grant in a few words, under its group's heading: a credential's issuer,
     subject and audiences, a grant's role, principal (unless it is the group's identity) and
     scope, all unabridged; the reason only when it is not "declared, not in Azure"."""
-    fields = change.after or change.before or {}
+    fields = change.fields()
     text = f"`{_symbol(change)}` "
     if change.type is ResourceType.FEDERATED_CREDENTIAL:
         text += f"credential {md_code(str(fields.get('name')))}{_credential_fields(change)}"

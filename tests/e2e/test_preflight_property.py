@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from hypothesis import strategies as st
 from reconciler.azure.client import ArmTarget, StaticTokenCredential
 from reconciler.azure.gateway import AzureGateway
 from reconciler.model import LiveState
+from reconciler.payloads import FederatedCredentialValue, IdentityValue, RoleAssignmentValue
 from reconciler.plan import Action, Change, Plan, ResourceType
 from reconciler.preflight.evaluate import Facts, preflight
 from reconciler.preflight_reads import builtin_definitions
@@ -113,7 +115,7 @@ def _as(server: SandboxServer, object_id: str) -> AzureGateway:
 
 
 def _identity_change(address: str, rg: str, name: str, delete: bool) -> Change:
-    fields = {"subscription": SUB, "resourceGroup": rg, "name": name}
+    fields = IdentityValue(SUB, rg, name, "westeurope", {})
     return Change(address, ResourceType.IDENTITY, Action.DELETE if delete else Action.CREATE,
                   before=fields if delete else None, after=None if delete else fields)
 
@@ -157,7 +159,7 @@ def _step(server: SandboxServer, i: int, kind: str, rg: str, role: str, level: s
         return (_identity_change(base, rg, ident, delete=True),
                 lambda g: g.msi(SUB).user_assigned_identities.delete(rg, ident))
     if kind == "fic-write":
-        fic = {"name": f"f{i}"}
+        fic = FederatedCredentialValue(ident, f"f{i}", "https://issuer.example", f"s{i}", ("api://AzureADTokenExchange",))
         return (Change(f"{base}/federatedCredential/f{i}", ResourceType.FEDERATED_CREDENTIAL, Action.CREATE,
                        after=fic),
                 lambda g: g.msi(SUB).federated_identity_credentials.create_or_update(
@@ -165,11 +167,12 @@ def _step(server: SandboxServer, i: int, kind: str, rg: str, role: str, level: s
                         issuer="https://issuer.example", subject=f"s{i}", audiences=["api://AzureADTokenExchange"])))
     if kind == "fic-delete":
         return (Change(f"{base}/federatedCredential/old", ResourceType.FEDERATED_CREDENTIAL, Action.DELETE,
-                       before={"name": "old"}),
+                       before=FederatedCredentialValue(ident, "old", "https://issuer.example", f"s-{rg}",
+                                                       ("api://AzureADTokenExchange",))),
                 lambda g: g.msi(SUB).federated_identity_credentials.delete(rg, ident, "old"))
     scope = scope_of(level)
-    fields = {"scope": scope, "roleDefinitionId": ROLES[role], "principalId": OTHER,
-              "principalType": "ServicePrincipal"}
+    fields = RoleAssignmentValue(scope, ROLES[role], role, {"objectId": OTHER}, principal_id=OTHER,
+                                 principal_type="ServicePrincipal")
     address = f"roleAssignment[{scope}|{ROLES[role]}|{OTHER}|{i}]"
     params = RoleAssignmentCreateParameters(
         role_definition_id=f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/{ROLES[role]}",
@@ -180,7 +183,7 @@ def _step(server: SandboxServer, i: int, kind: str, rg: str, role: str, level: s
     # ra-delete: an existing grant, made by the admin
     name = str(uuid.uuid4())
     live = gateway_for(server).auth(SUB).role_assignments.create(scope, name, params)
-    return (Change(address, ResourceType.ROLE_ASSIGNMENT, Action.DELETE, before={**fields, "id": live.id}),
+    return (Change(address, ResourceType.ROLE_ASSIGNMENT, Action.DELETE, before=replace(fields, id=live.id)),
             lambda g: g.auth(SUB).role_assignments.delete(scope, name))
 
 

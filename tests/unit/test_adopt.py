@@ -11,6 +11,7 @@ import pytest
 from reconciler.errors import ManifestError, PlanError
 from reconciler.manifest.loader import load_manifests
 from reconciler.model import assignment_name, split_owner_marker, with_owner_marker
+from reconciler.payloads import IdentityValue
 from reconciler.plan import Action, DriftClass, Plan, ResourceType
 from reconciler.planner import make_plan
 from reconciler.roles import RoleCatalog
@@ -20,7 +21,7 @@ from tests.unit.test_planner import DATA_SCOPE, READER, grant, ident, live, live
 def _grant_change(plan: Plan) -> tuple[Action, dict[str, object], str]:
     change = next(c for c in plan.changes if c.type is ResourceType.ROLE_ASSIGNMENT)
     assert change.after is not None or change.before is not None
-    return change.action, dict(change.after or change.before or {}), change.reason
+    return change.action, change.fields(), change.reason
 
 
 def test_owner_marker_keeps_the_users_description() -> None:
@@ -63,9 +64,9 @@ def test_identity_is_transferred_from_an_owner_named_in_take_over_from() -> None
     plan = make_plan(state(ident(take_over_from=frozenset({"old"}))), live(live_ident(owner="old")))
     change = plan.changes[0]
     assert change.action is Action.ADOPT and change.reason.startswith("transfer from old")
-    assert change.after is not None and change.after["tags"] == {
+    assert isinstance(change.after, IdentityValue) and change.after.tags == {
         "team": "payments", "managed-by": "reconciler", "reconciler-owner": "payments"}
-    assert change.after["principalId"] == live_ident().principal_id  # the same identity, not a new one
+    assert change.after.principal_id == live_ident().principal_id  # the same identity, not a new one
 
 
 def test_grant_is_transferred_only_from_a_named_owner() -> None:

@@ -33,6 +33,7 @@ from reconciler.model import (
     LiveState,
     PrincipalRef,
 )
+from reconciler.payloads import RoleAssignmentValue
 from reconciler.plan import Change, Plan
 from reconciler.planner import make_plan
 from reconciler.roles import Role
@@ -192,7 +193,7 @@ def ra_address(plan: Plan, identity: str = "a") -> str:
     """The address of the grant to identity `identity` of `desired(...)`."""
     key = addresses.identity(IdentityKey.of(SUB, "rg", identity))
     return next(c.address for c in plan.changes
-                if c.type.value == "roleAssignment" and c.after and c.after["principal"].get("identity") == key)
+                if isinstance(c.after, RoleAssignmentValue) and c.after.principal.get("identity") == key)
 
 
 def test_principal_created_in_this_run_is_retried_until_visible() -> None:

@@ -4,7 +4,7 @@ To accept new output after an intended change, run
 
     UPDATE_GOLDEN=1 pytest tests/unit/test_golden.py
 
-which rewrites every `expected.txt` / `expected.md`; then read the diff as a reviewer would
+which rewrites every `expected.txt` / `expected.md` / `expected.json`; then read the diff as a reviewer would
 before committing it (the files are the spec of what reviewers see).
 
 Each case is a folder in tests/golden/ with:
@@ -15,6 +15,8 @@ Each case is a folder in tests/golden/ with:
     options.json   optional: PlanOptions, the plan flags ({"prune_unmanaged": true, ...})
     expected.txt   render_text(plan) without colour
     expected.md    render_markdown(plan, full_plan_hint=HINT)
+    expected.json  plan.dumps(): the JSON plan, byte for byte (key order included), as saved
+                   plans and `plan --format json` carry it
 
 Identities are referenced as "subscription/resourceGroup/name". Ids that ARM would assign
 (identity, credential and assignment ids) are derived from names, so the files hold only what
@@ -47,7 +49,7 @@ from reconciler.model import (
     PrincipalRef,
     identity_id,
 )
-from reconciler.plan import Plan
+from reconciler.plan import Action, Plan, ReasonCode
 from reconciler.planner import PlanOptions, make_plan
 from reconciler.render.markdown import render_markdown
 from reconciler.render.text import render_text
@@ -166,7 +168,7 @@ def test_every_case_folder_is_complete() -> None:
     # A case without expected files would otherwise be skipped silently, not compared.
     assert len(CASES) >= 9
     for case in CASES:
-        for name in ("live.json", "expected.txt", "expected.md"):
+        for name in ("live.json", "expected.txt", "expected.md", "expected.json"):
             assert (GOLDEN / case / name).is_file(), f"{case}/{name} is missing"
 
 
@@ -174,10 +176,24 @@ def test_every_case_folder_is_complete() -> None:
 @pytest.mark.parametrize(("filename", "render"), [
     ("expected.txt", lambda plan: render_text(plan)),
     ("expected.md", lambda plan: render_markdown(plan, full_plan_hint=HINT)),
-], ids=["text", "markdown"])
+    ("expected.json", lambda plan: plan.dumps()),
+], ids=["text", "markdown", "json"])
 def test_golden(case: str, filename: str, render: Callable[[Plan], str]) -> None:
     actual = render(plan_for(case))
     expected_file = GOLDEN / case / filename
     if os.environ.get("UPDATE_GOLDEN") == "1":
         expected_file.write_text(actual, "utf-8")
     assert actual == expected_file.read_text("utf-8"), f"{case}/{filename} differs; see the module docstring"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_every_change_says_why_in_a_reason_code(case: str) -> None:
+    plan = plan_for(case)
+    assert plan.changes
+    for change in plan.changes:
+        assert change.reason_code is not None, f"{case}: {change.address} has no reason code"
+        # The code and the action tell one story: in sync is a no-op, creation means absent.
+        assert (change.reason_code is ReasonCode.IN_SYNC) == (change.action is Action.NOOP and change.drift is None)
+        if change.reason_code is ReasonCode.NOT_IN_AZURE:
+            assert change.action is Action.CREATE and change.before is None
+    assert Plan.from_json(json.loads(plan.dumps())) == plan  # what is written reads back as it was

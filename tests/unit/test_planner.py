@@ -25,6 +25,7 @@ from reconciler.model import (
     identity_id,
     ownership_tags,
 )
+from reconciler.payloads import IdentityValue, RoleAssignmentValue
 from reconciler.plan import Action, DriftClass, Plan, ResourceType
 from reconciler.planner import PlanOptions, make_plan
 
@@ -97,7 +98,7 @@ def test_everything_new_is_created_with_unknown_principal() -> None:
     plan = make_plan(state(a, fics=(fic,), ras=(grant(a),)), live())
     assert plan.summary() == {"create": 3, "update": 0, "replace": 0, "delete": 0, "no-op": 0}
     ra = next(c for c in plan.changes if c.type is ResourceType.ROLE_ASSIGNMENT)
-    assert ra.after is not None and ra.after["principalId"] is None
+    assert isinstance(ra.after, RoleAssignmentValue) and ra.after.principal_id is None
     assert set(ra.unknown) == {"principalId", "name"}
     assert addresses.identity(a.key) in ra.requires
     fic_change = next(c for c in plan.changes if c.type is ResourceType.FEDERATED_CREDENTIAL)
@@ -147,8 +148,8 @@ def test_assignment_under_a_random_name_is_adopted_not_recreated() -> None:
     ra = next(c for c in plan.changes if c.type is ResourceType.ROLE_ASSIGNMENT)
     # adopted under its live name: only the ownership marker is written into its description
     assert ra.action is Action.ADOPT and "adopt existing grant" in ra.reason
-    assert ra.after is not None and ra.after["name"] == by_hand.name
-    assert ra.after["description"] == "[reconciler:owner=payments]"
+    assert isinstance(ra.after, RoleAssignmentValue) and ra.after.name == by_hand.name
+    assert ra.after.description == "[reconciler:owner=payments]"
 
 
 def test_description_change_updates_in_place_under_the_live_name() -> None:
@@ -158,8 +159,8 @@ def test_description_change_updates_in_place_under_the_live_name() -> None:
     have = live_grant(li.principal_id, "some-name", description="old [reconciler:owner=payments]")
     plan = make_plan(state(a, ras=(grant(a, description="new"),)), live(li, ras=(have,)))
     ra = next(c for c in plan.changes if c.type is ResourceType.ROLE_ASSIGNMENT)
-    assert ra.action is Action.UPDATE and ra.after is not None and ra.after["name"] == "some-name"
-    assert ra.after["description"] == "new [reconciler:owner=payments]"
+    assert ra.action is Action.UPDATE and isinstance(ra.after, RoleAssignmentValue) and ra.after.name == "some-name"
+    assert ra.after.description == "new [reconciler:owner=payments]"
     # whitespace and None-vs-empty are not differences
     ours = assignment_name("payments", DATA_SCOPE, READER, li.principal_id)
     plan = make_plan(state(a, ras=(grant(a, description="  "),)), live(li, ras=(live_grant(li.principal_id, ours),)))
@@ -210,7 +211,7 @@ def test_unowned_existing_identity_is_adopted_by_tagging() -> None:
     plan = make_plan(state(ident()), live(live_ident(owner=None)))
     change = plan.changes[0]
     assert change.action is Action.ADOPT and "adopt" in change.reason
-    assert change.after is not None and change.after["tags"]["reconciler-owner"] == "payments"
+    assert isinstance(change.after, IdentityValue) and change.after.tags["reconciler-owner"] == "payments"
 
 
 def test_missing_resource_group_is_a_plan_error() -> None:
@@ -327,8 +328,8 @@ def test_editing_the_role_of_a_grant_is_one_replace() -> None:
     plan = make_plan(state(a, ras=(grant(a, role=contributor, role_name="Contributor"),)), live(li, ras=(old,)))
     ras = [c for c in plan.changes if c.type is ResourceType.ROLE_ASSIGNMENT]
     assert [c.action for c in ras] == [Action.REPLACE]
-    assert ras[0].before is not None and ras[0].before["id"] == old.id
-    assert ras[0].after is not None and ras[0].after["roleDefinitionId"] == contributor
+    assert isinstance(ras[0].before, RoleAssignmentValue) and ras[0].before.id == old.id
+    assert isinstance(ras[0].after, RoleAssignmentValue) and ras[0].after.role_definition_id == contributor
     assert "role changed" in ras[0].reason
     # a grant that shares only one part of the key is not a replace of it
     other_scope = f"/subscriptions/{SUB}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from reconciler.model import LiveRoleAssignment
+from reconciler.payloads import FederatedCredentialValue, IdentityValue, RoleAssignmentValue
 from reconciler.plan import Action, Change, Plan, ResourceType
 from reconciler.preflight import actions
 from reconciler.preflight.evaluate import (
@@ -33,18 +34,18 @@ def ra(scope: str, role: str, principal: str = ME, condition: str | None = None,
 
 def identity(name: str = "id1", rg: str = "rg-a") -> Change:
     return Change(f"identity/{SUB}/{rg}/{name}", ResourceType.IDENTITY, Action.CREATE,
-                  after={"subscription": SUB, "resourceGroup": rg, "name": name})
+                  after=IdentityValue(SUB, rg, name, "westeurope", {}))
 
 
 def fic(name: str, ident: str = "id1") -> Change:
     return Change(f"identity/{SUB}/rg-a/{ident}/federatedCredential/{name}", ResourceType.FEDERATED_CREDENTIAL,
-                  Action.CREATE, after={"name": name})
+                  Action.CREATE, after=FederatedCredentialValue(ident, name, "https://issuer", "s", ("x",)))
 
 
 def grant(role: str = READER, scope: str = RG, n: int = 0) -> Change:
     return Change(f"roleAssignment[{scope}|{role}|x{n}]", ResourceType.ROLE_ASSIGNMENT, Action.CREATE, owner="o",
-                  after={"scope": scope, "roleDefinitionId": role, "principalId": None,
-                         "principalType": "ServicePrincipal"}, unknown=("principalId", "name"))
+                  after=RoleAssignmentValue(scope, role, "r", {"identity": "i"}, principal_id=None,
+                                            principal_type="ServicePrincipal"), unknown=("principalId", "name"))
 
 
 def facts(*assignments: LiveRoleAssignment, **kw: object) -> Facts:

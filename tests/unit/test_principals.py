@@ -19,6 +19,7 @@ from reconciler.model import (
     Modified,
     PrincipalRef,
 )
+from reconciler.payloads import RoleAssignmentValue
 from reconciler.planner import make_plan
 from reconciler.principals import (
     PINS_KEY,
@@ -194,7 +195,7 @@ def test_plans_show_names_beside_ids_pin_them_and_compare_ids_only() -> None:
     result = resolve(state, live, directory())
     plan = annotate(make_plan(result.desired, live), result)
     (change,) = plan.changes
-    assert change.after is not None and change.after["principal"] == {
+    assert isinstance(change.after, RoleAssignmentValue) and change.after.principal == {
         "objectId": ADMINS, "type": "Group", "displayName": "sg-admins"}
     assert title(change) == f"role assignment 'Reader' to Group 'sg-admins' ({ADMINS}) at {SCOPE}"
     assert change.modified is not None and change.modified["byName"] == f"User 'Alice' <alice@contoso.com> ({ALICE})"

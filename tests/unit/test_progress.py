@@ -8,6 +8,7 @@ from rich.console import Console
 
 from reconciler.applier import DONE, FAILED, SKIPPED, StepResult
 from reconciler.model import DesiredIdentity, DesiredState, LiveState
+from reconciler.payloads import FederatedCredentialValue, IdentityValue
 from reconciler.plan import Action, Change, Plan, ResourceType
 from reconciler.planner import make_plan
 from reconciler.progress import BarReporter, LineReporter
@@ -49,9 +50,9 @@ def test_lines_name_resources_by_title() -> None:
 def located_plan() -> Plan:
     return Plan(changes=(
         Change(IDENTITY, ResourceType.IDENTITY, Action.CREATE, source="m/a.yaml:4:7",
-               after={"resourceGroup": "rg-a", "name": "app"}),
+               after=IdentityValue("sub", "rg-a", "app", "westeurope", {})),
         Change(FIC, ResourceType.FEDERATED_CREDENTIAL, Action.CREATE, requires=(IDENTITY,), source="m/a.yaml:6:11",
-               after={"identity": "app", "name": "gh"}),
+               after=FederatedCredentialValue("app", "gh", "https://issuer", "s", ("x",))),
     ))
 
 

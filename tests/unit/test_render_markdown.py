@@ -24,6 +24,7 @@ from reconciler.model import (
     identity_id,
     ownership_tags,
 )
+from reconciler.payloads import Payload, from_fields
 from reconciler.plan import Action, Change, DriftClass, Plan, ResourceType
 from reconciler.planner import make_plan
 from reconciler.render.markdown import (
@@ -51,23 +52,23 @@ def key(name: str) -> IdentityKey:
     return IdentityKey.of(SUB, RG, name)
 
 
-def ident_fields(name: str, **kw: object) -> dict[str, object]:
+def ident_fields(name: str, **kw: object) -> Payload:
     fields: dict[str, object] = {
         "id": identity_id(SUB, RG, name), "subscription": SUB, "resourceGroup": RG, "name": name,
         "location": "westeurope", "tags": {"team": "payments"}, "principalId": "p-" + name, "clientId": "c",
     }
     fields.update(kw)
-    return fields
+    return from_fields("identity", fields)
 
 
-def ra_fields(principal: dict[str, str], scope: str = DATA, role: str = "Reader", **kw: object) -> dict[str, object]:
+def ra_fields(principal: dict[str, str], scope: str = DATA, role: str = "Reader", **kw: object) -> Payload:
     fields: dict[str, object] = {
         "id": None, "name": "n1", "scope": scope, "roleDefinitionId": READER, "roleName": role,
         "principalId": "0000", "principal": principal, "principalType": "ServicePrincipal",
         "description": None, "condition": None, "conditionVersion": None,
     }
     fields.update(kw)
-    return fields
+    return from_fields("roleAssignment", fields)
 
 
 def every_kind_plan() -> Plan:
@@ -87,7 +88,8 @@ def every_kind_plan() -> Plan:
                unknown=("principalId",), drift=DriftClass.CHANGED),
         Change(addresses.federated_credential(c, "gh"), ResourceType.FEDERATED_CREDENTIAL, Action.CREATE,
                "re-created with its identity", consequence_of=replaced, drift=DriftClass.MISSING,
-               after={"identity": "app-c", "name": "gh", "issuer": "https://i", "subject": "s", "audiences": ["x"]}),
+               after=from_fields("federatedCredential", {"identity": "app-c", "name": "gh", "issuer": "https://i",
+                                                         "subject": "s", "audiences": ["x"]})),
         Change("ra-unmanaged", ResourceType.ROLE_ASSIGNMENT, Action.DELETE, "not in manifests; owned by payments",
                before=ra_fields({"objectId": GROUP}, principalType="Group"), drift=DriftClass.UNMANAGED),
         Change("ra-orphaned", ResourceType.ROLE_ASSIGNMENT, Action.DELETE, "its principal no longer exists",
@@ -334,7 +336,8 @@ def evil_plan() -> Plan:
                after=ident_fields("id-" + EVIL, tags={"k": EVIL, EVIL: "v"}), drift=DriftClass.CHANGED,
                source=f"manifests/{EVIL}.yaml:1:1", modified={"by": EVIL, "at": EVIL}),
         Change(addresses.federated_credential(evil_key, "f"), ResourceType.FEDERATED_CREDENTIAL, Action.DELETE,
-               EVIL, before={"identity": EVIL, "name": EVIL, "issuer": EVIL, "subject": EVIL, "audiences": [EVIL]},
+               EVIL, before=from_fields("federatedCredential", {"identity": EVIL, "name": EVIL, "issuer": EVIL,
+                                                              "subject": EVIL, "audiences": [EVIL]}),
                drift=DriftClass.UNMANAGED),
         Change("ra", ResourceType.ROLE_ASSIGNMENT, Action.CREATE, EVIL,
                after=ra_fields({"identity": identity_address}, scope=f"{DATA}/{EVIL}", role=EVIL, description=EVIL)),
@@ -437,7 +440,7 @@ def test_degrades_in_steps_and_says_so() -> None:
 
     for change in plan.actionable:  # a credential's line keeps who may use the identity
         if change.type is ResourceType.FEDERATED_CREDENTIAL:
-            assert f"· issuer `https://issuer` · subject `{(change.after or {})['subject']}`" in one_line
+            assert f"· issuer `https://issuer` · subject `{change.fields()['subject']}`" in one_line
 
     counts = render_markdown(plan, max_chars=len(one_line), full_plan_hint=HINT)
     assert "<details" not in counts and "only security-relevant changes are listed" in counts
@@ -449,7 +452,7 @@ def test_degrades_in_steps_and_says_so() -> None:
         for change in changes:
             if change.type is ResourceType.FEDERATED_CREDENTIAL:
                 assert f"  - `+` credential `gh` · issuer `https://issuer` · subject " \
-                       f"`{(change.after or {})['subject']}`" in group
+                       f"`{change.fields()['subject']}`" in group
             else:
                 assert f"  - `+` `Reader` at `{DATA}`" in group
     assert counts.count("  - `+` ") == sum(1 for c in plan.actionable if c.type is not ResourceType.IDENTITY

@@ -11,7 +11,8 @@ import pytest
 
 from reconciler.errors import ReconcilerError, SourceLocation, StalePlanError
 from reconciler.model import DesiredIdentity, DesiredState
-from reconciler.plan import Action, Change, Plan, ResourceType
+from reconciler.payloads import from_fields
+from reconciler.plan import Action, Change, Plan, ReasonCode, ResourceType
 from reconciler.savedplan import (
     check_fresh,
     desired_fingerprint,
@@ -49,7 +50,7 @@ def change(name: str, action: Action = Action.CREATE, **after: object) -> Change
     fields = {"subscription": SUB, "resourceGroup": "rg-x", "name": name, "location": "westeurope",
               "tags": {"team": "a"}, **after}
     return Change(f"identity/{SUB}/rg-x/{name}", ResourceType.IDENTITY, action, owner="team",
-                  after=fields, source=f"m/a.yaml:{len(name)}:5")
+                  after=from_fields("identity", fields), source=f"m/a.yaml:{len(name)}:5")
 
 
 def test_check_fresh_names_the_file_entry_and_field_of_a_desired_change() -> None:
@@ -69,6 +70,30 @@ def test_check_fresh_refuses_any_field_the_applier_reads() -> None:
         saved = with_fingerprints(Plan((tampered,)), desired, {})
         with pytest.raises(StalePlanError, match="differs from a fresh plan"):
             check_fresh(saved, desired, fresh)
+
+
+def test_reason_codes_round_trip_are_compared_and_a_1_2_plan_still_loads(tmp_path: Path) -> None:
+    desired = state(ident("api", 3))
+    coded = replace(change("api"), reason="declared, not in Azure", reason_code=ReasonCode.NOT_IN_AZURE)
+    path = tmp_path / "p.json"
+    path.write_text(dumps_saved(with_fingerprints(Plan((coded,)), desired, {}), None))
+    data = json.loads(path.read_text())
+    assert data["format_version"] == "1.3"
+    assert list(data["changes"][0])[3:5] == ["reason", "reason_code"]  # beside the prose
+    saved = read_plan(path)
+    assert saved.changes[0].reason_code is ReasonCode.NOT_IN_AZURE
+    check_fresh(saved, desired, Plan((coded,)))
+    with pytest.raises(StalePlanError, match="differs from a fresh plan in reason_code"):
+        check_fresh(saved, desired, Plan((replace(coded, reason_code=ReasonCode.OWNER_TRANSFER),)))
+    # A plan written by a reader of format 1.2: no codes; it loads, and is not stale for lacking them.
+    del data["changes"][0]["reason_code"]
+    path.write_text(json.dumps({**data, "format_version": "1.2"}))
+    old = read_plan(path)
+    assert old.changes[0].reason_code is None
+    check_fresh(old, desired, Plan((coded,)))
+    path.write_text(json.dumps({**data, "changes": [{**data["changes"][0], "reason_code": "because"}]}))
+    with pytest.raises(ReconcilerError, match="invalid plan file at changes/0/reason_code"):
+        read_plan(path)
 
 
 def test_signature_covers_the_whole_plan_and_the_key(tmp_path: Path) -> None:
@@ -125,3 +150,21 @@ def test_saved_target_is_the_recorded_one_unless_another_is_named(tmp_path: Path
     assert (got.arm_endpoint, got.ca_cert) == ("https://h:1/", "mine.pem")  # trust may differ per machine
     with pytest.raises(ReconcilerError, match="older format"):
         saved_target(Plan((), inputs={"target": "AzureCloud"}), nothing, frozenset())
+
+
+def test_the_schema_describes_every_reason_code_and_no_other() -> None:
+    schema = json.loads((Path(__file__).resolve().parents[2] / "schemas" / "plan.schema.json").read_text())
+    options = schema["$defs"]["change"]["properties"]["reason_code"]["anyOf"]
+    described = {o["const"]: o["description"] for o in options if "const" in o}
+    assert set(described) == {c.value for c in ReasonCode}
+    assert all(len(text) > 20 for text in described.values())
+
+
+def test_a_change_whose_fields_lack_what_its_type_has_is_refused_with_a_message(tmp_path: Path) -> None:
+    path = tmp_path / "p.json"
+    path.write_text(dumps_saved(Plan((change("api"),)), None))
+    data = json.loads(path.read_text())
+    del data["changes"][0]["after"]["location"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(ReconcilerError, match="invalid plan file: the identity fields lack 'location'"):
+        read_plan(path)
