@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from reconciler.errors import ArmError, ReconcilerError
-from reconciler.gateway import ArmGateway
+from reconciler.gateway import ArmWriter
 from reconciler.model import assignment_name
 from reconciler.plan import Action, Change, Plan, ResourceType
 
@@ -115,7 +115,7 @@ def _fic_identity_parts(change: Change) -> tuple[str, str, str]:
 
 
 class _Run:
-    def __init__(self, plan: Plan, gateway: ArmGateway, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(self, plan: Plan, gateway: ArmWriter, sleep: Callable[[float], None] = time.sleep) -> None:
         self.sleep = sleep
         # Seconds between retries of an assignment whose new principal ARM cannot see yet
         # (about two minutes in all, longer than Entra ID's usual replication delay).
@@ -308,7 +308,7 @@ class _ReadyQueue:
 
 
 def apply_plan(
-    plan: Plan, gateway: ArmGateway, *, parallelism: int = 8, reporter: Reporter | None = None,
+    plan: Plan, gateway: ArmWriter, *, parallelism: int = 8, reporter: Reporter | None = None,
     stop: StopRequest | None = None,
     abort: Callable[[], str | None] | None = None,
 ) -> ApplyReport:

@@ -285,7 +285,7 @@ def _plan_and_live(
     desired: DesiredState, gateway: ArmGateway, catalog: RoleCatalog, directory: Directory | Unavailable,
     options: PlanOptions | None = None,
 ) -> tuple[Plan, LiveState]:
-    live = gateway.read_live(desired.subscriptions, desired.owners, [i.key for i in desired.identities])
+    live = gateway.read_live(desired.read_scope())
     # Names to object ids, declared ids checked, before the pure planner (reconciler/principals.py).
     resolution = resolve(desired, live, directory)
     return annotate(make_plan(resolution.desired, live, catalog.name_of, options), resolution), live
@@ -855,7 +855,7 @@ def output(
 
     target = TargetOptions(_sandbox_db(sandbox, sandbox_db), arm_endpoint, ca_cert, cloud, tenant)
     with _session(paths, target, subscription) as (desired, gateway, _catalog, _directory):
-        live = gateway.read_live(desired.subscriptions, desired.owners, [i.key for i in desired.identities])
+        live = gateway.read_live(desired.read_scope())
     found, missing = outputs.identity_outputs(desired, live)
     if missing:
         names = ", ".join(f"{i.resource_group}/{i.name} ({i.source})" if i.source else f"{i.resource_group}/{i.name}"

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from reconciler.azure.client import ArmTarget, StaticTokenCredential
 from reconciler.azure.gateway import AzureGateway
-from reconciler.model import LiveState
+from reconciler.model import LiveState, ReadScope
 from reconciler.plan import Action, Change, Plan, ResourceType
 from reconciler.preflight.evaluate import Facts, preflight
 from reconciler.preflight_reads import builtin_definitions
@@ -214,7 +214,7 @@ def test_prediction_equals_the_sandbox_answer(
     _setup(server, drawn_grants, custom)
     made = [_step(server, i, *s) for i, s in enumerate(drawn_steps)]
     admin = gateway_for(server)
-    live: LiveState = admin.read_live([SUB], [], [])
+    live: LiveState = admin.read_live(ReadScope(frozenset({SUB})))
     roles = {**builtin_definitions(), **admin.custom_role_definitions([SUB])}
     facts = Facts(principal=P, assignments=live.role_assignments, roles=roles, groups=frozenset({GROUP}),
                   subscriptions=frozenset({SUB}), check_reads=False)

@@ -133,8 +133,7 @@ def test_apply_stops_handing_out_steps_when_arm_goes_away_and_the_next_run_resum
         budget=None, sleeper=lambda _: None, reachability=Reachability(FailFast(attempts=3, seconds=0.0)),
     )
     gateway = AzureGateway(target)
-    plan = make_plan(desired, gateway.read_live(desired.subscriptions, desired.owners,
-                                                [i.key for i in desired.identities]))
+    plan = make_plan(desired, gateway.read_live(desired.read_scope()))
     total = len(plan.actionable)
     assert total == 3 * IDENTITIES
     hook = KillAfter(relay, KILL_AFTER)
@@ -154,13 +153,11 @@ def test_apply_stops_handing_out_steps_when_arm_goes_away_and_the_next_run_resum
 
     # The next run, with ARM back, resumes: it does only what is left, then nothing is left.
     fresh = gateway_for(server)
-    again = make_plan(desired, fresh.read_live(desired.subscriptions, desired.owners,
-                                               [i.key for i in desired.identities]))
+    again = make_plan(desired, fresh.read_live(desired.read_scope()))
     assert 0 < len(again.actionable) <= total - counts["done"]
     resumed = apply_plan(again, fresh, parallelism=PARALLELISM, abort=fresh.unreachable)
     assert resumed.ok and resumed.stopped is None
-    final = make_plan(desired, fresh.read_live(desired.subscriptions, desired.owners,
-                                               [i.key for i in desired.identities]))
+    final = make_plan(desired, fresh.read_live(desired.read_scope()))
     assert not final.has_changes
     assert all(r.status == DONE for r in resumed.results)
 

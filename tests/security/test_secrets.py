@@ -18,6 +18,7 @@ from reconciler.azure.client import ArmTarget, StaticTokenCredential, checked_to
 from reconciler.azure.gateway import AzureGateway
 from reconciler.cli import _write_report, main
 from reconciler.errors import LiveReadError
+from reconciler.model import ReadScope
 from reconciler.plan import Action
 from reconciler.sandbox import SandboxServer
 from reconciler.textsafe import REDACTED, scrub
@@ -92,7 +93,7 @@ def test_an_unsendable_header_is_not_called_unreachable_and_the_token_is_scrubbe
     token = server.admin_token()
     target = ArmTarget(StaticTokenCredential(token + "\n"), server.url, server.ca_cert_path, sleeper=lambda _: None)
     with pytest.raises(LiveReadError) as caught:
-        AzureGateway(target).read_live([SUB], [], [])
+        AzureGateway(target).read_live(ReadScope(frozenset({SUB})))
     text = str(caught.value)
     assert "InvalidRequestHeader" in text and "could not be reached" not in text
     assert token[:20] not in text

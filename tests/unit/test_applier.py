@@ -4,7 +4,6 @@ retries of principals created in this run. The SDK path is covered end to end.""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
 
 from reconciler import addresses
 from reconciler.applier import DONE, FAILED, SKIPPED, apply_plan
@@ -21,13 +20,14 @@ from reconciler.model import (
     PrincipalRef,
 )
 from reconciler.planner import make_plan
-from reconciler.roles import Role
 
 SUB = "11111111-1111-1111-1111-111111111111"
 READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
 
 
 class FakeGateway:
+    """An ArmWriter (reconciler/gateway.py): all the applier may call."""
+
     def __init__(self, fail_identity: str | None = None, principal_not_found: int = 0) -> None:
         self.log: list[str] = []
         self.fail_identity = fail_identity
@@ -35,13 +35,6 @@ class FakeGateway:
         self.lock = threading.Lock()
         self.fic_writers: dict[str, int] = {}
         self.max_concurrent_fic_writes = 0
-
-    def read_live(self, subscriptions: Iterable[str], owners: Iterable[str],
-                  declared: Iterable[IdentityKey]) -> LiveState:
-        return LiveState(subscriptions=frozenset(subscriptions))
-
-    def lookup_role(self, subscription: str, name_or_guid: str) -> Role | None:
-        return None
 
     def create_identity(self, subscription: str, resource_group: str, name: str, location: str,
                         tags: dict[str, str]) -> LiveIdentity:
@@ -88,18 +81,6 @@ class FakeGateway:
 
     def delete_role_assignment(self, assignment_id: str) -> None:
         self.log.append(f"delete ra {assignment_id}")
-
-    def call_counts(self) -> dict[str, int]:
-        return {}
-
-    def throttle_wait_seconds(self) -> float:
-        return 0.0
-
-    def stats_summary(self) -> str:
-        return ""
-
-    def unreachable(self) -> str | None:
-        return None
 
 
 def desired(*names: str, fics: int = 0) -> DesiredState:

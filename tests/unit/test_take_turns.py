@@ -7,13 +7,13 @@ import threading
 
 import pytest
 
-from reconciler.azure.gateway import _TakeTurns
+from reconciler.azure.read_schedule import TakeTurns
 
 
 def test_subscriptions_take_turns_and_tasks_may_add_tasks() -> None:
     order: list[str] = []
     lock = threading.Lock()
-    work = _TakeTurns(["a", "b"])
+    work = TakeTurns(["a", "b"])
 
     def record(name: str) -> None:
         with lock:
@@ -33,7 +33,7 @@ def test_subscriptions_take_turns_and_tasks_may_add_tasks() -> None:
 
 def test_first_error_is_raised_and_stops_new_work() -> None:
     ran: list[int] = []
-    work = _TakeTurns(["a"])
+    work = TakeTurns(["a"])
 
     def boom() -> None:
         raise ValueError("boom")
