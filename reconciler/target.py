@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from typing import Any
 from azure.core.credentials import AccessToken, TokenCredential
 
 from reconciler.azure.budget import BudgetConfig, RateBudget
-from reconciler.azure.client import ArmTarget, StaticTokenCredential, checked_token
+from reconciler.azure.client import ArmTarget, StaticTokenCredential, checked_token, close_credential
 from reconciler.azure.gateway import AzureGateway
 from reconciler.azure.graph import GRAPH_ENDPOINTS, GraphTarget, graph_scope
 from reconciler.errors import ReconcilerError
@@ -83,6 +83,9 @@ class TenantCredential:
     def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
         kwargs.setdefault("tenant_id", self._tenant)
         return self._inner.get_token(*scopes, **kwargs)
+
+    def close(self) -> None:
+        close_credential(self._inner)
 
 
 def default_credential(cloud: Cloud, tenant: str | None) -> TokenCredential:
@@ -160,7 +163,8 @@ def open_target(
             graph_token = server.token_for(server.admin_object_id, audience=GRAPH_AUDIENCE)
             graph_options = TargetOptions(cloud=options.cloud, graph_endpoint=options.graph_endpoint or server.url)
             sandbox_graph = _graph_target(StaticTokenCredential(graph_token), graph_options, server.ca_cert_path)
-            yield AzureGateway(target, graph=sandbox_graph), sandbox_graph.directory()
+            with AzureGateway(target, graph=sandbox_graph) as gateway, sandbox_graph.directory() as directory:
+                yield gateway, directory
         finally:
             server.stop()
         return
@@ -174,6 +178,16 @@ def open_target(
         except ValueError as e:
             raise ReconcilerError(str(e)) from None
     credential = StaticTokenCredential(token) if token else default_credential(cloud, options.tenant)
+    with ExitStack() as stack:
+        # Closed last, after the clients that use it (DefaultAzureCredential holds sessions too).
+        stack.callback(close_credential, credential)
+        yield stack.enter_context(_opened(options, cloud, credential, token))
+
+
+@contextmanager
+def _opened(
+    options: TargetOptions, cloud: Cloud, credential: TokenCredential, token: str | None
+) -> Iterator[tuple[AzureGateway, Directory | Unavailable]]:
     # Microsoft Graph: names of principals (reconciler/principals.py) and preflight's one group
     # membership read, with the same credential. A static token has one audience (ARM): Graph
     # needs its own, and a custom --arm-endpoint (a sandbox) serves Graph at the same URL.
@@ -188,7 +202,7 @@ def open_target(
             why = f"{TOKEN_ENV} carries an ARM token only and {GRAPH_TOKEN_ENV} is not set"
     else:
         graph = _graph_target(credential, options, options.ca_cert)
-    directory: Directory | Unavailable = graph.directory() if graph is not None else Unavailable(
+    directory: Directory | Unavailable = Unavailable(
         why, f"set {GRAPH_TOKEN_ENV} to a Microsoft Graph token (`az account get-access-token --resource-type "
         "ms-graph`, or `reconciler sandbox token --resource https://graph.microsoft.com`)")
     endpoint = (options.arm_endpoint or cloud.arm_endpoint).rstrip("/")
@@ -199,5 +213,8 @@ def open_target(
     # The token audience follows the cloud; a custom endpoint (Azure Stack) keeps it too.
     scopes = (cloud.scope,) if options.cloud != "AzureCloud" else None
     budget = RateBudget(BudgetConfig(tenant_shares=options.shards))
-    yield (AzureGateway(ArmTarget(credential, endpoint, options.ca_cert, credential_scopes=scopes, budget=budget),
-                        graph=graph, graph_unavailable=why), directory)
+    with AzureGateway(ArmTarget(credential, endpoint, options.ca_cert, credential_scopes=scopes, budget=budget),
+                      graph=graph, graph_unavailable=why) as gateway, ExitStack() as stack:
+        if graph is not None:
+            directory = stack.enter_context(graph.directory())
+        yield gateway, directory

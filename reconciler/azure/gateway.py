@@ -24,7 +24,7 @@ from azure.mgmt.resource.resources import ResourceManagementClient
 from azure.mgmt.resource.subscriptions import SubscriptionClient
 
 from reconciler.azure.client import ArmTarget
-from reconciler.azure.graph import GraphError, GraphTarget
+from reconciler.azure.graph import GraphDirectory, GraphError, GraphTarget
 from reconciler.azure.read_schedule import read_state
 from reconciler.azure.retry import ArmUnreachableError, DeadlineExceededError, unbuildable_request
 from reconciler.errors import ArmError, ReconcilerError, RetryableArmError, TerminalArmError
@@ -156,6 +156,9 @@ def _blocks(permissions: Any) -> tuple[PermissionBlock, ...]:
 
 
 class AzureGateway:
+    """The SDK clients it builds (one HTTP session each) live as long as the gateway: use it
+    in a `with` block, or close() it. The target's credential belongs to whoever made it."""
+
     def __init__(self, target: ArmTarget, *, read_parallelism: int = 8, graph: GraphTarget | None = None,
                  graph_unavailable: str = "") -> None:
         self.target = target
@@ -168,6 +171,23 @@ class AzureGateway:
         self._auth: dict[str, AuthorizationManagementClient] = {}
         self._res: dict[str, ResourceManagementClient] = {}
         self._subscriptions: SubscriptionClient | None = None
+        self._directory: GraphDirectory | None = None
+
+    def close(self) -> None:
+        """Close every client built so far; a later call builds new ones."""
+        with self._lock:
+            clients: list[Any] = [*self._msi.values(), *self._auth.values(), *self._res.values()]
+            clients += [c for c in (self._subscriptions, self._directory) if c is not None]
+            self._msi, self._auth, self._res = {}, {}, {}
+            self._subscriptions = self._directory = None
+        for client in clients:
+            client.close()
+
+    def __enter__(self) -> AzureGateway:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- clients (one per subscription; the SDK binds a client to one) ---------------
 
@@ -317,8 +337,12 @@ class AzureGateway:
     def group_memberships(self, object_id: str, principal_type: str | None) -> frozenset[str]:
         if self.graph is None:
             raise ReconcilerError(self.graph_unavailable)
+        with self._lock:
+            if self._directory is None:
+                self._directory = self.graph.directory()
+            directory = self._directory
         try:
-            return self.graph.directory().group_ids(object_id, principal_type)
+            return directory.group_ids(object_id, principal_type)
         except GraphError as e:
             raise ReconcilerError(f"{e.code}: {e.hint}") from None
 

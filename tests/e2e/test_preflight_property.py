@@ -223,12 +223,12 @@ def test_prediction_equals_the_sandbox_answer(
     assert result.unknown == ()
     predicted = {f.address for f in result.failures}
     actual: set[str] = set()
-    as_p = _as(server, P)
-    for change, attempt in made:
-        try:
-            attempt(as_p)
-        except HttpResponseError as e:
-            if e.status_code == 403:
-                actual.add(change.address)
-            # other refusals (409, 404…) are not authorization: preflight does not predict them
+    with _as(server, P) as as_p:
+        for change, attempt in made:
+            try:
+                attempt(as_p)
+            except HttpResponseError as e:
+                if e.status_code == 403:
+                    actual.add(change.address)
+                # other refusals (409, 404…) are not authorization: preflight does not predict them
     assert predicted == actual, [f.to_json() for f in result.failures]

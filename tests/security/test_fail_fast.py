@@ -132,24 +132,24 @@ def test_apply_stops_handing_out_steps_when_arm_goes_away_and_the_next_run_resum
         StaticTokenCredential(server.admin_token()), f"https://127.0.0.1:{relay.port}", server.ca_cert_path,
         budget=None, sleeper=lambda _: None, reachability=Reachability(FailFast(attempts=3, seconds=0.0)),
     )
-    gateway = AzureGateway(target)
-    plan = make_plan(desired, gateway.read_live(desired.read_scope()))
-    total = len(plan.actionable)
-    assert total == 3 * IDENTITIES
-    hook = KillAfter(relay, KILL_AFTER)
-    report = apply_plan(plan, gateway, parallelism=PARALLELISM, reporter=hook, abort=gateway.unreachable)
+    with AzureGateway(target) as gateway:
+        plan = make_plan(desired, gateway.read_live(desired.read_scope()))
+        total = len(plan.actionable)
+        assert total == 3 * IDENTITIES
+        hook = KillAfter(relay, KILL_AFTER)
+        report = apply_plan(plan, gateway, parallelism=PARALLELISM, reporter=hook, abort=gateway.unreachable)
 
-    assert gateway.unreachable() is not None
-    assert report.stopped == gateway.unreachable()
-    assert not report.ok
-    counts = report.counts()
-    assert counts["done"] >= KILL_AFTER - PARALLELISM
-    # Only steps already handed out (at most one per worker, plus the ones handed out before
-    # the failures added up) ran after the endpoint went away; the rest never started.
-    assert hook.started_after_kill <= 2 * PARALLELISM
-    not_started = [r for r in report.results if r.status == SKIPPED and r.detail.startswith("not started: ARM")]
-    assert len(not_started) >= total - KILL_AFTER - 3 * PARALLELISM
-    assert "stopped" in report.to_json()
+        assert gateway.unreachable() is not None
+        assert report.stopped == gateway.unreachable()
+        assert not report.ok
+        counts = report.counts()
+        assert counts["done"] >= KILL_AFTER - PARALLELISM
+        # Only steps already handed out (at most one per worker, plus the ones handed out before
+        # the failures added up) ran after the endpoint went away; the rest never started.
+        assert hook.started_after_kill <= 2 * PARALLELISM
+        not_started = [r for r in report.results if r.status == SKIPPED and r.detail.startswith("not started: ARM")]
+        assert len(not_started) >= total - KILL_AFTER - 3 * PARALLELISM
+        assert "stopped" in report.to_json()
 
     # The next run, with ARM back, resumes: it does only what is left, then nothing is left.
     fresh = gateway_for(server)
