@@ -43,6 +43,7 @@ class Relay:
         self.port = self.listener.getsockname()[1]
         self.sockets: list[socket.socket] = []
         self.lock = threading.Lock()
+        self.closed = False
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -53,6 +54,10 @@ class Relay:
                 return
             upstream = socket.create_connection(("127.0.0.1", self.target))
             with self.lock:
+                if self.closed:  # accepted while close() ran: refuse it like the rest
+                    client.close()
+                    upstream.close()
+                    return
                 self.sockets += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
@@ -68,6 +73,7 @@ class Relay:
     def close(self) -> None:
         self.listener.close()
         with self.lock:
+            self.closed = True
             for s in self.sockets:
                 with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
