@@ -25,19 +25,20 @@ def _request(server: SandboxServer) -> bytes:
         return answer
 
 
-def _handlers_alive() -> bool:
-    return any("process_request_thread" in t.name for t in threading.enumerate())
+def _handlers() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if "process_request_thread" in t.name}
 
 
 def test_connections_are_closed_by_the_server_not_by_the_garbage_collector() -> None:
+    earlier = _handlers()  # other tests' servers may still serve keep-alive connections
     with SandboxServer() as server, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ResourceWarning)
         for _ in range(3):
             assert _request(server).startswith(b"HTTP/1.1 401")  # no token: refused, then closed
         deadline = time.monotonic() + 10
-        while _handlers_alive() and time.monotonic() < deadline:  # each handler ends after its reply
+        while _handlers() - earlier and time.monotonic() < deadline:  # each handler ends after its reply
             time.sleep(0.01)
-        assert not _handlers_alive()
+        assert not _handlers() - earlier
         gc.collect()
     leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
     assert leaks == []
