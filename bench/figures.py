@@ -67,7 +67,7 @@ def load(paths: Path, gateway: AzureGateway | None = None) -> tuple[DesiredState
 
 
 def plan_of(desired: DesiredState, gateway: AzureGateway, catalog: RoleCatalog) -> tuple[Plan, LiveState]:
-    live = gateway.read_live(desired.subscriptions, desired.owners, [i.key for i in desired.identities])
+    live = gateway.read_live(desired.read_scope())
     return make_plan(desired, live, catalog.name_of), live
 
 

@@ -42,7 +42,7 @@ def main(argv: list[str]) -> int:
     if len(argv) > 4 and argv[4]:  # a shard: `--subscription A --subscription B`, as a CI matrix job runs
         desired, _skipped = desired.restricted(frozenset(argv[4].lower().split(",")))
     loaded = time.perf_counter()
-    live = gateway.read_live(desired.subscriptions, desired.owners, [i.key for i in desired.identities])
+    live = gateway.read_live(desired.read_scope())
     read = time.perf_counter()
     plan = make_plan(desired, live, catalog.name_of)
     text = render_text(plan, color=False)

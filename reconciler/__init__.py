@@ -4,7 +4,7 @@ their federated identity credentials and role assignments.
 The library surface, for scripts and tests (the CLI is a thin layer over it):
 
     desired, warnings = load_manifests(["manifests/"], RoleCatalog())
-    live = gateway.read_live(desired.subscriptions, desired.owners, [i.key for i in desired.identities])
+    live = gateway.read_live(desired.read_scope())
     plan = make_plan(desired, live)
     report = apply_plan(plan, gateway)
 

@@ -32,7 +32,7 @@ from reconciler.apply_retry import (
 )
 from reconciler.apply_retry import RetryPolicy as RetryPolicy  # re-exported: apply_plan takes one
 from reconciler.errors import ArmError, PlanError, ReconcilerError
-from reconciler.gateway import ArmGateway
+from reconciler.gateway import ArmWriter
 from reconciler.model import assignment_name
 from reconciler.payloads import FederatedCredentialValue, IdentityValue, RoleAssignmentValue, expect
 from reconciler.plan import Action, Change, Plan, ResourceType
@@ -141,7 +141,7 @@ def _fic_identity_parts(change: Change, identities: dict[str, tuple[str, str, st
 
 
 class _Run:
-    def __init__(self, plan: Plan, gateway: ArmGateway, retry: RetryPolicy) -> None:
+    def __init__(self, plan: Plan, gateway: ArmWriter, retry: RetryPolicy) -> None:
         self.retry = retry
         self.gateway = gateway
         self.principals: dict[str, str] = {}  # identity address -> principal id
@@ -328,7 +328,7 @@ class _ReadyQueue:
 
 
 def apply_plan(
-    plan: Plan, gateway: ArmGateway, *, parallelism: int = 8, reporter: Reporter | None = None,
+    plan: Plan, gateway: ArmWriter, *, parallelism: int = 8, reporter: Reporter | None = None,
     stop: StopRequest | None = None,
     abort: Callable[[], str | None] | None = None,
     retry: RetryPolicy | None = None,

@@ -1,6 +1,12 @@
-"""The seam between the pure core and ARM: everything the planner's caller and the applier
-need from Azure, as one Protocol. `reconciler.azure.AzureGateway` implements it with the
-official SDKs; the core never imports the SDK.
+"""The seam between the pure core and ARM, as Protocols by what each caller needs:
+
+    LiveReader   read_live, lookup_role                 the planner's caller (plan, drift, outputs)
+    ArmWriter    identity, FIC and assignment writes    the applier
+    Telemetry    call counts, throttling, reachability  the CLI's summary and apply's fail-fast
+    ArmGateway   all three                              whoever opens a target
+
+`reconciler.azure.AzureGateway` implements them with the official SDKs; the core never imports
+the SDK.
 """
 
 from __future__ import annotations
@@ -8,21 +14,21 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol, runtime_checkable
 
-from reconciler.model import IdentityKey, LiveIdentity, LiveRoleAssignment, LiveState
+from reconciler.model import LiveIdentity, LiveRoleAssignment, LiveState, ReadScope
 from reconciler.preflight.evaluate import DenyAssignment, RoleDefinition
 from reconciler.roles import Role
 
 
-class ArmGateway(Protocol):
-    def read_live(
-        self, subscriptions: Iterable[str], owners: Iterable[str], declared: Iterable[IdentityKey]
-    ) -> LiveState:
-        """List resource groups, identities and role assignments of each subscription, and
-        the federated credentials of every identity that is declared or owned by `owners`."""
+class LiveReader(Protocol):
+    def read_live(self, scope: ReadScope) -> LiveState:
+        """List resource groups, identities and role assignments of each of the scope's
+        subscriptions, and the federated credentials of every identity the scope wants."""
 
     def lookup_role(self, subscription: str, name_or_guid: str) -> Role | None:
         """A role definition (custom ones included) by name or GUID, or None."""
 
+
+class ArmWriter(Protocol):
     def create_identity(
         self, subscription: str, resource_group: str, name: str, location: str, tags: dict[str, str]
     ) -> LiveIdentity: ...
@@ -53,6 +59,8 @@ class ArmGateway(Protocol):
     def delete_role_assignment(self, assignment_id: str) -> None:
         """Absent already counts as done."""
 
+
+class Telemetry(Protocol):
     def call_counts(self) -> dict[str, int]:
         """ARM requests made so far, by kind (e.g. `GET userAssignedIdentities (list)`)."""
 
@@ -64,6 +72,10 @@ class ArmGateway(Protocol):
 
     def unreachable(self) -> str | None:
         """Why ARM counts as gone for this run (connections failing for a while), else None."""
+
+
+class ArmGateway(LiveReader, ArmWriter, Telemetry, Protocol):
+    """Everything above: what opening a target gives."""
 
 
 @runtime_checkable

@@ -299,6 +299,24 @@ class DesiredState:
             if ra.principal.object_id is not None
         )
 
+    def read_scope(self) -> ReadScope:
+        """What of the live estate a plan of this state needs read."""
+        return ReadScope(self.subscriptions, self.owners, frozenset(i.key for i in self.identities))
+
+
+@dataclass(frozen=True)
+class ReadScope:
+    """What `read_live` reads: every resource group, identity and role assignment of
+    `subscriptions` (lower case), and the federated credentials of the identities that are
+    `declared` or tagged with one of `owners` (the only ones a plan may change)."""
+
+    subscriptions: frozenset[str]
+    owners: frozenset[str] = frozenset()
+    declared: frozenset[IdentityKey] = frozenset()
+
+    def wants_credentials(self, identity: LiveIdentity) -> bool:
+        return identity.key in self.declared or identity.owner in self.owners
+
 
 # ----------------------------------------------------------------------------- live
 

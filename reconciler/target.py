@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 # Only names from the SDK-free core at module level: the CLI imports this module for every
 # command, and `validate` must not pay for the Azure SDK (the adapter is imported when a
 # target is opened).
-from reconciler.azure.clouds import CLOUDS
+from reconciler.azure.clouds import CLOUDS, Cloud
 from reconciler.errors import ReconcilerError
 from reconciler.model import DesiredState
 from reconciler.principals import Directory, Unavailable
@@ -155,7 +155,8 @@ def open_sandbox(options: TargetOptions) -> Iterator[EmbeddedSandbox]:
         graph_token = server.token_for(server.admin_object_id, audience=GRAPH_AUDIENCE)
         graph_options = TargetOptions(cloud=options.cloud, graph_endpoint=options.graph_endpoint or server.url)
         sandbox_graph = _graph_target(StaticTokenCredential(graph_token), graph_options, server.ca_cert_path)
-        yield EmbeddedSandbox(AzureGateway(target, graph=sandbox_graph), sandbox_graph.directory(), server)
+        with AzureGateway(target, graph=sandbox_graph) as gateway, sandbox_graph.directory() as directory:
+            yield EmbeddedSandbox(gateway, directory, server)
     finally:
         server.stop()
 
@@ -163,16 +164,26 @@ def open_sandbox(options: TargetOptions) -> Iterator[EmbeddedSandbox]:
 @contextmanager
 def _open_remote(options: TargetOptions) -> Iterator[Target]:
     """Azure, or any ARM-compatible endpoint (`--arm-endpoint`)."""
-    from reconciler.azure.budget import BudgetConfig, RateBudget
-    from reconciler.azure.client import ArmTarget, StaticTokenCredential
+    from reconciler.azure.client import close_credential
     from reconciler.azure.credentials import default_credential, static_credential
-    from reconciler.azure.gateway import AzureGateway
 
     if options.cloud not in CLOUDS:
         raise ReconcilerError(f"--cloud {options.cloud}: unknown; choose one of {', '.join(CLOUDS)}")
     cloud = CLOUDS[options.cloud]
     token = os.environ.get(TOKEN_ENV)
     credential = static_credential(token, TOKEN_ENV) if token else default_credential(cloud, options.tenant)
+    with ExitStack() as stack:
+        # Closed last, after the clients that use it (DefaultAzureCredential holds sessions too).
+        stack.callback(close_credential, credential)
+        yield stack.enter_context(_opened(options, cloud, credential, token))
+
+
+@contextmanager
+def _opened(options: TargetOptions, cloud: Cloud, credential: Credential, token: str | None) -> Iterator[Target]:
+    from reconciler.azure.budget import BudgetConfig, RateBudget
+    from reconciler.azure.client import ArmTarget, StaticTokenCredential
+    from reconciler.azure.gateway import AzureGateway
+
     # Microsoft Graph: names of principals (reconciler/principals.py) and preflight's one group
     # membership read, with the same credential. A static token has one audience (ARM): Graph
     # needs its own, and a custom --arm-endpoint (a sandbox) serves Graph at the same URL.
@@ -187,7 +198,7 @@ def _open_remote(options: TargetOptions) -> Iterator[Target]:
             why = f"{TOKEN_ENV} carries an ARM token only and {GRAPH_TOKEN_ENV} is not set"
     else:
         graph = _graph_target(credential, options, options.ca_cert)
-    directory: Directory | Unavailable = graph.directory() if graph is not None else Unavailable(
+    directory: Directory | Unavailable = Unavailable(
         why, f"set {GRAPH_TOKEN_ENV} to a Microsoft Graph token (`az account get-access-token --resource-type "
         "ms-graph`, or `reconciler sandbox token --resource https://graph.microsoft.com`)")
     endpoint = (options.arm_endpoint or cloud.arm_endpoint).rstrip("/")
@@ -198,5 +209,8 @@ def _open_remote(options: TargetOptions) -> Iterator[Target]:
     # The token audience follows the cloud; a custom endpoint (Azure Stack) keeps it too.
     scopes = (cloud.scope,) if options.cloud != "AzureCloud" else None
     budget = RateBudget(BudgetConfig(tenant_shares=options.shards))
-    yield Target(AzureGateway(ArmTarget(credential, endpoint, options.ca_cert, credential_scopes=scopes, budget=budget),
-                              graph=graph, graph_unavailable=why), directory)
+    with AzureGateway(ArmTarget(credential, endpoint, options.ca_cert, credential_scopes=scopes, budget=budget),
+                      graph=graph, graph_unavailable=why) as gateway, ExitStack() as stack:
+        if graph is not None:
+            directory = stack.enter_context(graph.directory())
+        yield Target(gateway, directory)

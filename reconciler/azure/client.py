@@ -68,6 +68,14 @@ class StaticTokenCredential:
         return AccessToken(self._token, int(time.time()) + 3600)
 
 
+def close_credential(credential: TokenCredential) -> None:
+    """Close a credential that holds HTTP sessions (DefaultAzureCredential's sources do); a
+    static token holds none."""
+    close = getattr(credential, "close", None)
+    if callable(close):
+        close()
+
+
 def request_kind(method: str, path: str) -> str:
     """A short name for an ARM request, e.g. `GET userAssignedIdentities (list)`."""
     parsed = ResourceId.of_request_path(path)

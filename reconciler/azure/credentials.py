@@ -7,7 +7,7 @@ from typing import Any
 
 from azure.core.credentials import AccessToken, TokenCredential
 
-from reconciler.azure.client import StaticTokenCredential, checked_token
+from reconciler.azure.client import StaticTokenCredential, checked_token, close_credential
 from reconciler.azure.clouds import Cloud
 from reconciler.errors import ReconcilerError
 
@@ -26,6 +26,9 @@ class TenantCredential:
     def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
         kwargs.setdefault("tenant_id", self._tenant)
         return self._inner.get_token(*scopes, **kwargs)
+
+    def close(self) -> None:
+        close_credential(self._inner)
 
 
 def default_credential(cloud: Cloud, tenant: str | None) -> TokenCredential:

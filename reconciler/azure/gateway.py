@@ -7,9 +7,7 @@ SDK models become `model.Live*` values here and nowhere else; SDK exceptions bec
 from __future__ import annotations
 
 import threading
-from collections import deque
 from collections.abc import Callable, Iterable
-from functools import partial
 from typing import Any, TypeVar
 
 from azure.core.exceptions import (
@@ -26,16 +24,17 @@ from azure.mgmt.resource.resources import ResourceManagementClient
 from azure.mgmt.resource.subscriptions import SubscriptionClient
 
 from reconciler.azure.client import ArmTarget
-from reconciler.azure.graph import GraphError, GraphTarget
+from reconciler.azure.graph import GraphDirectory, GraphError, GraphTarget
+from reconciler.azure.read_schedule import read_state
 from reconciler.azure.retry import ArmUnreachableError, DeadlineExceededError, unbuildable_request
-from reconciler.errors import ArmError, LiveReadError, ReconcilerError, RetryableArmError, TerminalArmError
+from reconciler.errors import ArmError, ReconcilerError, RetryableArmError, TerminalArmError
 from reconciler.model import (
-    IdentityKey,
     LiveFederatedCredential,
     LiveIdentity,
     LiveRoleAssignment,
     LiveState,
     Modified,
+    ReadScope,
     norm_scope,
     role_guid,
     scope_subscription,
@@ -151,73 +150,15 @@ def role_definition_id(scope: str, guid: str) -> str:
     return f"{prefix}/providers/Microsoft.Authorization/roleDefinitions/{guid}"
 
 
-class _TakeTurns:
-    """A work queue per subscription, served in rotation by a fixed number of threads. Tasks
-    may add tasks (a subscription's identities bring its FIC lists). The first error stops
-    the hand-out of new work and is raised once the running tasks have ended."""
-
-    def __init__(self, keys: Iterable[str]) -> None:
-        self.queues: dict[str, deque[Callable[[], None]]] = {k: deque() for k in keys}
-        self.turn = 0
-        self.cond = threading.Condition()
-        self.running = 0
-        self.error: BaseException | None = None
-
-    def add(self, key: str, task: Callable[[], None]) -> None:
-        with self.cond:
-            self.queues[key].append(task)
-            self.cond.notify()
-
-    def _next(self) -> Callable[[], None] | None:
-        """Called with the lock held: the next task in rotation, or None when idle."""
-        keys = list(self.queues)
-        for i in range(len(keys)):
-            queue = self.queues[keys[(self.turn + i) % len(keys)]]
-            if queue:
-                self.turn = (self.turn + i + 1) % len(keys)
-                return queue.popleft()
-        return None
-
-    def _worker(self) -> None:
-        while True:
-            with self.cond:
-                while True:
-                    if self.error is not None:
-                        return
-                    task = self._next()
-                    if task is not None:
-                        self.running += 1
-                        break
-                    if self.running == 0:
-                        self.cond.notify_all()  # all done: wake the others so they end too
-                        return
-                    self.cond.wait()
-            try:
-                task()
-            except BaseException as e:  # handed to run(), which raises it in the caller
-                with self.cond:
-                    self.error = self.error or e
-            finally:
-                with self.cond:
-                    self.running -= 1
-                    self.cond.notify_all()
-
-    def run(self, threads: int) -> None:
-        workers = [threading.Thread(target=self._worker, daemon=True) for _ in range(max(1, threads))]
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join()
-        if self.error is not None:
-            raise self.error
-
-
 def _blocks(permissions: Any) -> tuple[PermissionBlock, ...]:
     return tuple(PermissionBlock(tuple(p.actions or ()), tuple(p.not_actions or ()),
                                  getattr(p, "condition", None)) for p in permissions or ())
 
 
 class AzureGateway:
+    """The SDK clients it builds (one HTTP session each) live as long as the gateway: use it
+    in a `with` block, or close() it. The target's credential belongs to whoever made it."""
+
     def __init__(self, target: ArmTarget, *, read_parallelism: int = 8, graph: GraphTarget | None = None,
                  graph_unavailable: str = "") -> None:
         self.target = target
@@ -230,6 +171,23 @@ class AzureGateway:
         self._auth: dict[str, AuthorizationManagementClient] = {}
         self._res: dict[str, ResourceManagementClient] = {}
         self._subscriptions: SubscriptionClient | None = None
+        self._directory: GraphDirectory | None = None
+
+    def close(self) -> None:
+        """Close every client built so far; a later call builds new ones."""
+        with self._lock:
+            clients: list[Any] = [*self._msi.values(), *self._auth.values(), *self._res.values()]
+            clients += [c for c in (self._subscriptions, self._directory) if c is not None]
+            self._msi, self._auth, self._res = {}, {}, {}
+            self._subscriptions = self._directory = None
+        for client in clients:
+            client.close()
+
+    def __enter__(self) -> AzureGateway:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- clients (one per subscription; the SDK binds a client to one) ---------------
 
@@ -269,16 +227,10 @@ class AzureGateway:
 
     # -- reads -------------------------------------------------------------------------
 
-    def read_live(
-        self, subscriptions: Iterable[str], owners: Iterable[str], declared: Iterable[IdentityKey]
-    ) -> LiveState:
-        """Three paged lists per subscription, then one FIC list per identity that is declared
-        or owned. Each subscription has its own read bucket at ARM, so work is taken from the
-        subscriptions in turn (never one subscription's thousand FIC lists while nine buckets
-        sit full), and a subscription's FIC lists start as soon as its identities are known,
-        while its role assignments are still paging in."""
-        owner_set, declared_set = set(owners), set(declared)
-        return self._read(subscriptions, lambda i: i.key in declared_set or i.owner in owner_set)
+    def read_live(self, scope: ReadScope) -> LiveState:
+        """Three paged lists and the regions of each subscription, then one FIC list per
+        identity the scope wants, scheduled by read_schedule (subscriptions take turns)."""
+        return read_state(self, scope.subscriptions, scope.wants_credentials, self.read_parallelism)
 
     def read_estate(
         self, subscriptions: Iterable[str], owner: str, resource_groups: Iterable[str] = ()
@@ -287,68 +239,31 @@ class AzureGateway:
         identity that no other owner holds (unmanaged ones and `owner`'s), in `resource_groups`
         when any are given."""
         groups = {g.lower() for g in resource_groups}
-        return self._read(subscriptions, lambda i: (i.owner is None or i.owner == owner)
-                          and (not groups or i.resource_group.lower() in groups))
+        return read_state(self, subscriptions, lambda i: (i.owner is None or i.owner == owner)
+                          and (not groups or i.resource_group.lower() in groups), self.read_parallelism)
 
-    def _read(self, subscriptions: Iterable[str], wants_fics: Callable[[LiveIdentity], bool]) -> LiveState:
-        subs = sorted({s.lower() for s in subscriptions})
-        identities: dict[IdentityKey, LiveIdentity] = {}
-        assignments: list[LiveRoleAssignment] = []
-        groups: set[tuple[str, str]] = set()
-        regions: dict[str, frozenset[str]] = {}
-        fics: dict[IdentityKey, tuple[LiveFederatedCredential, ...]] = {}
-        work = _TakeTurns(subs)
+    # -- the listings read_state schedules (read_schedule.Listings) -------------------------
 
-        def list_groups(sub: str) -> None:
-            api = self.resources(sub).resource_groups
-            found = _call(lambda: {(sub, (rg.name or "").lower()) for rg in api.list()}, f"subscription {sub}")
-            with self._lock:
-                groups.update(found)
+    def list_identities(self, subscription: str) -> list[LiveIdentity]:
+        api = self.msi(subscription).user_assigned_identities
+        return _call(lambda: [_live_identity(i) for i in api.list_by_subscription()], f"subscription {subscription}")
 
-        def list_locations(sub: str) -> None:
-            # The regions this subscription offers: a location typo fails the plan, not the apply.
-            api = self.subscription_client().subscriptions
-            found = _call(lambda: frozenset((loc.name or "").lower() for loc in api.list_locations(sub)),
-                          f"subscription {sub}")
-            with self._lock:
-                regions[sub] = found
+    def list_role_assignments(self, subscription: str) -> list[LiveRoleAssignment]:
+        api = self.auth(subscription).role_assignments
+        return _call(lambda: [_live_assignment(a) for a in api.list_for_subscription()],
+                     f"subscription {subscription}")
 
-        def list_identities(sub: str) -> None:
-            api = self.msi(sub).user_assigned_identities
-            found = _call(lambda: [_live_identity(i) for i in api.list_by_subscription()], f"subscription {sub}")
-            with self._lock:
-                identities.update({i.key: i for i in found})
-            for item in sorted(found, key=lambda i: i.key):
-                if wants_fics(item):
-                    work.add(sub, partial(read_fics, item))
+    def list_resource_groups(self, subscription: str) -> set[tuple[str, str]]:
+        api = self.resources(subscription).resource_groups
+        return _call(lambda: {(subscription, (rg.name or "").lower()) for rg in api.list()},
+                     f"subscription {subscription}")
 
-        def list_assignments(sub: str) -> None:
-            api = self.auth(sub).role_assignments
-            found = _call(lambda: [_live_assignment(a) for a in api.list_for_subscription()], f"subscription {sub}")
-            with self._lock:
-                assignments.extend(found)
+    def list_locations(self, subscription: str) -> frozenset[str]:
+        api = self.subscription_client().subscriptions
+        return _call(lambda: frozenset((loc.name or "").lower() for loc in api.list_locations(subscription)),
+                     f"subscription {subscription}")
 
-        def read_fics(identity: LiveIdentity) -> None:
-            found = self._read_fics(identity)
-            with self._lock:
-                fics[identity.key] = found
-
-        for sub in subs:
-            # identities first: their FIC lists are most of the work and wait on them
-            for task in (list_identities, list_assignments, list_groups, list_locations):
-                work.add(sub, partial(task, sub))
-        try:
-            work.run(self.read_parallelism)
-        except ArmError as e:
-            raise LiveReadError(f"reading live state failed: {e}") from None
-        # Role assignments at a scope above a subscription show up once per subscription.
-        unique = {ra.id.lower(): ra for ra in assignments}
-        return LiveState(
-            identities=identities, federated_credentials=fics, role_assignments=tuple(unique.values()),
-            subscriptions=frozenset(subs), resource_groups=frozenset(groups), locations=regions,
-        )
-
-    def _read_fics(self, identity: LiveIdentity) -> tuple[LiveFederatedCredential, ...]:
+    def list_federated_credentials(self, identity: LiveIdentity) -> tuple[LiveFederatedCredential, ...]:
         items = _call(lambda: list(self.msi(identity.subscription).federated_identity_credentials.list(
             identity.resource_group, identity.name)), identity.id)
         return tuple(
@@ -422,8 +337,12 @@ class AzureGateway:
     def group_memberships(self, object_id: str, principal_type: str | None) -> frozenset[str]:
         if self.graph is None:
             raise ReconcilerError(self.graph_unavailable)
+        with self._lock:
+            if self._directory is None:
+                self._directory = self.graph.directory()
+            directory = self._directory
         try:
-            return self.graph.directory().group_ids(object_id, principal_type)
+            return directory.group_ids(object_id, principal_type)
         except GraphError as e:
             raise ReconcilerError(f"{e.code}: {e.hint}") from None
 

@@ -187,6 +187,7 @@ class GraphTarget:
     sleeper: Callable[[float], None] = time.sleep
 
     def directory(self) -> GraphDirectory:
+        """A new directory client (its own HTTP session), for the caller to close."""
         retry = ArmRetryPolicy(max_retries=self.retry_total, total_seconds=self.retry_timeout,
                                backoff=self.retry_backoff, clock=self.clock, sleeper=self.sleeper)
         policies: list[Any] = [UserAgentPolicy(sdk_moniker="reconciler"), retry]
@@ -200,9 +201,20 @@ class GraphTarget:
 
 
 class GraphDirectory:
+    """Lookups in Microsoft Graph over one HTTP session: close it (or use `with`) when done."""
+
     def __init__(self, client: PipelineClient[HttpRequest, HttpResponse], root: str) -> None:
         self._client = client
         self._root = root
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> GraphDirectory:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- lookups ---------------------------------------------------------------------------
     def find_users(self, user_principal_name: str) -> list[DirectoryObject]:

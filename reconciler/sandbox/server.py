@@ -112,7 +112,11 @@ class _HttpsServer(http.server.ThreadingHTTPServer):
             tls_socket = self.tls.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError):
             return  # a client that cannot complete TLS gets nothing, like any HTTPS server
-        super().finish_request(tls_socket, client_address)
+        try:
+            super().finish_request(tls_socket, client_address)
+        finally:
+            # socketserver closes `request`, which wrap_socket detached: the TLS socket is ours.
+            self.shutdown_request(tls_socket)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         return  # clients hanging up mid-request are normal (retries, dropped-connection faults)

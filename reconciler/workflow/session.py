@@ -91,7 +91,7 @@ def open_session(
 def read_live(session: Session) -> LiveState:
     """What exists in Azure of what the manifests declare and own."""
     desired = session.desired
-    return session.gateway.read_live(desired.subscriptions, desired.owners, [i.key for i in desired.identities])
+    return session.gateway.read_live(desired.read_scope())
 
 
 def plan_and_live(session: Session, options: PlanOptions | None = None) -> tuple[Plan, LiveState]:

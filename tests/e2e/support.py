@@ -41,5 +41,17 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+_OPEN: list[AzureGateway] = []
+
+
 def gateway_for(server: SandboxServer) -> AzureGateway:
-    return AzureGateway(ArmTarget(StaticTokenCredential(server.admin_token()), server.url, server.ca_cert_path))
+    """The sandbox's admin through the real SDK clients, closed when the test ends (tests/conftest.py)."""
+    gateway = AzureGateway(ArmTarget(StaticTokenCredential(server.admin_token()), server.url, server.ca_cert_path))
+    _OPEN.append(gateway)
+    return gateway
+
+
+def close_gateways() -> None:
+    """Close every gateway `gateway_for` handed out (their SDK clients hold HTTP sessions)."""
+    while _OPEN:
+        _OPEN.pop().close()

@@ -181,7 +181,7 @@ def test_plan_apply_plan_is_empty(server: SandboxServer, tmp_path_factory: pytes
     gw = gateway_for(server)
 
     def plan() -> Plan:
-        live = gw.read_live(desired.subscriptions, desired.owners, [i.key for i in desired.identities])
+        live = gw.read_live(desired.read_scope())
         return make_plan(desired, live, RoleCatalog().name_of)
 
     first = plan()

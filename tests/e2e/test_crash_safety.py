@@ -84,17 +84,17 @@ def test_sigkill_mid_apply_then_apply_again_converges(
     server, manifests = crash_sandbox
     total_steps = IDENTITIES * 5
     kill_after = random.Random(seed_value).randrange(1, total_steps - 5)
-    proc = subprocess.Popen(apply_cmd(manifests, server), env=env_for(server), stderr=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, text=True)
-    assert proc.stderr is not None
-    done = 0
-    for line in proc.stderr:  # wait on the condition "k steps reported done", not on time
-        if " done " in line:
-            done += 1
-            if done >= kill_after:
-                break
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=60)
+    with subprocess.Popen(apply_cmd(manifests, server), env=env_for(server), stderr=subprocess.PIPE,
+                          stdout=subprocess.DEVNULL, text=True) as proc:
+        assert proc.stderr is not None
+        done = 0
+        for line in proc.stderr:  # wait on the condition "k steps reported done", not on time
+            if " done " in line:
+                done += 1
+                if done >= kill_after:
+                    break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL
     again = subprocess.run(apply_cmd(manifests, server), env=env_for(server), capture_output=True, text=True,
                            timeout=300)

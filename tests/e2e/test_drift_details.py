@@ -41,12 +41,12 @@ def test_drift_lists_each_tag_that_differs_and_names_an_identity_that_changed_a_
     admin.put_role_assignment(scope=RG, name=str(uuid.uuid4()), role_definition_guid=RBAC_ADMIN,
                               principal_id=deployer.principal_id, principal_type="ServicePrincipal",
                               description=None, condition=None, condition_version=None)
-    as_deployer = AzureGateway(ArmTarget(StaticTokenCredential(seeded.token_for(deployer.principal_id)),
-                                         seeded.url, seeded.ca_cert_path))
     name = assignment_name("payments", RG, KV_SECRETS_USER, api.principal_id)
-    as_deployer.put_role_assignment(scope=RG, name=name, role_definition_guid=role_guid(KV_SECRETS_USER),
-                                    principal_id=api.principal_id, principal_type="ServicePrincipal",
-                                    description="changed by hand", condition=None, condition_version=None)
+    with AzureGateway(ArmTarget(StaticTokenCredential(seeded.token_for(deployer.principal_id)),
+                                seeded.url, seeded.ca_cert_path)) as as_deployer:
+        as_deployer.put_role_assignment(scope=RG, name=name, role_definition_guid=role_guid(KV_SECRETS_USER),
+                                        principal_id=api.principal_id, principal_type="ServicePrincipal",
+                                        description="changed by hand", condition=None, condition_version=None)
 
     code, text, err = run(capsys, "drift", str(manifests), *cli_env)
     assert code == 2, text + err

@@ -84,7 +84,8 @@ def served(tmp_path: Path) -> Iterator[Served]:
         yield server
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=30)
+        with proc:  # closes its pipes
+            proc.wait(timeout=30)
 
 
 @pytest.fixture

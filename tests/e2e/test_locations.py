@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.model import ReadScope
 from reconciler.sandbox import SandboxServer
 from tests.e2e.support import SUB, gateway_for, run
 
@@ -33,7 +34,7 @@ def test_display_names_validate_and_plan_to_the_short_name(
 
 
 def test_the_gateway_reads_each_subscriptions_locations(seeded: SandboxServer) -> None:
-    live = gateway_for(seeded).read_live([SUB], [], [])
+    live = gateway_for(seeded).read_live(ReadScope(frozenset({SUB})))
     assert {"westeurope", "eastus", "swedencentral"} <= live.locations[SUB]
     assert "westeruope" not in live.locations[SUB]
 

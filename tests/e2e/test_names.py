@@ -174,11 +174,12 @@ def test_drift_names_who_made_an_out_of_band_grant(
         role_definition_id=f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/{OWNER}",
         principal_id=people["bob"], principal_type="User"))
     # Bob, not the pipeline, grants our identity a role by hand.
-    as_bob = AzureGateway(ArmTarget(StaticTokenCredential(srv.token_for(people["bob"])), srv.url, srv.ca_cert_path))
     api = gateway_for(srv).msi(SUB).user_assigned_identities.get("rg-names", "names-api")
-    as_bob.auth(SUB).role_assignments.create(RG, str(uuid.uuid4()), RoleAssignmentCreateParameters(
-        role_definition_id=f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/{READER}",
-        principal_id=api.principal_id, principal_type="ServicePrincipal"))
+    with AzureGateway(ArmTarget(StaticTokenCredential(srv.token_for(people["bob"])), srv.url,
+                                srv.ca_cert_path)) as as_bob:
+        as_bob.auth(SUB).role_assignments.create(RG, str(uuid.uuid4()), RoleAssignmentCreateParameters(
+            role_definition_id=f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/{READER}",
+            principal_id=api.principal_id, principal_type="ServicePrincipal"))
 
     code, out, err = run(capsys, "drift", str(manifests), *env)
     assert code == 2, err

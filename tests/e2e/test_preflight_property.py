@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from reconciler.azure.client import ArmTarget, StaticTokenCredential
 from reconciler.azure.gateway import AzureGateway
-from reconciler.model import LiveState
+from reconciler.model import LiveState, ReadScope
 from reconciler.payloads import FederatedCredentialValue, IdentityValue, RoleAssignmentValue
 from reconciler.plan import Action, Change, Plan, ResourceType
 from reconciler.preflight.evaluate import Facts, preflight
@@ -217,7 +217,7 @@ def test_prediction_equals_the_sandbox_answer(
     _setup(server, drawn_grants, custom)
     made = [_step(server, i, *s) for i, s in enumerate(drawn_steps)]
     admin = gateway_for(server)
-    live: LiveState = admin.read_live([SUB], [], [])
+    live: LiveState = admin.read_live(ReadScope(frozenset({SUB})))
     roles = {**builtin_definitions(), **admin.custom_role_definitions([SUB])}
     facts = Facts(principal=P, assignments=live.role_assignments, roles=roles, groups=frozenset({GROUP}),
                   subscriptions=frozenset({SUB}), check_reads=False)
@@ -226,12 +226,12 @@ def test_prediction_equals_the_sandbox_answer(
     assert result.unknown == ()
     predicted = {f.address for f in result.failures}
     actual: set[str] = set()
-    as_p = _as(server, P)
-    for change, attempt in made:
-        try:
-            attempt(as_p)
-        except HttpResponseError as e:
-            if e.status_code == 403:
-                actual.add(change.address)
-            # other refusals (409, 404…) are not authorization: preflight does not predict them
+    with _as(server, P) as as_p:
+        for change, attempt in made:
+            try:
+                attempt(as_p)
+            except HttpResponseError as e:
+                if e.status_code == 403:
+                    actual.add(change.address)
+                # other refusals (409, 404…) are not authorization: preflight does not predict them
     assert predicted == actual, [f.to_json() for f in result.failures]

@@ -65,7 +65,8 @@ def _start_server(command: str, cwd: Path, env: dict[str, str]) -> subprocess.Po
         seen.append(line)
         if line.startswith("Press Ctrl-C"):
             return proc
-    proc.wait(timeout=30)
+    with proc:  # closes its pipe
+        proc.wait(timeout=30)
     raise AssertionError(f"`{command}` exited {proc.returncode} before it was ready:\n{''.join(seen)}")
 
 
@@ -103,7 +104,8 @@ def test_every_readme_shell_block_runs_as_written(tmp_path: Path) -> None:
     finally:
         for server in servers:
             server.terminate()
-            server.wait(timeout=30)
+            with server:  # closes its pipe
+                server.wait(timeout=30)
     assert servers, "the walkthrough starts a sandbox"
 
 

@@ -64,4 +64,5 @@ def test_serve_prints_url_and_ca_and_stops_on_ctrl_c(tmp_path: Path) -> None:
             assert resp.status == 200
     finally:
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=20) == 0
+        with proc:  # closes its pipes
+            assert proc.wait(timeout=20) == 0

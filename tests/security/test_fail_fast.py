@@ -43,6 +43,7 @@ class Relay:
         self.port = self.listener.getsockname()[1]
         self.sockets: list[socket.socket] = []
         self.lock = threading.Lock()
+        self.closed = False
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -53,6 +54,10 @@ class Relay:
                 return
             upstream = socket.create_connection(("127.0.0.1", self.target))
             with self.lock:
+                if self.closed:  # accepted while close() ran: refuse it like the rest
+                    client.close()
+                    upstream.close()
+                    return
                 self.sockets += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
@@ -68,6 +73,7 @@ class Relay:
     def close(self) -> None:
         self.listener.close()
         with self.lock:
+            self.closed = True
             for s in self.sockets:
                 with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
@@ -132,35 +138,32 @@ def test_apply_stops_handing_out_steps_when_arm_goes_away_and_the_next_run_resum
         StaticTokenCredential(server.admin_token()), f"https://127.0.0.1:{relay.port}", server.ca_cert_path,
         budget=None, sleeper=lambda _: None, reachability=Reachability(FailFast(attempts=3, seconds=0.0)),
     )
-    gateway = AzureGateway(target)
-    plan = make_plan(desired, gateway.read_live(desired.subscriptions, desired.owners,
-                                                [i.key for i in desired.identities]))
-    total = len(plan.actionable)
-    assert total == 3 * IDENTITIES
-    hook = KillAfter(relay, KILL_AFTER)
-    report = apply_plan(plan, gateway, parallelism=PARALLELISM, reporter=hook, abort=gateway.unreachable)
+    with AzureGateway(target) as gateway:
+        plan = make_plan(desired, gateway.read_live(desired.read_scope()))
+        total = len(plan.actionable)
+        assert total == 3 * IDENTITIES
+        hook = KillAfter(relay, KILL_AFTER)
+        report = apply_plan(plan, gateway, parallelism=PARALLELISM, reporter=hook, abort=gateway.unreachable)
 
-    assert gateway.unreachable() is not None
-    assert report.stopped == gateway.unreachable()
-    assert not report.ok
-    counts = report.counts()
-    assert counts["done"] >= KILL_AFTER - PARALLELISM
-    # Only steps already handed out (at most one per worker, plus the ones handed out before
-    # the failures added up) ran after the endpoint went away; the rest never started.
-    assert hook.started_after_kill <= 2 * PARALLELISM
-    not_started = [r for r in report.results if r.status == SKIPPED and r.detail.startswith("not started: ARM")]
-    assert len(not_started) >= total - KILL_AFTER - 3 * PARALLELISM
-    assert "stopped" in report.to_json()
+        assert gateway.unreachable() is not None
+        assert report.stopped == gateway.unreachable()
+        assert not report.ok
+        counts = report.counts()
+        assert counts["done"] >= KILL_AFTER - PARALLELISM
+        # Only steps already handed out (at most one per worker, plus the ones handed out before
+        # the failures added up) ran after the endpoint went away; the rest never started.
+        assert hook.started_after_kill <= 2 * PARALLELISM
+        not_started = [r for r in report.results if r.status == SKIPPED and r.detail.startswith("not started: ARM")]
+        assert len(not_started) >= total - KILL_AFTER - 3 * PARALLELISM
+        assert "stopped" in report.to_json()
 
     # The next run, with ARM back, resumes: it does only what is left, then nothing is left.
     fresh = gateway_for(server)
-    again = make_plan(desired, fresh.read_live(desired.subscriptions, desired.owners,
-                                               [i.key for i in desired.identities]))
+    again = make_plan(desired, fresh.read_live(desired.read_scope()))
     assert 0 < len(again.actionable) <= total - counts["done"]
     resumed = apply_plan(again, fresh, parallelism=PARALLELISM, abort=fresh.unreachable)
     assert resumed.ok and resumed.stopped is None
-    final = make_plan(desired, fresh.read_live(desired.subscriptions, desired.owners,
-                                               [i.key for i in desired.identities]))
+    final = make_plan(desired, fresh.read_live(desired.read_scope()))
     assert not final.has_changes
     assert all(r.status == DONE for r in resumed.results)
 

@@ -18,6 +18,7 @@ from reconciler.azure.client import ArmTarget, StaticTokenCredential, checked_to
 from reconciler.azure.gateway import AzureGateway
 from reconciler.cli import main
 from reconciler.errors import LiveReadError
+from reconciler.model import ReadScope
 from reconciler.plan import Action
 from reconciler.sandbox import SandboxServer
 from reconciler.textsafe import REDACTED, scrub
@@ -92,8 +93,8 @@ def test_an_unsendable_header_is_not_called_unreachable_and_the_token_is_scrubbe
     # Past the input check (a credential handed in by code): the SDK's own error quotes the header.
     token = server.admin_token()
     target = ArmTarget(StaticTokenCredential(token + "\n"), server.url, server.ca_cert_path, sleeper=lambda _: None)
-    with pytest.raises(LiveReadError) as caught:
-        AzureGateway(target).read_live([SUB], [], [])
+    with AzureGateway(target) as gateway, pytest.raises(LiveReadError) as caught:
+        gateway.read_live(ReadScope(frozenset({SUB})))
     text = str(caught.value)
     assert "InvalidRequestHeader" in text and "could not be reached" not in text
     assert token[:20] not in text

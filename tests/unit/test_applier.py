@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable
 from dataclasses import replace
 
 import pytest
@@ -36,13 +35,14 @@ from reconciler.model import (
 from reconciler.payloads import RoleAssignmentValue
 from reconciler.plan import Change, Plan
 from reconciler.planner import make_plan
-from reconciler.roles import Role
 
 SUB = "11111111-1111-1111-1111-111111111111"
 READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
 
 
 class FakeGateway:
+    """An ArmWriter (reconciler/gateway.py): all the applier may call."""
+
     def __init__(self, fail_identity: str | None = None, principal_not_found: int = 0,
                  late_principal: str | None = None, fic_conflicts: int = 0) -> None:
         self.log: list[str] = []
@@ -54,13 +54,6 @@ class FakeGateway:
         self.lock = threading.Lock()
         self.fic_writers: dict[str, int] = {}
         self.max_concurrent_fic_writes = 0
-
-    def read_live(self, subscriptions: Iterable[str], owners: Iterable[str],
-                  declared: Iterable[IdentityKey]) -> LiveState:
-        return LiveState(subscriptions=frozenset(subscriptions))
-
-    def lookup_role(self, subscription: str, name_or_guid: str) -> Role | None:
-        return None
 
     def create_identity(self, subscription: str, resource_group: str, name: str, location: str,
                         tags: dict[str, str]) -> LiveIdentity:
@@ -113,18 +106,6 @@ class FakeGateway:
 
     def delete_role_assignment(self, assignment_id: str) -> None:
         self.log.append(f"delete ra {assignment_id}")
-
-    def call_counts(self) -> dict[str, int]:
-        return {}
-
-    def throttle_wait_seconds(self) -> float:
-        return 0.0
-
-    def stats_summary(self) -> str:
-        return ""
-
-    def unreachable(self) -> str | None:
-        return None
 
 
 def desired(*names: str, fics: int = 0) -> DesiredState:

@@ -4,7 +4,7 @@ no sandbox, no ARM) and a recording interaction."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from reconciler.model import (
     LiveIdentity,
     LiveRoleAssignment,
     LiveState,
+    ReadScope,
     ownership_tags,
 )
 from reconciler.plan import Plan
@@ -51,10 +52,9 @@ class Estate:
         self.identities[identity.key] = identity
         return identity
 
-    def read_live(self, subscriptions: Iterable[str], owners: Iterable[str],
-                  declared: Iterable[IdentityKey]) -> LiveState:
+    def read_live(self, scope: ReadScope) -> LiveState:
         return LiveState(identities=dict(self.identities), federated_credentials={k: () for k in self.identities},
-                         subscriptions=frozenset(subscriptions), resource_groups=frozenset({(SUB, "rg")}))
+                         subscriptions=frozenset(scope.subscriptions), resource_groups=frozenset({(SUB, "rg")}))
 
     def lookup_role(self, subscription: str, name_or_guid: str) -> Role | None:
         return None
