@@ -23,6 +23,7 @@ from typing import Any
 
 from azure.core.credentials import AccessToken, TokenCredential
 
+from reconciler.azure import transports
 from reconciler.azure.budget import BudgetConfig, RateBudget
 from reconciler.azure.client import ArmTarget, StaticTokenCredential, checked_token
 from reconciler.azure.gateway import AzureGateway
@@ -198,6 +199,6 @@ def open_target(
         raise ReconcilerError(f"--ca-cert {options.ca_cert}: no such file")
     # The token audience follows the cloud; a custom endpoint (Azure Stack) keeps it too.
     scopes = (cloud.scope,) if options.cloud != "AzureCloud" else None
-    budget = RateBudget(BudgetConfig(tenant_shares=options.shards))
+    budget = RateBudget(BudgetConfig(tenant_shares=options.shards, fic_scale=transports.fic_scale(endpoint)))
     yield (AzureGateway(ArmTarget(credential, endpoint, options.ca_cert, credential_scopes=scopes, budget=budget),
                         graph=graph, graph_unavailable=why), directory)
