@@ -24,7 +24,7 @@ TransportFactory = Callable[[], Any]
 
 @dataclass(frozen=True)
 class _Endpoint:
-    transport: TransportFactory
+    transport: TransportFactory | None  # None: real HTTPS
     fic_scale: float
 
 
@@ -36,8 +36,9 @@ def _key(endpoint: str) -> str:
     return endpoint.rstrip("/").lower()
 
 
-def register(endpoint: str, factory: TransportFactory, *, fic_scale: float = 1.0) -> None:
-    """Serve every client built for `endpoint` (scheme://host:port) through `factory()`."""
+def register(endpoint: str, factory: TransportFactory | None, *, fic_scale: float = 1.0) -> None:
+    """Serve every client built for `endpoint` (scheme://host:port) through `factory()` (None: over
+    HTTPS as usual) and pace its FIC calls at `fic_scale` times Azure's rates."""
     if fic_scale <= 0:
         raise ValueError("fic_scale must be positive")
     with _lock:
@@ -57,7 +58,7 @@ def _lookup(endpoint: str) -> _Endpoint | None:
 def for_endpoint(endpoint: str) -> Any:
     """A new transport for `endpoint` if one is registered, else None (use real HTTPS)."""
     found = _lookup(endpoint)
-    return found.transport() if found is not None else None
+    return found.transport() if found is not None and found.transport is not None else None
 
 
 def fic_scale(endpoint: str) -> float:
