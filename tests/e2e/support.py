@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.azure.budget import BudgetConfig, RateBudget
 from reconciler.azure.client import ArmTarget, StaticTokenCredential
 from reconciler.azure.gateway import AzureGateway
 from reconciler.cli import main
@@ -42,4 +43,8 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
 
 
 def gateway_for(server: SandboxServer) -> AzureGateway:
-    return AzureGateway(ArmTarget(StaticTokenCredential(server.admin_token()), server.url, server.ca_cert_path))
+    """The admin's gateway, its client budget paced like the sandbox's limits (as the embedded
+    sandbox's is): Azure's rates, FIC calls at the sandbox's `fic_throttle_scale`."""
+    budget = RateBudget(BudgetConfig(fic_scale=server.config.fic_throttle_scale))
+    return AzureGateway(ArmTarget(StaticTokenCredential(server.admin_token()), server.url, server.ca_cert_path,
+                                  budget=budget))

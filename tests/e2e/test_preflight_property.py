@@ -28,6 +28,7 @@ from reconciler.preflight.evaluate import Facts, preflight
 from reconciler.preflight_reads import builtin_definitions
 from reconciler.sandbox import SandboxServer
 from tests.e2e.support import SUB, gateway_for
+from tests.inprocess import serve_in_process
 
 P = "9a9a9a9a-0000-4000-8000-000000000001"  # the principal whose writes are predicted
 GROUP = "9a9a9a9a-0000-4000-8000-0000000000a1"  # P is a member
@@ -103,7 +104,8 @@ steps = st.lists(st.tuples(
 def server() -> Iterator[SandboxServer]:
     srv = SandboxServer().start()
     srv.configure(throttling=False)
-    yield srv
+    with serve_in_process(srv):
+        yield srv
     srv.stop()
 
 
