@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.azure import transports
 from reconciler.sandbox import SandboxServer
 from tests.e2e.support import E2E_CONFIG, seed
 from tests.inprocess import serve_in_process
@@ -25,7 +26,12 @@ def sandbox(request: pytest.FixtureRequest) -> Iterator[SandboxServer]:
     server = SandboxServer(config=E2E_CONFIG).start()
     try:
         if request.node.get_closest_marker("https") is not None:
-            yield server
+            # Over TLS, but the CLI's budget still paces FIC calls like this sandbox.
+            transports.register(server.url, None, fic_scale=server.config.fic_throttle_scale)
+            try:
+                yield server
+            finally:
+                transports.unregister(server.url)
         else:
             with serve_in_process(server):
                 yield server
