@@ -180,6 +180,7 @@ def _open_remote(options: TargetOptions) -> Iterator[Target]:
 
 @contextmanager
 def _opened(options: TargetOptions, cloud: Cloud, credential: Credential, token: str | None) -> Iterator[Target]:
+    from reconciler.azure import transports
     from reconciler.azure.budget import BudgetConfig, RateBudget
     from reconciler.azure.client import ArmTarget, StaticTokenCredential
     from reconciler.azure.gateway import AzureGateway
@@ -208,7 +209,7 @@ def _opened(options: TargetOptions, cloud: Cloud, credential: Credential, token:
         raise ReconcilerError(f"--ca-cert {options.ca_cert}: no such file")
     # The token audience follows the cloud; a custom endpoint (Azure Stack) keeps it too.
     scopes = (cloud.scope,) if options.cloud != "AzureCloud" else None
-    budget = RateBudget(BudgetConfig(tenant_shares=options.shards))
+    budget = RateBudget(BudgetConfig(tenant_shares=options.shards, fic_scale=transports.fic_scale(endpoint)))
     with AzureGateway(ArmTarget(credential, endpoint, options.ca_cert, credential_scopes=scopes, budget=budget),
                       graph=graph, graph_unavailable=why) as gateway, ExitStack() as stack:
         if graph is not None:

@@ -31,6 +31,7 @@ from azure.mgmt.msi import ManagedServiceIdentityClient
 from azure.mgmt.resource.resources import ResourceManagementClient
 from azure.mgmt.resource.subscriptions import SubscriptionClient
 
+from reconciler.azure import transports
 from reconciler.azure.budget import BudgetPolicy, BudgetStats, RateBudget
 from reconciler.azure.retry import ArmRetryPolicy, Backoff, Reachability, RetryStats
 from reconciler.resource_id import RESOURCE_GROUPS, SUBSCRIPTIONS, ResourceId
@@ -170,8 +171,9 @@ class ArmTarget:
             "retry_policy": retry,
             "per_retry_policies": per_retry,
         }
-        if self.transport is not None:
-            kwargs["transport"] = self.transport
+        transport = self.transport if self.transport is not None else transports.for_endpoint(self.endpoint)
+        if transport is not None:
+            kwargs["transport"] = transport
         if self.read_timeout is not None:
             kwargs["read_timeout"] = self.read_timeout
         if self.ca_cert:

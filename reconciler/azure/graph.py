@@ -34,6 +34,7 @@ from azure.core.pipeline.policies import BearerTokenCredentialPolicy, HTTPPolicy
 from azure.core.pipeline.transport import RequestsTransport
 from azure.core.rest import HttpRequest, HttpResponse
 
+from reconciler.azure import transports
 from reconciler.azure.budget import READS, TENANT, WRITES, BucketLimit, BudgetConfig, BudgetTimeout, RateBudget
 from reconciler.azure.retry import MAX_WAIT_KEY, ArmRetryPolicy, Backoff, DeadlineExceededError, parse_retry_after
 from reconciler.errors import ReconcilerError
@@ -194,7 +195,8 @@ class GraphTarget:
         if self.budget is not None:
             policies.append(GraphBudgetPolicy(self.budget))
         policies.append(BearerTokenCredentialPolicy(self.credential, self.scope or f"{self.endpoint}/.default"))
-        transport = self.transport or RequestsTransport(connection_verify=self.ca_cert or True)
+        transport = (self.transport or transports.for_endpoint(self.endpoint)
+                     or RequestsTransport(connection_verify=self.ca_cert or True))
         client: PipelineClient[HttpRequest, HttpResponse] = PipelineClient(
             base_url=self.endpoint, policies=policies, transport=transport)
         return GraphDirectory(client, self.endpoint.rstrip("/") + "/v1.0")

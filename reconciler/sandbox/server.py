@@ -108,6 +108,10 @@ class _HttpsServer(http.server.ThreadingHTTPServer):
     tls: ssl.SSLContext
 
     def finish_request(self, request: Any, client_address: Any) -> None:
+        # http.server sends the headers and the body in two writes: with Nagle's algorithm the
+        # body waits for the client's delayed ACK of the headers, 40 ms on every response.
+        with contextlib.suppress(OSError):
+            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             tls_socket = self.tls.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError):
@@ -198,6 +202,14 @@ class SandboxServer:
     def url(self) -> str:
         host = self.host if self.host not in ("", "0.0.0.0", "::") else "127.0.0.1"
         return f"https://{host}:{self.port}"
+
+    @property
+    def app(self) -> SandboxApp:
+        """The request handling behind the socket (bytes in, Response out) of a started server: what
+        an in-process client calls instead of connecting (tests/inprocess.py)."""
+        if self._httpd is None:
+            raise RuntimeError("the sandbox is not started")
+        return self._httpd.app
 
     @property
     def ca_cert_path(self) -> str:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.azure.budget import BudgetConfig, RateBudget
 from reconciler.azure.client import ArmTarget, StaticTokenCredential
 from reconciler.azure.gateway import AzureGateway
 from reconciler.cli import main
@@ -45,8 +46,12 @@ _OPEN: list[AzureGateway] = []
 
 
 def gateway_for(server: SandboxServer) -> AzureGateway:
-    """The sandbox's admin through the real SDK clients, closed when the test ends (tests/conftest.py)."""
-    gateway = AzureGateway(ArmTarget(StaticTokenCredential(server.admin_token()), server.url, server.ca_cert_path))
+    """The sandbox's admin through the real SDK clients, closed when the test ends (tests/conftest.py);
+    its client budget paced like the sandbox's limits (as the embedded sandbox's is): Azure's
+    rates, FIC calls at the sandbox's `fic_throttle_scale`."""
+    budget = RateBudget(BudgetConfig(fic_scale=server.config.fic_throttle_scale))
+    gateway = AzureGateway(ArmTarget(StaticTokenCredential(server.admin_token()), server.url, server.ca_cert_path,
+                                     budget=budget))
     _OPEN.append(gateway)
     return gateway
 

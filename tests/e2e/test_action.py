@@ -23,6 +23,7 @@ import yaml
 from reconciler.cli import main
 from reconciler.sandbox import SandboxServer
 from tests.e2e.support import SUB, gateway_for
+from tests.paced_cli import PACED_CLI, pace_env
 
 REPO = Path(__file__).resolve().parents[2]
 ACTION = REPO / "action.yml"
@@ -67,17 +68,21 @@ def evaluate(text: str, context: Mapping[str, Any]) -> str:
     return EXPRESSION.sub(one, text)
 
 
-def reconciler_shim(bin_dir: Path, target: list[str]) -> Path:
+def reconciler_shim(bin_dir: Path, server: SandboxServer) -> Path:
     """A `reconciler` on PATH that runs this checkout's CLI and, for the commands that talk to
-    Azure, appends the sandbox target, as azure/login + DefaultAzureCredential would target Azure."""
+    Azure, appends the sandbox target, as azure/login + DefaultAzureCredential would target Azure.
+    The CLI paces FIC writes at the sandbox's scale (tests/paced_cli.py)."""
     bin_dir.mkdir(parents=True, exist_ok=True)
     shim = bin_dir / "reconciler"
-    quoted = " ".join(f"'{t}'" for t in target)
+    quoted = " ".join(f"'{t}'" for t in ["--arm-endpoint", server.url, "--ca-cert", server.ca_cert_path])
+    (pace_name, pace), = pace_env(server.url, server.config.fic_throttle_scale).items()
+    cli = f'"{sys.executable}" "{PACED_CLI}"'
     shim.write_text(
         "#!/usr/bin/env bash\n"
+        f"export {pace_name}='{pace}'\n"
         f'case "${{1:-}}" in\n'
-        f'  plan|apply|drift|output) exec "{sys.executable}" -m reconciler "$@" {quoted} ;;\n'
-        f'  *) exec "{sys.executable}" -m reconciler "$@" ;;\n'
+        f'  plan|apply|drift|output) exec {cli} "$@" {quoted} ;;\n'
+        f'  *) exec {cli} "$@" ;;\n'
         "esac\n",
         encoding="utf-8",
     )
@@ -164,7 +169,7 @@ class Runner:
 @pytest.fixture
 def runner(seeded: SandboxServer, workspace: Path, tmp_path: Path) -> Runner:
     bin_dir = tmp_path / "bin"
-    reconciler_shim(bin_dir, ["--arm-endpoint", seeded.url, "--ca-cert", seeded.ca_cert_path])
+    reconciler_shim(bin_dir, seeded)
     return Runner(workspace, bin_dir, tmp_path / "runner-temp",
                   {"RECONCILER_ACCESS_TOKEN": seeded.admin_token()})
 

@@ -26,24 +26,24 @@ def _copy(tmp_path: Path, old: str, new: str) -> Path:
 
 
 def test_activity_log_casing_and_trailing_slash_plan_apply_and_converge(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cli_env: list[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    manifests = _copy(tmp_path, f"scope: /subscriptions/{SUB}/resourceGroups/rg-data",
+    manifests = _copy(tmp_path / "edited", f"scope: /subscriptions/{SUB}/resourceGroups/rg-data",
                       f"scope: /SUBSCRIPTIONS/{SUB}/RESOURCEGROUPS/rg-data/")
     code, out, err = run(capsys, "validate", str(manifests))
     assert code == 0, err
-    code, out, err = run(capsys, "apply", str(manifests), "--sandbox", "--auto-approve")
+    code, out, err = run(capsys, "apply", str(manifests), *cli_env, "--auto-approve")
     assert code == 0, err
     assert "Verified: a fresh plan shows no changes." in out
-    code, out, err = run(capsys, "plan", str(manifests), "--sandbox", "--detailed-exitcode")
+    code, out, err = run(capsys, "plan", str(manifests), *cli_env, "--detailed-exitcode")
     assert code == 0, out + err
     # The same grant written in the canonical casing is the same grant: still no changes.
     (manifests / "payments.yaml").write_text(
         (manifests / "payments.yaml").read_text(encoding="utf-8").replace(
             f"/SUBSCRIPTIONS/{SUB}/RESOURCEGROUPS/rg-data/", f"/subscriptions/{SUB}/resourceGroups/rg-data"),
         encoding="utf-8")
-    code, out, err = run(capsys, "plan", str(manifests), "--sandbox", "--detailed-exitcode")
+    code, out, err = run(capsys, "plan", str(manifests), *cli_env, "--detailed-exitcode")
     assert code == 0, out + err
 
 

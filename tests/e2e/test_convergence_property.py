@@ -26,6 +26,7 @@ from reconciler.planner import make_plan
 from reconciler.roles import RoleCatalog
 from reconciler.sandbox import SandboxServer
 from tests.e2e.support import E2E_CONFIG, SUB, gateway_for
+from tests.inprocess import serve_in_process
 
 ROLES = {"Reader": "acdd72a7-3385-48ef-bd42-f606fba81ae7",
          "Monitoring Reader": "43d0d8ad-25c7-4714-9337-8ba259a9fe05",
@@ -66,7 +67,8 @@ class Noise(TypedDict):
 @pytest.fixture(scope="module")
 def server() -> Iterator[SandboxServer]:
     srv = SandboxServer(config=E2E_CONFIG).start()
-    yield srv
+    with serve_in_process(srv):
+        yield srv
     srv.stop()
 
 

@@ -1,7 +1,7 @@
 """Crash safety: an apply killed with SIGKILL at any point, then run again, converges with no
 duplicates and no errors; two applies of the same manifests at once converge too.
 
-The reconciler runs as a real subprocess (`python -m reconciler apply`) against a threaded
+The reconciler runs as a real subprocess (`reconciler apply` via tests/paced_cli.py) against a threaded
 sandbox in the test process, so killing it leaves ARM exactly as a crash would."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pytest
 
 from reconciler.sandbox import SandboxServer
 from tests.e2e.support import E2E_CONFIG, SUB, gateway_for, seed
+from tests.paced_cli import PACED_CLI, pace_env
 
 IDENTITIES = 24
 GITHUB = "https://token.actions.githubusercontent.com"
@@ -45,12 +46,14 @@ def write_manifests(folder: Path) -> Path:
 
 
 def apply_cmd(manifests: Path, server: SandboxServer) -> list[str]:
-    return [sys.executable, "-m", "reconciler", "apply", str(manifests), "--auto-approve",
+    """`reconciler apply`, its FIC calls paced at the sandbox's scale (tests/paced_cli.py)."""
+    return [sys.executable, str(PACED_CLI), "apply", str(manifests), "--auto-approve",
             "--arm-endpoint", server.url, "--ca-cert", server.ca_cert_path]
 
 
 def env_for(server: SandboxServer) -> dict[str, str]:
-    return {**os.environ, "RECONCILER_ACCESS_TOKEN": server.admin_token()}
+    return {**os.environ, "RECONCILER_ACCESS_TOKEN": server.admin_token(),
+            **pace_env(server.url, server.config.fic_throttle_scale)}
 
 
 def assert_converged_without_duplicates(server: SandboxServer) -> None:

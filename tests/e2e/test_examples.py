@@ -472,7 +472,7 @@ def simulation(seeded: SandboxServer, manifests: Path, monkeypatch: pytest.Monke
                tmp_path: Path) -> Simulation:
     monkeypatch.setenv("RECONCILER_ACCESS_TOKEN", seeded.admin_token())
     bin_dir = tmp_path / "bin"
-    reconciler_shim(bin_dir, ["--arm-endpoint", seeded.url, "--ca-cert", seeded.ca_cert_path])
+    reconciler_shim(bin_dir, seeded)
     staging = tmp_path / "staging"
     staging.mkdir()
     return Simulation(manifests.parent, seeded, monkeypatch, bin_dir, tmp_path / "runner-temp", staging)

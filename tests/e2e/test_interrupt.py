@@ -3,7 +3,8 @@ flight, prints the summary, writes the report and exits 130 (143 for SIGTERM); a
 stops at once and still writes the report; applying again finishes the job.
 
 Everything runs as a user runs it: `reconciler sandbox serve` with latency in one process,
-`reconciler apply` in another, a real signal sent once the progress lines show steps done."""
+`reconciler apply` in another (its FIC writes paced for a sandbox without throttling,
+tests/paced_cli.py), a real signal sent once the progress lines show steps done."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.paced_cli import PACED_CLI, pace_env
+
 SUB = "44444444-4444-4444-4444-444444444444"
 IDENTITIES = 10
 STEPS = IDENTITIES * 3  # identity, its credential, its grant
@@ -36,7 +39,9 @@ class Served:
     token: str
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "RECONCILER_ACCESS_TOKEN": self.token, "PYTHONUNBUFFERED": "1"}
+        # The sandbox runs with --no-throttling: pacing FIC writes at Azure's rate would only wait.
+        return {**os.environ, "RECONCILER_ACCESS_TOKEN": self.token, "PYTHONUNBUFFERED": "1",
+                **pace_env(self.url, 40.0)}
 
     def configure(self, **settings: float) -> None:
         self._call("PATCH", "/_sandbox/config", settings)
@@ -59,7 +64,8 @@ class Served:
 
 
 def reconciler(*args: str) -> list[str]:
-    return [sys.executable, "-m", "reconciler", *args]
+    """`reconciler ARGS` (tests/paced_cli.py: `python -m reconciler`, paced by RECONCILER_TEST_PACE)."""
+    return [sys.executable, str(PACED_CLI), *args]
 
 
 @pytest.fixture

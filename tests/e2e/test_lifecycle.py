@@ -212,6 +212,7 @@ def test_missing_resource_group_on_a_real_endpoint_is_a_clear_plan_error(
     assert "Traceback" not in err
 
 
+@pytest.mark.https  # the debug log of real connections (urllib3, azure-core) is what must stay token-free
 def test_tokens_never_appear_in_output_even_when_debugging(
     capsys: pytest.CaptureFixture[str], manifests: Path, cli_env: list[str], seeded: SandboxServer,
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,

@@ -1,5 +1,6 @@
 """Names, not GUIDs (issue 18), end to end: groups and users created through the sandbox's Graph API,
-manifests that name them, and the CLI driving the real SDK clients and the Graph client over HTTPS."""
+manifests that name them, and the CLI driving the real SDK clients and the Graph client (in process,
+tests/inprocess.py)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ from reconciler.azure.gateway import AzureGateway
 from reconciler.azure.graph import GraphTarget, graph_scope
 from reconciler.model import DesiredRoleAssignment, DesiredState, LiveState, PrincipalRef
 from reconciler.principals import resolve
-from reconciler.sandbox import SandboxConfig, SandboxServer
-from tests.e2e.support import SUB, gateway_for, run, seed
+from reconciler.sandbox import SandboxServer
+from tests.e2e.support import E2E_CONFIG, SUB, gateway_for, run, seed
+from tests.inprocess import serve_in_process
 from tests.sandbox.graphapi import DOMAIN, create_app_and_sp, create_group, create_user, graph_token
 
 RG = f"/subscriptions/{SUB}/resourceGroups/rg-names"
@@ -52,7 +54,8 @@ def grant(principal: str, role: str = "Reader", scope: str = RG) -> str:
 
 @pytest.fixture
 def srv() -> Iterator[SandboxServer]:
-    with SandboxServer(config=SandboxConfig(replication_delay_seconds=0.0)).start() as server:
+    with SandboxServer(config=E2E_CONFIG.replace(replication_delay_seconds=0.0)).start() as server, \
+            serve_in_process(server):
         yield server
 
 

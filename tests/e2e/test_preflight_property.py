@@ -28,8 +28,9 @@ from reconciler.payloads import FederatedCredentialValue, IdentityValue, RoleAss
 from reconciler.plan import Action, Change, Plan, ResourceType
 from reconciler.preflight.evaluate import Facts, preflight
 from reconciler.preflight_reads import builtin_definitions
-from reconciler.sandbox import SandboxServer
+from reconciler.sandbox import SandboxConfig, SandboxServer
 from tests.e2e.support import SUB, gateway_for
+from tests.inprocess import serve_in_process
 
 P = "9a9a9a9a-0000-4000-8000-000000000001"  # the principal whose writes are predicted
 GROUP = "9a9a9a9a-0000-4000-8000-0000000000a1"  # P is a member
@@ -103,9 +104,12 @@ steps = st.lists(st.tuples(
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[SandboxServer]:
-    srv = SandboxServer().start()
+    # One request at a time, so the FIC write window (the sandbox's model of a write's duration,
+    # 0.2 s, which only concurrent writes to one identity can run into) would only add waiting.
+    srv = SandboxServer(config=SandboxConfig(fic_write_window_seconds=0.0)).start()
     srv.configure(throttling=False)
-    yield srv
+    with serve_in_process(srv):
+        yield srv
     srv.stop()
 
 

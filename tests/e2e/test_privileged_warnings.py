@@ -29,7 +29,7 @@ def _manifests(tmp_path: Path, extra: str = "") -> Path:
 
 
 def test_warned_when_added_and_by_validate_not_on_every_plan(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cli_env: list[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
     manifests = _manifests(tmp_path)
@@ -40,13 +40,13 @@ def test_warned_when_added_and_by_validate_not_on_every_plan(
     assert f"payments.yaml:46:11: warning: {warning}" in err, err
     assert "acknowledgePrivileged: true" in err
 
-    code, out, err = run(capsys, "plan", str(manifests), "--sandbox")
+    code, out, err = run(capsys, "plan", str(manifests), *cli_env)
     assert code == 0, err
     assert warning in out + err  # the plan that adds the grant says so
 
-    code, out, err = run(capsys, "apply", str(manifests), "--sandbox", "--auto-approve")
+    code, out, err = run(capsys, "apply", str(manifests), *cli_env, "--auto-approve")
     assert code == 0, err
-    code, out, err = run(capsys, "plan", str(manifests), "--sandbox", "--detailed-exitcode")
+    code, out, err = run(capsys, "plan", str(manifests), *cli_env, "--detailed-exitcode")
     assert code == 0, out + err
     assert "grant any access" not in out + err  # kept, not added: nothing to warn about
 

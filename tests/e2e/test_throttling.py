@@ -24,9 +24,10 @@ SUB = "22222222-2222-2222-2222-222222222222"
 RG = "rg-throttle"
 CREATE = "UserAssignedIdentities_CreateOrUpdate"
 
-# Small enough that a burst of a few dozen requests crosses them, large enough to stay quick.
+# Small enough that a burst of a few dozen requests crosses them, large enough to stay quick; the
+# FIC API's limits loosened as for every e2e test (support.E2E_CONFIG), the client's budget alike.
 SMALL = SandboxConfig(writes_capacity=10, writes_per_second=10.0, identity_creates_per_window=8,
-                      identity_create_window_seconds=1.0, fault_retry_after_seconds=0)
+                      identity_create_window_seconds=1.0, fault_retry_after_seconds=0, fic_throttle_scale=40.0)
 
 
 @pytest.fixture
@@ -48,6 +49,7 @@ def budget_like(config: SandboxConfig, margin: float = 1.0) -> RateBudget:
         identity_creates_per_window=config.identity_creates_per_window,
         identity_create_window_seconds=config.identity_create_window_seconds,
         window_margin=margin,
+        fic_scale=config.fic_throttle_scale,
     ))
 
 

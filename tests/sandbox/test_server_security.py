@@ -217,3 +217,21 @@ def test_an_existing_world_readable_database_is_tightened(tmp_path: Path) -> Non
     db.chmod(0o644)
     with SandboxServer(db_path=str(db), config=quiet_config()).start():
         assert _mode(db) == 0o600
+
+
+def test_responses_are_not_held_back_by_nagle(srv: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """http.server writes a response's head and body separately: without TCP_NODELAY the body waits
+    for the client's delayed ACK of the head (40 ms a request on Linux). Every accepted connection
+    must have it set before TLS starts."""
+    httpd = srv._httpd
+    assert httpd is not None
+    seen: list[int] = []
+    wrap = httpd.tls.wrap_socket
+
+    def recording_wrap(sock: socket.socket, **kwargs: Any) -> ssl.SSLSocket:
+        seen.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        return wrap(sock, **kwargs)
+
+    monkeypatch.setattr(httpd.tls, "wrap_socket", recording_wrap)
+    assert raw(srv, "GET", MSI_LIST).status == 200
+    assert seen and all(seen)
