@@ -1,5 +1,6 @@
-"""The edges between layers: only the adapter (reconciler/azure) imports the Azure SDK, and
-`validate`, which runs in every pre-commit hook, loads neither the SDK nor the sandbox server."""
+"""The edges between layers: only the adapter (reconciler/azure) imports the Azure SDK, the
+sandbox imports nothing from the core, and `validate`, which runs in every pre-commit hook,
+loads neither the SDK nor the sandbox server."""
 
 from __future__ import annotations
 
@@ -65,3 +66,34 @@ def test_validate_loads_neither_the_sdk_nor_the_sandbox_server() -> None:
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "Valid:" in run.stdout
     assert run.stdout.splitlines()[-1] == "0 []"
+
+
+def core_imports(source: str) -> list[str]:
+    """Every module of reconciler outside reconciler.sandbox that a source imports (absolute
+    imports: the sandbox uses no relative ones)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module is not None and node.level == 0:
+            names = [node.module] if node.module != "reconciler" else [f"reconciler.{a.name}" for a in node.names]
+        else:
+            continue
+        found += [f"{n} (line {node.lineno})" for n in names
+                  if n.split(".")[0] == "reconciler" and not n.startswith("reconciler.sandbox")]
+    return found
+
+
+def test_the_sandbox_check_sees_core_imports() -> None:
+    source = ("import reconciler.sandbox.store\nfrom reconciler.sandbox import tokens\n"
+              "def f():\n    from reconciler.model import IdentityKey\n    from reconciler import plan\n")
+    assert core_imports(source) == ["reconciler.model (line 4)", "reconciler.plan (line 5)"]
+
+
+def test_the_sandbox_imports_nothing_from_the_core() -> None:
+    # The emulator must behave like ARM, not like our idea of ARM: sharing the core's parsing
+    # or models would let one misunderstanding pass on both sides of the wire.
+    sandbox = PACKAGE / "sandbox"
+    offenders = [f"{path.relative_to(PACKAGE)}: {name}" for path in sorted(sandbox.rglob("*.py"))
+                 for name in core_imports(path.read_text(encoding="utf-8"))]
+    assert offenders == [], "the sandbox stands alone: copy what it needs into reconciler/sandbox/"
