@@ -8,17 +8,17 @@ principal has replicated, as ARM does in the cases the applier's retries are for
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 
 import pytest
 
-from reconciler.applier import DONE, RetryPolicy, StepResult, apply_plan
+from reconciler.applier import DONE, RetryPolicy, apply_plan
 from reconciler.model import DesiredIdentity, DesiredRoleAssignment, DesiredState, LiveState, PrincipalRef
-from reconciler.plan import Change, Plan, ResourceType
+from reconciler.plan import Plan, ResourceType
 from reconciler.planner import make_plan
 from reconciler.sandbox import SandboxServer
 from tests.e2e.support import E2E_CONFIG, SUB, gateway_for
+from tests.events import Events
 
 READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
 OTHERS = 6
@@ -34,19 +34,6 @@ def late_directory() -> Iterator[SandboxServer]:
     finally:
         server.stop()
 
-
-class Events:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.lock = threading.Lock()
-
-    def step_started(self, change: Change) -> None:
-        with self.lock:
-            self.lines.append(f"start {change.address}")
-
-    def step_finished(self, result: StepResult) -> None:
-        with self.lock:
-            self.lines.append(f"finish {result.address}")
 
 
 def plan_with_a_late_grant() -> tuple[Plan, str]:

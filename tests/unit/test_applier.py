@@ -16,7 +16,6 @@ from reconciler.applier import (
     FAILED,
     SKIPPED,
     RetryPolicy,
-    StepResult,
     StopRequest,
     apply_plan,
 )
@@ -33,8 +32,9 @@ from reconciler.model import (
     PrincipalRef,
 )
 from reconciler.payloads import RoleAssignmentValue
-from reconciler.plan import Change, Plan
+from reconciler.plan import Plan
 from reconciler.planner import make_plan
+from tests.events import Events
 
 SUB = "11111111-1111-1111-1111-111111111111"
 READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
@@ -153,21 +153,6 @@ class FakeClock:
         elif not wake.is_set():
             self.t += timeout
 
-
-class Events:
-    """A reporter that records starts and finishes in order."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.lock = threading.Lock()
-
-    def step_started(self, change: Change) -> None:
-        with self.lock:
-            self.lines.append(f"start {change.address}")
-
-    def step_finished(self, result: StepResult) -> None:
-        with self.lock:
-            self.lines.append(f"finish {result.address}")
 
 
 def ra_address(plan: Plan, identity: str = "a") -> str:
