@@ -8,6 +8,7 @@ for display and for the requests we send.
 from __future__ import annotations
 
 import re
+import sys
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -136,7 +137,10 @@ class IdentityKey:
 
     @staticmethod
     def of(subscription: str, resource_group: str, name: str) -> IdentityKey:
-        return IdentityKey(subscription.lower(), resource_group.lower(), name.lower())
+        # Interned: every `.key` makes a new key, and at estate scale tens of thousands of them
+        # (grants' principals, credentials, dictionaries by identity) are held at once.
+        return IdentityKey(sys.intern(subscription.lower()), sys.intern(resource_group.lower()),
+                           sys.intern(name.lower()))
 
 
 # ----------------------------------------------------------------------------- desired

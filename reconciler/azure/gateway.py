@@ -125,7 +125,7 @@ def _modified(system_data: Any) -> Modified | None:
 
 
 # The values that repeat across an estate's live records (subscriptions, groups, regions, the
-# tenant, scopes, role GUIDs, principal types) are interned as they are converted: the SDK
+# tenant, scopes, role GUIDs, principals and their types) are interned as they are converted: the SDK
 # deserialises a fresh copy of each per record, and at 10,000 identities and 50,000 grants the
 # copies were a large part of a plan's memory (docs/BENCHMARKS.md, plan memory).
 def _shared(value: Any) -> Any:
@@ -155,7 +155,7 @@ def _live_assignment(item: Any) -> LiveRoleAssignment:
     return LiveRoleAssignment(
         id=item.id, name=item.name, scope=_shared(item.scope or "/"),
         role_definition_id=_shared(role_guid(item.role_definition_id)),
-        principal_id=(item.principal_id or "").lower(), principal_type=_shared(item.principal_type),
+        principal_id=_shared((item.principal_id or "").lower()), principal_type=_shared(item.principal_type),
         description=item.description, condition=item.condition, condition_version=item.condition_version,
         modified=Modified(by=_shared(item.updated_by), at=item.updated_on.isoformat() if item.updated_on else None)
         if item.updated_by or item.updated_on else None,
