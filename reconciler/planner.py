@@ -13,7 +13,7 @@ Nothing else is ever deleted.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from reconciler import addresses
@@ -228,11 +228,11 @@ class _Planner:
             mods.update({f.id: f.modified for f in fics if f.modified})
         grants = {ra.id: ra.modified for ra in self.live.role_assignments if ra.modified}
 
-        def modified(c: Change) -> dict[str, str | None] | None:
+        def modified(c: Change) -> Mapping[str, str | None] | None:
             key = c.before.id if c.before is not None else None
             if key in grants:
-                return self._actor(grants[key].to_json())
-            return mods[key].to_json() if key in mods else None
+                return self._actor(grants[key])
+            return mods.get(key) if key is not None else None
 
         for c in self.changes:
             if (m := modified(c)) is not None:
@@ -240,7 +240,7 @@ class _Planner:
                 # copy of each (`replace`) doubled 62,500 changes at estate scale for a moment.
                 object.__setattr__(c, "modified", m)
 
-    def _actor(self, modified: dict[str, str | None]) -> dict[str, str | None]:
+    def _actor(self, modified: Modified) -> Mapping[str, str | None]:
         """Role assignments name their last writer by object id only (identities' systemData
         names it): name it when it is one of the live identities, e.g. a pipeline's own."""
         by = (modified.get("by") or "").lower()
