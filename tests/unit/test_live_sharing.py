@@ -75,7 +75,7 @@ def test_the_memory_bench_reads_an_in_sync_estate_and_changes_point_at_live_valu
     assert all(c.action is Action.NOOP for c in plan.changes)
     by_id = {ra.id: ra.modified for ra in live.role_assignments}
     grants = [c for c in plan.changes if c.type.value == "roleAssignment"]
-    assert grants and all(c.before is not None and c.modified is by_id[c.before.id] for c in grants)
+    assert grants and all(c.before is not None and c.modified is by_id[str(c.before.id)] for c in grants)
     assert all(c.after is c.before for c in plan.changes)  # in sync: one value for both
     data = json.loads(plan.dumps())
     assert data["changes"][-1]["modified"] == dict(grants[-1].modified or {})
