@@ -7,7 +7,7 @@ it waiting on ARM's read rates. What the plan itself holds does not depend on ho
 was read: this builds the same in-sync live state in-process (shaped as bench/figures.py
 seed_direct stores it, deserialised by the SDK and converted by the
 gateway's functions, the worker's imports loaded), then does what the plan worker does after
-its reads (make the plan, render it as text) and prints one JSON object: the peak RSS of this
+its reads (make the plan, render it as text, evaluate preflight) and prints one JSON object: the peak RSS of this
 process after loading, after building the live state and at the end; with --trace, also the
 bytes the plan holds (tracemalloc, the plan alone; tracing inflates the peak RSS, so measure
 that in a run without it). Use it to compare two versions of the planner; figure 4 stays the
@@ -22,6 +22,7 @@ import sys
 import tempfile
 import tracemalloc
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,10 +32,11 @@ from azure.mgmt.authorization.v2022_04_01.models import RoleAssignment
 from azure.mgmt.msi.models import FederatedIdentityCredential, Identity
 
 from bench.workload import FIGURE4, QUICK4
-from reconciler import preflight_reads  # noqa: F401  (imported by the worker)
+from reconciler import preflight_reads
 from reconciler.azure import gateway
 from reconciler.azure.budget import BudgetConfig, RateBudget  # noqa: F401
 from reconciler.azure.client import ArmTarget, StaticTokenCredential  # noqa: F401
+from reconciler.errors import ReconcilerError
 from reconciler.manifest.loader import load_manifests
 from reconciler.model import (
     DesiredState,
@@ -45,6 +47,7 @@ from reconciler.model import (
     assignment_name,
 )
 from reconciler.planner import make_plan
+from reconciler.preflight.evaluate import DenyAssignment, RoleDefinition
 from reconciler.render.text import render_text
 from reconciler.roles import RoleCatalog
 
@@ -110,6 +113,23 @@ def in_sync_live(desired: DesiredState) -> LiveState:
         resource_groups=frozenset((i.subscription.lower(), i.resource_group.lower()) for i in desired.identities))
 
 
+class _SandboxReader:
+    """What the worker's gateway answers preflight at figure 4: no custom roles or deny
+    assignments, and no Microsoft Graph token for group memberships."""
+
+    def caller_object_id(self) -> str:
+        return "00000000-0000-0000-0000-00000000b00c"
+
+    def custom_role_definitions(self, subscriptions: Iterable[str]) -> dict[str, RoleDefinition]:
+        return {}
+
+    def deny_assignments(self, subscriptions: Iterable[str]) -> list[DenyAssignment]:
+        return []
+
+    def group_memberships(self, object_id: str, principal_type: str | None) -> frozenset[str]:
+        raise ReconcilerError("no Microsoft Graph token")
+
+
 def main(argv: list[str]) -> int:
     estate = QUICK4 if "--quick" in argv else FIGURE4
     with tempfile.TemporaryDirectory() as tmp:
@@ -124,11 +144,15 @@ def main(argv: list[str]) -> int:
     plan_bytes = tracemalloc.get_traced_memory()[0] if trace else 0
     tracemalloc.stop()
     text = render_text(plan, color=False)
+    planned = _rss_mb()
+    checked = preflight_reads.evaluate(_SandboxReader(), live, plan, None)  # as the worker does, after rendering
     print(json.dumps({
         "estate": estate.describe(),
         "planned": len(plan.changes), "actionable": len(plan.actionable), "text_chars": len(text),
         "plan_mb": round(plan_bytes / 2**20, 1) if trace else None,
+        "preflight_unknown": len(checked.unknown),
         "peak_rss_mb_loaded": round(loaded, 1), "peak_rss_mb_live": round(with_live, 1),
+        "peak_rss_mb_planned": round(planned, 1),
         "peak_rss_mb": round(_rss_mb(), 1),
     }))
     return 0
