@@ -535,7 +535,7 @@ class _StateBuilder:
         self.assignments.append(
             DesiredRoleAssignment(
                 owner=ctx.owner,
-                scope=scope,
+                scope=sys.intern(scope),  # grants repeat scopes: one string per scope, not per grant
                 role_definition_id=guid,
                 role_name=role_name,
                 principal=principal,

@@ -68,6 +68,8 @@ def test_live_identities_and_keys_share_repeated_strings() -> None:
 
 def test_the_memory_bench_reads_an_in_sync_estate_and_changes_point_at_live_values(tmp_path: Path) -> None:
     desired, _ = load_manifests([TINY.write(tmp_path)], RoleCatalog())
+    scopes = [ra.scope for ra in desired.role_assignments]
+    assert len(set(scopes)) < len(scopes) and len({id(s) for s in scopes}) == len(set(scopes))  # one per scope
     live = in_sync_live(desired)
     plan = make_plan(desired, live, RoleCatalog().name_of)
     assert len(plan.changes) == len(desired.identities) + len(desired.federated_credentials) + len(
