@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from reconciler.textsafe import one_line, quoted
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per declaration: tens of thousands at estate scale
 class SourceLocation:
     """Where in a manifest a value was written (1-based line and column)."""
 

@@ -8,8 +8,9 @@ for display and for the requests we send.
 from __future__ import annotations
 
 import re
+import sys
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from reconciler.errors import SourceLocation
@@ -136,7 +137,10 @@ class IdentityKey:
 
     @staticmethod
     def of(subscription: str, resource_group: str, name: str) -> IdentityKey:
-        return IdentityKey(subscription.lower(), resource_group.lower(), name.lower())
+        # Interned: every `.key` makes a new key, and at estate scale tens of thousands of them
+        # (grants' principals, credentials, dictionaries by identity) are held at once.
+        return IdentityKey(sys.intern(subscription.lower()), sys.intern(resource_group.lower()),
+                           sys.intern(name.lower()))
 
 
 # ----------------------------------------------------------------------------- desired
@@ -321,10 +325,14 @@ class ReadScope:
 # ----------------------------------------------------------------------------- live
 
 
-@dataclass(frozen=True, slots=True)
-class Modified:
+@dataclass(frozen=True, slots=True, eq=False)  # equal as a mapping: to the dict a plan file holds, too
+class Modified(Mapping[str, str | None]):
     """Who last changed a live resource and when, as ARM reports it (systemData on identities
-    and credentials, updatedBy/updatedOn on role assignments). Display only."""
+    and credentials, updatedBy/updatedOn on role assignments). Display only.
+
+    Also the read-only mapping a plan's `Change.modified` shows (`by`, `at`, `byType`): a plan
+    points at the live record's value instead of holding a dict per change, which at 50,000
+    grants was ~9 MB of a plan's memory (docs/BENCHMARKS.md, plan memory)."""
 
     by: str | None
     at: str | None
@@ -332,6 +340,24 @@ class Modified:
 
     def to_json(self) -> dict[str, str | None]:
         return {"by": self.by, "at": self.at, "byType": self.by_type}
+
+    def __getitem__(self, key: str) -> str | None:
+        if key == "by":
+            return self.by
+        if key == "at":
+            return self.at
+        if key == "byType":
+            return self.by_type
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(("by", "at", "byType"))
+
+    def __len__(self) -> int:
+        return 3
+
+    def __hash__(self) -> int:
+        return hash((self.by, self.at, self.by_type))
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -107,7 +108,7 @@ class Change:
     consequence_of: str | None = None
     drift: DriftClass | None = None
     source: str | None = None  # file:line:col of the declaration
-    modified: dict[str, str | None] | None = None  # who changed the live resource last, and when
+    modified: Mapping[str, str | None] | None = None  # who changed the live resource last, and when
 
     def __post_init__(self) -> None:
         # An in-sync resource's after is usually its before, field for field: keep one value for
@@ -151,7 +152,7 @@ class Change:
             "requires": list(self.requires),
             "consequence_of": self.consequence_of,
             "source": self.source,
-            "modified": self.modified,
+            "modified": dict(self.modified) if self.modified is not None else None,
         }
 
     @staticmethod

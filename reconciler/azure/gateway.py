@@ -6,6 +6,7 @@ SDK models become `model.Live*` values here and nowhere else; SDK exceptions bec
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -117,28 +118,46 @@ def _modified(system_data: Any) -> Modified | None:
         return None
     at = system_data.last_modified_at or system_data.created_at
     return Modified(
-        by=system_data.last_modified_by or system_data.created_by,
+        by=_shared(system_data.last_modified_by or system_data.created_by),
         at=at.isoformat() if at is not None else None,
-        by_type=system_data.last_modified_by_type or system_data.created_by_type,
+        by_type=_shared(system_data.last_modified_by_type or system_data.created_by_type),
     )
+
+
+# The values that repeat across an estate's live records (subscriptions, groups, regions, the
+# tenant, scopes, role GUIDs, principals and their types) are interned as they are converted: the SDK
+# deserialises a fresh copy of each per record, and at 10,000 identities and 50,000 grants the
+# copies were a large part of a plan's memory (docs/BENCHMARKS.md, plan memory).
+def _shared(value: Any) -> Any:
+    return sys.intern(value) if isinstance(value, str) else value
 
 
 def _live_identity(item: Any) -> LiveIdentity:
     sub, rg = _split_identity_id(item.id)
     return LiveIdentity(
-        id=item.id, subscription=sub, resource_group=rg, name=item.name, location=item.location,
-        tags=dict(item.tags or {}), principal_id=(item.principal_id or "").lower(),
-        client_id=item.client_id or "", tenant_id=item.tenant_id or "",
+        id=item.id, subscription=_shared(sub), resource_group=_shared(rg), name=item.name,
+        location=_shared(item.location), tags={_shared(k): _shared(v) for k, v in (item.tags or {}).items()},
+        principal_id=(item.principal_id or "").lower(),
+        client_id=item.client_id or "", tenant_id=_shared(item.tenant_id or ""),
+        modified=_modified(getattr(item, "system_data", None)),
+    )
+
+
+def _live_fic(identity: LiveIdentity, item: Any) -> LiveFederatedCredential:
+    return LiveFederatedCredential(
+        identity=identity.key, id=item.id, name=item.name, issuer=_shared(item.issuer), subject=item.subject,
+        audiences=tuple(_shared(a) for a in item.audiences or ()),
         modified=_modified(getattr(item, "system_data", None)),
     )
 
 
 def _live_assignment(item: Any) -> LiveRoleAssignment:
     return LiveRoleAssignment(
-        id=item.id, name=item.name, scope=item.scope or "/", role_definition_id=role_guid(item.role_definition_id),
-        principal_id=(item.principal_id or "").lower(), principal_type=item.principal_type,
+        id=item.id, name=item.name, scope=_shared(item.scope or "/"),
+        role_definition_id=_shared(role_guid(item.role_definition_id)),
+        principal_id=_shared((item.principal_id or "").lower()), principal_type=_shared(item.principal_type),
         description=item.description, condition=item.condition, condition_version=item.condition_version,
-        modified=Modified(by=item.updated_by, at=item.updated_on.isoformat() if item.updated_on else None)
+        modified=Modified(by=_shared(item.updated_by), at=item.updated_on.isoformat() if item.updated_on else None)
         if item.updated_by or item.updated_on else None,
     )
 
@@ -266,13 +285,7 @@ class AzureGateway:
     def list_federated_credentials(self, identity: LiveIdentity) -> tuple[LiveFederatedCredential, ...]:
         items = _call(lambda: list(self.msi(identity.subscription).federated_identity_credentials.list(
             identity.resource_group, identity.name)), identity.id)
-        return tuple(
-            LiveFederatedCredential(
-                identity=identity.key, id=f.id, name=f.name, issuer=f.issuer, subject=f.subject,
-                audiences=tuple(f.audiences or ()), modified=_modified(getattr(f, "system_data", None)),
-            )
-            for f in items
-        )
+        return tuple(_live_fic(identity, f) for f in items)
 
     def lookup_role(self, subscription: str, name_or_guid: str) -> Role | None:
         scope = f"/subscriptions/{subscription}"

@@ -16,6 +16,7 @@ exactly as the user gave them.
 from __future__ import annotations
 
 import difflib
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -534,7 +535,7 @@ class _StateBuilder:
         self.assignments.append(
             DesiredRoleAssignment(
                 owner=ctx.owner,
-                scope=scope,
+                scope=sys.intern(scope),  # grants repeat scopes: one string per scope, not per grant
                 role_definition_id=guid,
                 role_name=role_name,
                 principal=principal,
@@ -560,7 +561,7 @@ class _StateBuilder:
         """(lower-case GUID, display name) of a role, or None (reported)."""
         found = self.catalog.resolve(text, subscription)
         if found is not None:
-            return found.guid.lower(), found.name
+            return sys.intern(found.guid.lower()), found.name  # one string per role, not per grant
         value = text.strip()
         exact_id = GUID_RE.match(value) or role_definition_guid(value)
         if exact_id and not self.catalog.online:
