@@ -45,7 +45,7 @@ typecheck: $(STAMP)
 
 # pytest exits 5 when it collected nothing: that is a failure here, never a pass.
 pytest: $(STAMP)
-	$(BIN)/pytest -n 2 -q
+	$(BIN)/pytest -n 2 --dist worksteal -q
 
 test: lint typecheck pytest
 
