@@ -155,8 +155,8 @@ def open_sandbox(options: TargetOptions) -> Iterator[EmbeddedSandbox]:
         graph_token = server.token_for(server.admin_object_id, audience=GRAPH_AUDIENCE)
         graph_options = TargetOptions(cloud=options.cloud, graph_endpoint=options.graph_endpoint or server.url)
         sandbox_graph = _graph_target(StaticTokenCredential(graph_token), graph_options, server.ca_cert_path)
-        with AzureGateway(target, graph=sandbox_graph) as gateway, sandbox_graph.directory() as directory:
-            yield EmbeddedSandbox(gateway, directory, server)
+        with AzureGateway(target, graph=sandbox_graph) as gateway:
+            yield EmbeddedSandbox(gateway, gateway.directory(), server)
     finally:
         server.stop()
 
@@ -199,7 +199,7 @@ def _opened(options: TargetOptions, cloud: Cloud, credential: Credential, token:
             why = f"{TOKEN_ENV} carries an ARM token only and {GRAPH_TOKEN_ENV} is not set"
     else:
         graph = _graph_target(credential, options, options.ca_cert)
-    directory: Directory | Unavailable = Unavailable(
+    unavailable = Unavailable(
         why, f"set {GRAPH_TOKEN_ENV} to a Microsoft Graph token (`az account get-access-token --resource-type "
         "ms-graph`, or `reconciler sandbox token --resource https://graph.microsoft.com`)")
     endpoint = (options.arm_endpoint or cloud.arm_endpoint).rstrip("/")
@@ -211,7 +211,5 @@ def _opened(options: TargetOptions, cloud: Cloud, credential: Credential, token:
     scopes = (cloud.scope,) if options.cloud != "AzureCloud" else None
     budget = RateBudget(BudgetConfig(tenant_shares=options.shards, fic_scale=transports.fic_scale(endpoint)))
     with AzureGateway(ArmTarget(credential, endpoint, options.ca_cert, credential_scopes=scopes, budget=budget),
-                      graph=graph, graph_unavailable=why) as gateway, ExitStack() as stack:
-        if graph is not None:
-            directory = stack.enter_context(graph.directory())
-        yield Target(gateway, directory)
+                      graph=graph, graph_unavailable=why) as gateway:
+        yield Target(gateway, gateway.directory() if graph is not None else unavailable)

@@ -347,13 +347,18 @@ class AzureGateway:
                 )
         return list(found.values())
 
-    def group_memberships(self, object_id: str, principal_type: str | None) -> frozenset[str]:
+    def directory(self) -> GraphDirectory:
+        """The run's one Microsoft Graph client (names and preflight's group memberships share
+        its session); built on first use, closed with the gateway."""
         if self.graph is None:
             raise ReconcilerError(self.graph_unavailable)
         with self._lock:
             if self._directory is None:
                 self._directory = self.graph.directory()
-            directory = self._directory
+            return self._directory
+
+    def group_memberships(self, object_id: str, principal_type: str | None) -> frozenset[str]:
+        directory = self.directory()
         try:
             return directory.group_ids(object_id, principal_type)
         except GraphError as e:
