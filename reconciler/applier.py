@@ -534,7 +534,8 @@ def _failed(change: Change, e: ReconcilerError, seconds: float) -> StepResult:
 def check_step_graph(plan: Plan) -> None:
     """Refuse, before anything is applied, requirements that name no change of the plan and
     requirements that form a cycle: a plan made by `plan` has neither, a hand-edited one may."""
-    known = {c.address for c in plan.changes}
+    required = {r for c in plan.actionable for r in c.requires}
+    known = {a for c in plan.changes if (a := c.address) in required} if required else set()
     unknown = [(c.address, r) for c in plan.actionable for r in c.requires if r not in known]
     if unknown:
         listed = "; ".join(f"{one_line(a)} requires {one_line(r)}" for a, r in unknown[:5])

@@ -396,22 +396,91 @@ class LiveFederatedCredential:
     modified: Modified | None = None
 
 
-@dataclass(frozen=True, slots=True)
+_ASSIGNMENT_SEGMENT = "/providers/Microsoft.Authorization/roleAssignments/"
+_LIVE_ASSIGNMENT_FIELDS = ("id", "name", "scope", "role_definition_id", "principal_id", "principal_type",
+                           "description", "condition", "condition_version", "modified")
+
+
 class LiveRoleAssignment:
-    id: str
+    """A role assignment as ARM has it. Immutable; compares by its fields.
+
+    ARM's id is `{scope}/providers/Microsoft.Authorization/roleAssignments/{name}`: the record
+    keeps it only when it is anything else (other casing, say) and builds it when read. At
+    50,000 grants the ids, one string per grant, were 10 MB of a plan's peak memory
+    (docs/BENCHMARKS.md, figure 4)."""
+
+    __slots__ = (
+        "_other_id",
+        "condition",
+        "condition_version",
+        "description",
+        "modified",
+        "name",
+        "principal_id",
+        "principal_type",
+        "role_definition_id",
+        "scope",
+    )
+    _other_id: str | None
     name: str
     scope: str
     role_definition_id: str  # lower-case GUID
     principal_id: str  # lower-case
     principal_type: str | None
-    description: str | None = None
-    condition: str | None = None
-    condition_version: str | None = None
-    modified: Modified | None = None
+    description: str | None
+    condition: str | None
+    condition_version: str | None
+    modified: Modified | None
+
+    def __init__(self, id: str, name: str, scope: str, role_definition_id: str, principal_id: str,
+                 principal_type: str | None, description: str | None = None, condition: str | None = None,
+                 condition_version: str | None = None, modified: Modified | None = None) -> None:
+        setattr_ = object.__setattr__
+        setattr_(self, "name", name)
+        setattr_(self, "scope", scope)
+        setattr_(self, "_other_id", None if id == self._derived_id() else id)
+        for attr, value in (("role_definition_id", role_definition_id), ("principal_id", principal_id),
+                            ("principal_type", principal_type), ("description", description),
+                            ("condition", condition), ("condition_version", condition_version),
+                            ("modified", modified)):
+            setattr_(self, attr, value)
+
+    def _derived_id(self) -> str:
+        return f"{self.scope.rstrip('/')}{_ASSIGNMENT_SEGMENT}{self.name}"
+
+    @property
+    def id(self) -> str:
+        return self._other_id if self._other_id is not None else self._derived_id()
 
     @property
     def key(self) -> tuple[str, str, str]:
         return (norm_scope(self.scope), self.role_definition_id, self.principal_id)
+
+    def replace(self, **changes: object) -> LiveRoleAssignment:
+        """A copy with some fields changed (what dataclasses.replace does for the other records)."""
+        values: dict[str, object] = {name: getattr(self, name) for name in _LIVE_ASSIGNMENT_FIELDS}
+        values.update(changes)
+        return LiveRoleAssignment(**values)  # type: ignore[arg-type]
+
+    def _fields(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in _LIVE_ASSIGNMENT_FIELDS)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"a LiveRoleAssignment is immutable: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"a LiveRoleAssignment is immutable: cannot delete {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LiveRoleAssignment):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return "LiveRoleAssignment(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in _LIVE_ASSIGNMENT_FIELDS) + ")"
 
 
 @dataclass(frozen=True)

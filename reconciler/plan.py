@@ -23,6 +23,7 @@ import json
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from enum import StrEnum
 from typing import Any
 
@@ -117,6 +118,13 @@ class Change:
         if self.action is Action.NOOP and self.after is not self.before and self.after == self.before:
             object.__setattr__(self, "after", self.before)
 
+    def __eq__(self, other: object) -> bool:
+        # By fields, whatever the class: an in-sync change kept as a compact record
+        # (reconciler/in_sync.py) equals the same change read back from a JSON plan.
+        if not isinstance(other, Change):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in _CHANGE_FIELDS)
+
     def changed_fields(self) -> list[str]:
         """Managed fields (JSON names) whose value differs between before and after."""
         before, after = self.before_fields(), self.after_fields()
@@ -176,6 +184,8 @@ class Change:
             modified=data.get("modified"),
         )
 
+
+_CHANGE_FIELDS = tuple(f.name for f in dataclass_fields(Change))
 
 # Fields carried for display or for apply that are not compared (ids assigned by ARM).
 _DISPLAY_ONLY = frozenset({"id", "name", "principalId", "clientId", "tenantId", "roleName", "principal"})

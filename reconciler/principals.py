@@ -341,7 +341,12 @@ def with_names(plan: Plan, names: Mapping[str, Mapping[str, str]], warnings: Seq
         if modified and modified.get("by") and str(modified["by"]).lower() in names:
             by = str(modified["by"])
             modified = {**modified, "byName": describe(by, names[by.lower()])}
-        changes.append(replace(c, before=_named(c.before, names), after=_named(c.after, names), modified=modified))
+        before, after = c.before, c.after
+        named_before, named_after = _named(before, names), _named(after, names)
+        if named_before is before and named_after is after and modified is c.modified:
+            changes.append(c)  # nothing to name: the change itself (at scale, most are compact in-sync records)
+            continue
+        changes.append(replace(c, before=named_before, after=named_after, modified=modified))
     return replace(plan, changes=tuple(changes), warnings=(*plan.warnings, *warnings))
 
 

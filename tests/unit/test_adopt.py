@@ -3,7 +3,6 @@ taken over from another owner only when metadata.takeOverFrom names it."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -43,7 +42,7 @@ def test_an_adopted_grant_removed_from_the_manifests_is_deleted() -> None:
     action, before, reason = _grant_change(make_plan(state(a), live(li, ras=(adopted,))))
     assert action is Action.DELETE and before["id"] == adopted.id and "owned by payments" in reason
     # without the marker the same grant is someone's hand-made grant: reported, never deleted
-    by_hand = replace(adopted, description="by hand")
+    by_hand = adopted.replace(description="by hand")
     action, _, _ = _grant_change(make_plan(state(a), live(li, ras=(by_hand,))))
     assert action is Action.NOOP
 
@@ -78,10 +77,10 @@ def test_grant_is_transferred_only_from_a_named_owner() -> None:
     assert action is Action.ADOPT and reason.startswith("transfer from old")
     assert after["name"] == theirs.name and after["description"] == "[reconciler:owner=payments]"
     # marked for another owner, not named: a plan error, never a silent take-over
-    marked = replace(theirs, name="n2", description="[reconciler:owner=old]")
+    marked = theirs.replace(name="n2", description="[reconciler:owner=old]")
     b = ident()
     with pytest.raises(PlanError, match=r"owned by 'old'.*takeOverFrom: \[old\]"):
-        make_plan(state(b, ras=(grant(b),)), live(live_ident(), ras=(replace(marked, principal_id=live_ident()
+        make_plan(state(b, ras=(grant(b),)), live(live_ident(), ras=(marked.replace(principal_id=live_ident()
                                                                                 .principal_id),)))
 
 

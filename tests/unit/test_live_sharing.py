@@ -11,8 +11,10 @@ from types import SimpleNamespace
 from bench.plan_memory import in_sync_live
 from bench.workload import Estate
 from reconciler.azure.gateway import _live_assignment, _live_identity
+from reconciler.in_sync import InSyncGrant, InSyncIdentity
 from reconciler.manifest.loader import load_manifests
 from reconciler.model import IdentityKey, Modified
+from reconciler.payloads import RoleAssignmentValue, expect
 from reconciler.plan import Action, Plan
 from reconciler.planner import make_plan
 from reconciler.roles import RoleCatalog
@@ -78,7 +80,17 @@ def test_the_memory_bench_reads_an_in_sync_estate_and_changes_point_at_live_valu
     by_id = {ra.id: ra.modified for ra in live.role_assignments}
     grants = [c for c in plan.changes if c.type.value == "roleAssignment"]
     assert grants and all(c.before is not None and c.modified is by_id[str(c.before.id)] for c in grants)
-    assert all(c.after is c.before for c in plan.changes)  # in sync: one value for both
+    # Identities and grants in sync are compact records (reconciler/in_sync.py): one value for both
+    # sides when read, built from the live record's own strings; read back from JSON, an equal plan.
+    compact = [c for c in plan.changes if c.type.value != "federatedCredential"]
+    assert compact and all(isinstance(c, InSyncIdentity | InSyncGrant) for c in compact)
+    assert all(c.after is c.before or c.after == c.before for c in plan.changes)
+    by_name = {ra.name: ra for ra in live.role_assignments}
+    befores = [expect(c.before, RoleAssignmentValue) for c in grants]
+    assert all(b.scope is by_name[str(b.name)].scope and b.id == by_name[str(b.name)].id for b in befores)
     data = json.loads(plan.dumps())
     assert data["changes"][-1]["modified"] == dict(grants[-1].modified or {})
-    assert Plan.from_json(data) == plan
+    assert Plan.from_json(data) == plan and plan == Plan.from_json(data)
+    in_order = sorted((c.address for c in plan.changes),
+                      key=lambda a: (a.startswith("roleAssignment"), "/federatedCredential/" in a, a))
+    assert [c.address for c in plan.changes] == in_order

@@ -111,7 +111,7 @@ def test_in_sync_is_empty_and_matching_is_case_insensitive() -> None:
     name = assignment_name("payments", DATA_SCOPE, READER, li.principal_id)
     # ARM echoes other casing for scope, role id form and GUIDs: none of it is a diff.
     ra = live_grant(li.principal_id.upper(), name, scope=DATA_SCOPE.upper(), role=READER.upper())
-    ra = replace(ra, principal_id=li.principal_id, role_definition_id=READER)
+    ra = ra.replace(principal_id=li.principal_id, role_definition_id=READER)
     plan = make_plan(state(a, ras=(grant(a),)), live(li, ras=(ra,)))
     assert not plan.has_changes, plan.dumps()
 
