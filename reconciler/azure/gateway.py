@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+import requests
 from azure.core.exceptions import (
     ClientAuthenticationError,
     HttpResponseError,
@@ -24,7 +25,7 @@ from azure.mgmt.msi.models import FederatedIdentityCredential, Identity, Identit
 from azure.mgmt.resource.resources import ResourceManagementClient
 from azure.mgmt.resource.subscriptions import SubscriptionClient
 
-from reconciler.azure.client import ArmTarget
+from reconciler.azure.client import ArmTarget, http_session
 from reconciler.azure.graph import GraphDirectory, GraphError, GraphTarget
 from reconciler.azure.read_schedule import read_state
 from reconciler.azure.retry import ArmUnreachableError, DeadlineExceededError, unbuildable_request
@@ -191,6 +192,7 @@ class AzureGateway:
         self._res: dict[str, ResourceManagementClient] = {}
         self._subscriptions: SubscriptionClient | None = None
         self._directory: GraphDirectory | None = None
+        self._session: requests.Session | None = None  # shared by the clients above, made with the first
 
     def close(self) -> None:
         """Close every client built so far; a later call builds new ones."""
@@ -199,8 +201,11 @@ class AzureGateway:
             clients += [c for c in (self._subscriptions, self._directory) if c is not None]
             self._msi, self._auth, self._res = {}, {}, {}
             self._subscriptions = self._directory = None
+            session, self._session = self._session, None
         for client in clients:
             client.close()
+        if session is not None:
+            session.close()
 
     def __enter__(self) -> AzureGateway:
         return self
@@ -210,10 +215,16 @@ class AzureGateway:
 
     # -- clients (one per subscription; the SDK binds a client to one) ---------------
 
-    def _client(self, cache: dict[str, T], factory: Callable[[str], T], subscription: str) -> T:
+    def _http(self) -> requests.Session:
+        # under self._lock
+        if self._session is None:
+            self._session = http_session()
+        return self._session
+
+    def _client(self, cache: dict[str, T], factory: Callable[[str, requests.Session], T], subscription: str) -> T:
         with self._lock:
             if subscription not in cache:
-                cache[subscription] = factory(subscription)
+                cache[subscription] = factory(subscription, self._http())
             return cache[subscription]
 
     def msi(self, subscription: str) -> ManagedServiceIdentityClient:
@@ -228,7 +239,7 @@ class AzureGateway:
     def subscription_client(self) -> SubscriptionClient:
         with self._lock:
             if self._subscriptions is None:
-                self._subscriptions = self.target.subscriptions()
+                self._subscriptions = self.target.subscriptions(self._http())
             return self._subscriptions
 
     def call_counts(self) -> dict[str, int]:
