@@ -21,6 +21,7 @@ def test_one_connection_serves_every_client_of_a_gateway(sandbox: SandboxServer)
     accepted: list[Any] = []
     lock = threading.Lock()
     httpd = sandbox._httpd
+    assert httpd is not None
     serve = httpd.process_request
 
     def counted(request: Any, address: Any) -> None:
@@ -28,7 +29,7 @@ def test_one_connection_serves_every_client_of_a_gateway(sandbox: SandboxServer)
             accepted.append(address)
         serve(request, address)
 
-    httpd.process_request = counted  # type: ignore[method-assign]
+    httpd.process_request = counted  # type: ignore[method-assign, assignment]
     try:
         with gateway_for(sandbox) as gateway:
             for sub in (OTHER, THIRD):  # 7 SDK clients: identities, grants, groups (per subscription), regions
