@@ -196,6 +196,20 @@ def _identity_name(address: str, changes: dict[str, Change]) -> str:
     return "/".join(address.split("/")[-2:])  # identity/{sub}/{rg}/{name}
 
 
+def _named_changes(plan: Plan) -> dict[str, Change]:
+    """By address, the changes the comment names others by: identities (the groups' titles) and
+    what a listed change is a consequence of. Not all of them: at estate scale most are compact
+    in-sync records whose addresses are built when read (reconciler/in_sync.py)."""
+    causes = {c.consequence_of for c in _shown(plan) if c.consequence_of}
+    out: dict[str, Change] = {}
+    for c in plan.changes:
+        if c.type is ResourceType.IDENTITY or causes:
+            address = c.address
+            if c.type is ResourceType.IDENTITY or address in causes:
+                out[address] = c
+    return out
+
+
 def _shown(plan: Plan) -> list[Change]:
     """What the comment lists: every change, plus drift the planner reports without changing
     it (grants made by hand, orphans, other owners' identities shown as context)."""
@@ -203,7 +217,7 @@ def _shown(plan: Plan) -> list[Change]:
 
 
 def _groups(plan: Plan) -> list[_Group]:
-    by_address = plan.by_address()
+    by_address = _named_changes(plan)
     groups: dict[str, _Group] = {}
 
     def group_of(change: Change) -> _Group:
@@ -355,7 +369,7 @@ def _credential_fields(change: Change) -> str:
 
 
 def _destroy_items(plan: Plan, abridged: bool) -> list[str]:
-    by_address = plan.by_address()
+    by_address = _named_changes(plan)
     return [
         f"> {_security_item(c, by_address)}" if abridged else f"> - {_head(c, by_address)}"
         for c in plan.changes
@@ -417,7 +431,7 @@ def _change_block(change: Change, by_address: dict[str, Change], level: Level) -
 
 def _group_sections(plan: Plan, groups: list[_Group], level: Level) -> Iterator[list[str]]:
     """One `<details>` section per group, lazily: the caller stops once it is too long."""
-    by_address = plan.by_address()
+    by_address = _named_changes(plan)
     is_open = " open" if len(plan.actionable) <= OPEN_GROUPS_UP_TO else ""
     for group in groups:
         out = [f"<details{is_open}><summary>{_group_label(group)}: {_counts_text(group.counts())}</summary>", ""]
