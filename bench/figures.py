@@ -477,7 +477,10 @@ def figure4(estate: Estate, scale: float, workdir: Path) -> Section:
         f"({', '.join(f'{k} {v}' for k, v in sorted(w['call_counts'].items()))}); budget waits "
         f"{w['budget_waits']} ({w['budget_wait_seconds']:.0f} s summed over threads); 429s {w['throttled']}; "
         f"retries {w['retries']}; {w['planned']:,} plan entries; {w['live_identities']:,} identities and "
-        f"{w['live_role_assignments']:,} role assignments read.",
+        f"{w['live_role_assignments']:,} role assignments read. Peak RSS so far after loading "
+        f"{w['peak_rss_mb_after']['load']:.0f} MB, after reading {w['peak_rss_mb_after']['read']:.0f} MB, after "
+        f"planning and rendering {w['peak_rss_mb_after']['plan']:.0f} MB (`python -m bench.plan_memory --worker` "
+        "measures the same worker against an unthrottled sandbox in a minute).",
         f"Sandbox during the plan: {m.describe()}.",
         "Preflight (what `reconciler plan` now adds): evaluated in the worker after the plan, for the caller; "
         "its Microsoft Graph membership call is not made (the worker has no Graph token), so grants to groups "
