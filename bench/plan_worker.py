@@ -63,6 +63,7 @@ def main(argv: list[str]) -> int:
     preflighted = time.perf_counter()
     after = gateway.call_counts()
     preflight_calls = {k: n - before.get(k, 0) for k, n in after.items() if n != before.get(k, 0)}
+    gateway.close()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     stats = target.stats()
     print(json.dumps({
