@@ -162,14 +162,14 @@ def _seed_by_apply(sbx: SandboxProcess, manifests: Path, scale: float) -> tuple[
     # start a fresh sandbox process, whose config is ARM's again).
     sbx.configure(throttling=False, latency_read_ms=0, latency_write_ms=0, latency_delete_ms=0,
                   identity_creates_per_window=1_000_000)
-    gateway = AzureGateway(target_for(sbx, scale, budget=False), read_parallelism=16)
-    desired, catalog = load(manifests, gateway)
-    seed_references(sbx, desired)
-    plan, _ = plan_of(desired, gateway, catalog)
-    report = apply_plan(plan, gateway, parallelism=16)
-    if not report.ok:
-        raise RuntimeError(f"seeding failed: {report.counts()}")
-    again, live = plan_of(desired, gateway, catalog)
+    with AzureGateway(target_for(sbx, scale, budget=False), read_parallelism=16) as gateway:
+        desired, catalog = load(manifests, gateway)
+        seed_references(sbx, desired)
+        plan, _ = plan_of(desired, gateway, catalog)
+        report = apply_plan(plan, gateway, parallelism=16)
+        if not report.ok:
+            raise RuntimeError(f"seeding failed: {report.counts()}")
+        again, live = plan_of(desired, gateway, catalog)
     if again.has_changes:
         raise RuntimeError(f"seeding did not converge: {len(again.actionable)} changes left")
     return desired, live
@@ -190,8 +190,7 @@ def figure1(estate: Estate, scale: float, workdir: Path) -> Section:
     def run_ours(sbx: SandboxProcess) -> tuple[Measured, int, ArmTarget]:
         sbx.configure(throttling=True, **LATENCY)
         target = target_for(sbx, scale)
-        gateway = AzureGateway(target)
-        with measure(sbx) as m:
+        with AzureGateway(target) as gateway, measure(sbx) as m:
             plan, _ = plan_of(desired, gateway, RoleCatalog(live_lookup=gateway.lookup_role))
         return m, len(plan.actionable), target
 
@@ -204,8 +203,8 @@ def figure1(estate: Estate, scale: float, workdir: Path) -> Section:
     with SandboxProcess(db, throttle_scale=scale) as sbx:
         sbx.configure(throttling=True, **LATENCY)
         base_target = target_for(sbx, scale)
-        gateway = AzureGateway(base_target)
-        with measure(sbx) as base, ThreadPoolExecutor(max_workers=BASELINE_PARALLELISM) as pool:
+        with AzureGateway(base_target) as gateway, measure(sbx) as base, \
+                ThreadPoolExecutor(max_workers=BASELINE_PARALLELISM) as pool:
             list(pool.map(lambda call: call[1](gateway), refresh))
     log(f"figure 1: baseline: {base.describe()}")
 
@@ -270,18 +269,18 @@ def _apply_run(estate: Estate, scale: float, workdir: Path, name: str,
     with SandboxProcess(db, throttle_scale=scale) as sbx:
         sbx.configure(throttling=True, **LATENCY, **(faults or {}))
         target = target_for(sbx, scale)
-        gateway = AzureGateway(target)
-        desired, catalog = load(manifests, gateway)
-        seed_references(sbx, desired)
-        started = time.perf_counter()
-        plan, _ = plan_of(desired, gateway, catalog)
-        plan_wall = time.perf_counter() - started
-        log(f"{name}: plan has {len(plan.actionable)} changes ({plan_wall:.1f} s); applying")
-        with measure(sbx) as m:
-            report = apply_plan(plan, gateway, parallelism=APPLY_PARALLELISM)
-        log(f"{name}: apply: {m.describe()}; steps {report.counts()}")
-        with measure(sbx) as verify:
-            after, _ = plan_of(desired, gateway, catalog)
+        with AzureGateway(target) as gateway:
+            desired, catalog = load(manifests, gateway)
+            seed_references(sbx, desired)
+            started = time.perf_counter()
+            plan, _ = plan_of(desired, gateway, catalog)
+            plan_wall = time.perf_counter() - started
+            log(f"{name}: plan has {len(plan.actionable)} changes ({plan_wall:.1f} s); applying")
+            with measure(sbx) as m:
+                report = apply_plan(plan, gateway, parallelism=APPLY_PARALLELISM)
+            log(f"{name}: apply: {m.describe()}; steps {report.counts()}")
+            with measure(sbx) as verify:
+                after, _ = plan_of(desired, gateway, catalog)
     return m, report, len(after.actionable), target, verify, plan_wall, len(plan.actionable)
 
 
@@ -477,7 +476,10 @@ def figure4(estate: Estate, scale: float, workdir: Path) -> Section:
         f"({', '.join(f'{k} {v}' for k, v in sorted(w['call_counts'].items()))}); budget waits "
         f"{w['budget_waits']} ({w['budget_wait_seconds']:.0f} s summed over threads); 429s {w['throttled']}; "
         f"retries {w['retries']}; {w['planned']:,} plan entries; {w['live_identities']:,} identities and "
-        f"{w['live_role_assignments']:,} role assignments read.",
+        f"{w['live_role_assignments']:,} role assignments read. Peak RSS so far after loading "
+        f"{w['peak_rss_mb_after']['load']:.0f} MB, after reading {w['peak_rss_mb_after']['read']:.0f} MB, after "
+        f"planning and rendering {w['peak_rss_mb_after']['plan']:.0f} MB (`python -m bench.plan_memory --worker` "
+        "measures the same worker against an unthrottled sandbox in a minute).",
         f"Sandbox during the plan: {m.describe()}.",
         "Preflight (what `reconciler plan` now adds): evaluated in the worker after the plan, for the caller; "
         "its Microsoft Graph membership call is not made (the worker has no Graph token), so grants to groups "
@@ -506,30 +508,30 @@ def figure5(estate: Estate, scale: float, workdir: Path) -> Section:
     with SandboxProcess(db, throttle_scale=scale) as sbx:
         sbx.configure(throttling=True, **LATENCY)
         target = target_for(sbx, scale)
-        gateway = AzureGateway(target)
-        catalog = RoleCatalog(live_lookup=gateway.lookup_role)
+        with AzureGateway(target) as gateway:
+            catalog = RoleCatalog(live_lookup=gateway.lookup_role)
 
-        def role_name(sub: str, guid: str) -> str | None:
-            role = catalog.resolve(guid, sub)
-            return role.name if role is not None else None
+            def role_name(sub: str, guid: str) -> str | None:
+                role = catalog.resolve(guid, sub)
+                return role.name if role is not None else None
 
-        with measure(sbx) as m:
+            with measure(sbx) as m:
+                started = time.perf_counter()
+                live = gateway.read_estate(subs, "exported")
+                read_wall = time.perf_counter() - started
+                result = export_estate(live, ExportOptions(owner="exported", subscriptions=subs, out_dir=str(out),
+                                                           schema_path="schemas/manifest.schema.json"), role_name)
+                for rel, text in result.files.items():
+                    (out / rel).parent.mkdir(parents=True, exist_ok=True)
+                    (out / rel).write_text(text, encoding="utf-8")
             started = time.perf_counter()
-            live = gateway.read_estate(subs, "exported")
-            read_wall = time.perf_counter() - started
-            result = export_estate(live, ExportOptions(owner="exported", subscriptions=subs, out_dir=str(out),
-                                                       schema_path="schemas/manifest.schema.json"), role_name)
-            for rel, text in result.files.items():
-                (out / rel).parent.mkdir(parents=True, exist_ok=True)
-                (out / rel).write_text(text, encoding="utf-8")
-        started = time.perf_counter()
-        exported, warnings = load_manifests([out], catalog)  # export's own check that the files load
-        check_wall = time.perf_counter() - started
+            exported, warnings = load_manifests([out], catalog)  # export's own check that the files load
+            check_wall = time.perf_counter() - started
     log(f"figure 5: export: {m.describe()}")
     with SandboxProcess(db, throttle_scale=scale) as sbx:
         sbx.configure(throttling=False)
-        gateway = AzureGateway(target_for(sbx, scale, budget=False))
-        plan, _ = plan_of(exported, gateway, RoleCatalog(live_lookup=gateway.lookup_role))
+        with AzureGateway(target_for(sbx, scale, budget=False)) as gateway:
+            plan, _ = plan_of(exported, gateway, RoleCatalog(live_lookup=gateway.lookup_role))
     actions = Counter(c.action.value for c in plan.actionable)
     expected = len(desired.identities) + len(desired.role_assignments)
     fic_lists = m.counts.get("FederatedIdentityCredentials_List", 0)  # one per identity, as in figure 1

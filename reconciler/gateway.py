@@ -64,6 +64,9 @@ class Telemetry(Protocol):
     def call_counts(self) -> dict[str, int]:
         """ARM requests made so far, by kind (e.g. `GET userAssignedIdentities (list)`)."""
 
+    def graph_call_counts(self) -> dict[str, int]:
+        """Microsoft Graph requests made so far (names, preflight's memberships), by kind."""
+
     def throttle_wait_seconds(self) -> float:
         """Seconds spent so far waiting for ARM's rate limits (client budget and 429s)."""
 

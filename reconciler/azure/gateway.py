@@ -246,6 +246,9 @@ class AzureGateway:
         with self.target.counter.lock:
             return dict(self.target.counter.counts)
 
+    def graph_call_counts(self) -> dict[str, int]:
+        return self.graph.counter.snapshot() if self.graph is not None else {}
+
     def throttle_wait_seconds(self) -> float:
         return self.target.stats().throttle_wait_seconds
 

@@ -20,7 +20,9 @@ README.md.
 from __future__ import annotations
 
 import re
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +32,7 @@ from azure.core import PipelineClient
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError, ServiceResponseError
 from azure.core.pipeline import PipelineRequest, PipelineResponse
-from azure.core.pipeline.policies import BearerTokenCredentialPolicy, HTTPPolicy, UserAgentPolicy
+from azure.core.pipeline.policies import BearerTokenCredentialPolicy, HTTPPolicy, SansIOHTTPPolicy, UserAgentPolicy
 from azure.core.pipeline.transport import RequestsTransport
 from azure.core.rest import HttpRequest, HttpResponse
 
@@ -171,6 +173,40 @@ class GraphBudgetPolicy(HTTPPolicy[Any, Any]):
         return response
 
 
+_ID_SEGMENT = re.compile(r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
+
+
+def graph_request_kind(method: str, path: str) -> str:
+    """A short name for a Microsoft Graph request, ids left out: `GET servicePrincipals/{id}/transitiveMemberOf`."""
+    parts = [p for p in path.split("/") if p]
+    for version in ("v1.0", "beta"):  # after the version: a sovereign cloud or a sandbox may serve it under a prefix
+        if version in parts:
+            parts = parts[parts.index(version) + 1:]
+            break
+    return f"{method} " + "/".join("{id}" if _ID_SEGMENT.match(p) else p for p in parts)
+
+
+@dataclass
+class GraphCallCounter(SansIOHTTPPolicy):  # type: ignore[type-arg]
+    """Counts every Microsoft Graph request sent (retries included), by kind."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def on_request(self, request: PipelineRequest) -> None:  # type: ignore[type-arg]
+        http = request.http_request
+        kind = graph_request_kind(http.method, urlparse(http.url).path)
+        with self.lock:
+            self.counts[kind] += 1
+
+    def snapshot(self) -> dict[str, int]:
+        with self.lock:
+            return dict(self.counts)
+
+    def __hash__(self) -> int:
+        return id(self)
+
+
 @dataclass
 class GraphTarget:
     """Where Graph is and how to call it; one per run (its budget is shared by every call)."""
@@ -186,6 +222,7 @@ class GraphTarget:
     transport: Any = None
     clock: Callable[[], float] = time.monotonic
     sleeper: Callable[[float], None] = time.sleep
+    counter: GraphCallCounter = field(default_factory=GraphCallCounter)
 
     def directory(self) -> GraphDirectory:
         """A new directory client (its own HTTP session), for the caller to close."""
@@ -194,6 +231,7 @@ class GraphTarget:
         policies: list[Any] = [UserAgentPolicy(sdk_moniker="reconciler"), retry]
         if self.budget is not None:
             policies.append(GraphBudgetPolicy(self.budget))
+        policies.append(self.counter)  # after the budget: it counts what goes out, retries included
         policies.append(BearerTokenCredentialPolicy(self.credential, self.scope or f"{self.endpoint}/.default"))
         transport = (self.transport or transports.for_endpoint(self.endpoint)
                      or RequestsTransport(connection_verify=self.ca_cert or True))

@@ -123,3 +123,8 @@ def print_calls(gateway: ArmGateway, label: str, io: Interaction) -> None:
     for kind, n in sorted(counts.items()):
         io.note(f"  {n:6d}  {kind}", style="dim")
     io.note(f"  {gateway.stats_summary()}", style="dim")
+    graph = gateway.graph_call_counts()
+    if graph:
+        io.note(f"Microsoft Graph calls ({label}): {sum(graph.values())}", style="dim")
+        for kind, n in sorted(graph.items()):
+            io.note(f"  {n:6d}  {kind}", style="dim")

@@ -121,6 +121,14 @@ def test_names_plan_shown_apply_to_the_right_ids_and_replan_no_changes(
     code, out, err = run(capsys, "plan", str(manifests), "--detailed-exitcode", *env)
     assert code == 0 and "No changes." in out, out + err
 
+    # `-v` counts Microsoft Graph calls beside ARM's, as the directory received them
+    before = srv.request_counts()
+    code, out, err = run(capsys, "plan", str(manifests), "-v", *env)
+    sent = {k: n - before.get(k, 0) for k, n in srv.request_counts().items() if k.startswith("graph.")}
+    assert code == 0 and sum(sent.values()) >= 3, err
+    assert f"Microsoft Graph calls (plan): {sum(sent.values())}" in err, err
+    assert f"{sent['graph.directoryObjects.getByIds']:6d}  POST directoryObjects/getByIds" in err, err
+
 
 def test_embedded_sandbox_serves_graph_for_names(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, manifests: Path, monkeypatch: pytest.MonkeyPatch

@@ -88,6 +88,9 @@ class Estate:
     def delete_role_assignment(self, assignment_id: str) -> None:
         raise AssertionError("no role assignment exists")
 
+    def graph_call_counts(self) -> dict[str, int]:
+        return {}
+
     def call_counts(self) -> dict[str, int]:
         return {}
 
