@@ -98,16 +98,22 @@ def request_kind(method: str, path: str) -> str:
 
 @dataclass
 class CallCounter(SansIOHTTPPolicy):  # type: ignore[type-arg]
-    """Counts every ARM request the SDK sends (retries included), by kind."""
+    """Counts every request the pipeline sends (retries included), by kind: `kind_of(method,
+    path)`, ARM's by default (Microsoft Graph's: graph.graph_request_kind)."""
 
     counts: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    kind_of: Callable[[str, str], str] = request_kind
 
     def on_request(self, request: PipelineRequest) -> None:  # type: ignore[type-arg]
         http = request.http_request
-        kind = request_kind(http.method, urlparse(http.url).path)
+        kind = self.kind_of(http.method, urlparse(http.url).path)
         with self.lock:
             self.counts[kind] += 1
+
+    def snapshot(self) -> dict[str, int]:
+        with self.lock:
+            return dict(self.counts)
 
     def __hash__(self) -> int:
         return id(self)

@@ -243,8 +243,7 @@ class AzureGateway:
             return self._subscriptions
 
     def call_counts(self) -> dict[str, int]:
-        with self.target.counter.lock:
-            return dict(self.target.counter.counts)
+        return self.target.counter.snapshot()
 
     def graph_call_counts(self) -> dict[str, int]:
         return self.graph.counter.snapshot() if self.graph is not None else {}

@@ -20,9 +20,7 @@ README.md.
 from __future__ import annotations
 
 import re
-import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,12 +30,13 @@ from azure.core import PipelineClient
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError, ServiceResponseError
 from azure.core.pipeline import PipelineRequest, PipelineResponse
-from azure.core.pipeline.policies import BearerTokenCredentialPolicy, HTTPPolicy, SansIOHTTPPolicy, UserAgentPolicy
+from azure.core.pipeline.policies import BearerTokenCredentialPolicy, HTTPPolicy, UserAgentPolicy
 from azure.core.pipeline.transport import RequestsTransport
 from azure.core.rest import HttpRequest, HttpResponse
 
 from reconciler.azure import transports
 from reconciler.azure.budget import READS, TENANT, WRITES, BucketLimit, BudgetConfig, BudgetTimeout, RateBudget
+from reconciler.azure.client import CallCounter
 from reconciler.azure.retry import MAX_WAIT_KEY, ArmRetryPolicy, Backoff, DeadlineExceededError, parse_retry_after
 from reconciler.errors import ReconcilerError
 from reconciler.principals import DirectoryPermissionError
@@ -187,27 +186,6 @@ def graph_request_kind(method: str, path: str) -> str:
 
 
 @dataclass
-class GraphCallCounter(SansIOHTTPPolicy):  # type: ignore[type-arg]
-    """Counts every Microsoft Graph request sent (retries included), by kind."""
-
-    counts: Counter[str] = field(default_factory=Counter)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def on_request(self, request: PipelineRequest) -> None:  # type: ignore[type-arg]
-        http = request.http_request
-        kind = graph_request_kind(http.method, urlparse(http.url).path)
-        with self.lock:
-            self.counts[kind] += 1
-
-    def snapshot(self) -> dict[str, int]:
-        with self.lock:
-            return dict(self.counts)
-
-    def __hash__(self) -> int:
-        return id(self)
-
-
-@dataclass
 class GraphTarget:
     """Where Graph is and how to call it; one per run (its budget is shared by every call)."""
 
@@ -222,7 +200,7 @@ class GraphTarget:
     transport: Any = None
     clock: Callable[[], float] = time.monotonic
     sleeper: Callable[[float], None] = time.sleep
-    counter: GraphCallCounter = field(default_factory=GraphCallCounter)
+    counter: CallCounter = field(default_factory=lambda: CallCounter(kind_of=graph_request_kind))
 
     def directory(self) -> GraphDirectory:
         """A new directory client (its own HTTP session), for the caller to close."""
