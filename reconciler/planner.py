@@ -107,6 +107,8 @@ class _Planner:
     identity_principals: dict[IdentityKey, dict[str, str]] = field(default_factory=dict)
     external_principals: frozenset[str] = frozenset()
     owner_groups: dict[str, frozenset[tuple[str, str]]] = field(default_factory=dict)
+    # live assignments matched by a declared grant that is not in sync (in-sync ones hold theirs)
+    matched_live: list[LiveRoleAssignment] = field(default_factory=list)
 
     def run(self) -> Plan:
         self.principal_owner = {li.principal_id.lower(): k for k, li in self.live.identities.items()}
@@ -488,10 +490,13 @@ class _Planner:
         # A declared grant takes the live assignment of its key out of live_by_key: what is left
         # (and the later assignments of a key, which no declaration can take) matched nothing.
         # A set of the matched ones beside the map was 3.5 MB at 50,000 grants.
+        missed: _Missed = {}
         for want in self.desired.role_assignments:
-            self._plan_desired_assignment(want, live_by_key, identity_ids)
+            self._plan_desired_assignment(want, live_by_key, identity_ids, missed)
         unmatched = sorted([*live_by_key.values(), *later], key=lambda r: r.id.lower())
         del live_by_key
+        if missed:
+            self._match_taken(missed)
         for ra, address in self._unmatched_addresses(unmatched):
             ident = self.principal_owner.get(ra.principal_id)
             principal = self._principal_view(ident, ra.principal_id)
@@ -577,9 +582,28 @@ class _Planner:
             return self.identity_principals[ident]
         return principal_view(None, object_id)
 
+    def _match_taken(self, missed: _Missed) -> None:
+        """Declared grants that found no live assignment because an earlier declaration of the same
+        key took it (one principal declared by identity and by object id, or one grant under two
+        owners): each declaration is planned against what is live, so they match it too, and two
+        owners meet as an ownership error, never as a second assignment to create."""
+        scopes: dict[str, str] = {}
+        taken = (c.live for c in self.changes if isinstance(c, InSyncGrant))
+        for have in (*self.matched_live, *taken):
+            scope = scopes.get(have.scope)
+            if scope is None:
+                scope = scopes[have.scope] = norm_scope(have.scope)
+            for want, planned, warning in missed.pop((scope, have.role_definition_id, have.principal_id), ()):
+                del self.changes[next(i for i, c in enumerate(self.changes) if c is planned)]
+                if warning is not None:
+                    self.warnings.remove(warning)
+                self._plan_matched_assignment(want, have)
+            if not missed:
+                return
+
     def _plan_desired_assignment(self, want: DesiredRoleAssignment,
                                  live_by_key: dict[tuple[str, str, str], LiveRoleAssignment],
-                                 identity_ids: dict[str, IdentityKey]) -> None:
+                                 identity_ids: dict[str, IdentityKey], missed: _Missed) -> None:
         ident = want.principal.identity
         requires: list[str] = []
         consequence: str | None = None
@@ -599,12 +623,13 @@ class _Planner:
             consequence = consequence or (
                 addresses.identity(scope_ident) if self.identity_action[scope_ident] is Action.REPLACE else None)
 
-        have = None
+        key = None
         if principal_id is not None and not requires:
-            have = live_by_key.pop((norm_scope(want.scope), want.role_definition_id, principal_id), None)
-        if have is not None:
-            self._plan_matched_assignment(want, have)
-            return
+            key = (norm_scope(want.scope), want.role_definition_id, principal_id)
+            have = live_by_key.pop(key, None)
+            if have is not None:
+                self._plan_matched_assignment(want, have)
+                return
         principal = self._principal_view(ident, want.principal.object_id)
         after = desired_ra_fields(want, principal_id, principal)
         unknown: tuple[str, ...] = ()
@@ -618,13 +643,16 @@ class _Planner:
             want.role_definition_id, want.role_name, want.scope)
         if privileged:
             self.warnings.append(privileged)
-        self.changes.append(Change(
+        created = Change(
             address=_grant_address(want), type=ResourceType.ROLE_ASSIGNMENT, action=Action.CREATE,
             reason="re-created with its identity" if consequence else "declared, not in Azure",
             reason_code=ReasonCode.IDENTITY_REPLACED if consequence else ReasonCode.NOT_IN_AZURE,
             owner=want.owner, before=None, after=after, unknown=unknown, requires=tuple(requires),
             consequence_of=consequence, drift=DriftClass.MISSING, source=_src(want),
-        ))
+        )
+        self.changes.append(created)
+        if key is not None:  # unless an earlier declaration of the key took its live assignment (_match_taken)
+            missed.setdefault(key, []).append((want, created, privileged))
 
     def _plan_matched_assignment(self, want: DesiredRoleAssignment, have: LiveRoleAssignment) -> None:
         """A declared grant that exists as `have`: in sync (a compact record), changed, or to adopt."""
@@ -636,6 +664,7 @@ class _Planner:
         if current == want.owner and same:
             self.changes.append(InSyncGrant.of(want, have, role_name))
             return
+        self.matched_live.append(have)
         address = _grant_address(want)
         principal = self._principal_view(want.principal.identity, want.principal.object_id)
         before = live_ra_fields(have, role_name, principal)
@@ -673,6 +702,10 @@ class _Planner:
             reason_code=ReasonCode.OWNER_TRANSFER if current is not None else ReasonCode.ADOPT_EXISTING,
             owner=want.owner, before=before, after=after, source=_src(want),
         ))
+
+
+# Declared grants planned as new although their key was looked up: (the grant, its change, its warning).
+_Missed = dict[tuple[str, str, str], list[tuple[DesiredRoleAssignment, Change, str | None]]]
 
 
 def _grant_address(want: DesiredRoleAssignment) -> str:

@@ -337,3 +337,21 @@ def test_editing_the_role_of_a_grant_is_one_replace() -> None:
                      live(li, ras=(old,)))
     assert sorted(c.action for c in plan.changes if c.type is ResourceType.ROLE_ASSIGNMENT) == [
         Action.CREATE, Action.DELETE]
+
+
+def test_a_grant_declared_twice_under_two_principal_forms_matches_the_one_live_assignment() -> None:
+    # by identity and by its principal's object id: one live assignment answers both declarations,
+    # as it did before the live assignments were taken out of the planner's map as they matched
+    a, li = ident(), live_ident()
+    have = live_grant(li.principal_id, assignment_name("payments", DATA_SCOPE, READER, li.principal_id))
+    by_id = grant(a, principal=PrincipalRef(object_id=li.principal_id, principal_type="ServicePrincipal"))
+    plan = make_plan(state(a, ras=(grant(a), by_id)), live(li, ras=(have,)))
+    assert not plan.has_changes, plan.dumps()
+    grants = [c for c in plan.changes if c.type is ResourceType.ROLE_ASSIGNMENT]
+    assert len(grants) == 2 and all(c.before is not None and c.before.id == have.id for c in grants)
+    # two owners declaring the same grant: an ownership error, never a second assignment to create
+    other = grant(ident(owner="other"), principal=PrincipalRef(object_id=li.principal_id,
+                                                               principal_type="ServicePrincipal"))
+    with pytest.raises(PlanError, match="owned by 'payments', not 'other'"):
+        make_plan(replace(state(a, ras=(grant(a), other)), owners=frozenset({"payments", "other"})),
+                  live(li, ras=(have,)))
