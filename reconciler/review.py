@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from reconciler.plan import FORMAT_VERSION, Plan
+from reconciler.plan import FORMAT_VERSION, AbandonedOwner, Plan
 from reconciler.render.markdown import md_code, md_text, render_markdown
 from reconciler.render.text import render_text
 
@@ -69,16 +69,17 @@ def account_for(shards: list[ShardPlan], expected: dict[str, tuple[str, ...]]) -
 
 
 def combined_plan(shards: Iterable[ShardPlan]) -> tuple[Plan, list[str]]:
-    """All changes of the readable shards as one plan, and the problems found on the way
-    (the same address planned by two shards means the split was wrong)."""
+    """All changes of the readable shards as one plan, with their warnings, abandoned owners and
+    preflight findings, and the problems found on the way (the same address planned by two
+    shards means the split was wrong)."""
+    readable = [s for s in shards if s.plan is not None]
     changes = []
     seen: dict[str, str] = {}
     warnings: dict[str, None] = {}
     owners: dict[str, None] = {}
     problems: list[str] = []
-    for shard in shards:
-        if shard.plan is None:
-            continue
+    for shard in readable:
+        assert shard.plan is not None
         for change in shard.plan.changes:
             if change.address in seen:
                 problems.append(f"{change.address} is planned by both {seen[change.address]} and {shard.name}")
@@ -87,7 +88,44 @@ def combined_plan(shards: Iterable[ShardPlan]) -> tuple[Plan, list[str]]:
             changes.append(change)
         warnings.update(dict.fromkeys(shard.plan.warnings))
         owners.update(dict.fromkeys(shard.plan.owners))
-    return Plan(tuple(changes), tuple(warnings), tuple(owners)), problems
+    return Plan(tuple(changes), tuple(warnings), tuple(owners), abandoned=_abandoned(readable),
+                preflight=_preflight(readable)), problems
+
+
+def _abandoned(shards: list[ShardPlan]) -> tuple[AbandonedOwner, ...]:
+    """Each shard reports the abandoned owners it saw in its subscriptions: one entry per owner."""
+    merged: dict[tuple[str, str], AbandonedOwner] = {}
+    for shard in shards:
+        assert shard.plan is not None
+        for a in shard.plan.abandoned:
+            had = merged.get((a.owner, a.source))
+            merged[(a.owner, a.source)] = a if had is None else AbandonedOwner(
+                a.owner, a.source, tuple(sorted({*had.identities, *a.identities})),
+                had.role_assignments + a.role_assignments, tuple(sorted({*had.subscriptions, *a.subscriptions})))
+    return tuple(merged[k] for k in sorted(merged))
+
+
+def _preflight(shards: list[ShardPlan]) -> dict[str, Any] | None:
+    """The shards' preflight findings together. A review must not read "every step is permitted"
+    because the shard that predicted a refusal is not the first, nor because one shard was
+    planned without preflight: such a shard is listed as one that cannot be predicted."""
+    if not any(s.plan is not None and s.plan.preflight is not None for s in shards):
+        return None
+    principals: dict[str, None] = {}
+    failures: list[Any] = []
+    unknown: list[Any] = []
+    for shard in shards:
+        assert shard.plan is not None
+        found = shard.plan.preflight
+        if found is None:
+            unknown.append({"address": f"shard {shard.name}", "action": "any", "scope": ", ".join(shard.subscriptions),
+                            "reason": "this shard's plan was made without preflight",
+                            "hint": "plan the shard again without --no-preflight"})
+            continue
+        principals[str(found.get("principal", "?"))] = None
+        failures += found.get("failures", ())
+        unknown += found.get("unknown", ())
+    return {"principal": ", ".join(principals) or "?", "failures": failures, "unknown": unknown}
 
 
 def failures(shards: list[ShardPlan], problems: list[str]) -> list[str]:
