@@ -44,10 +44,8 @@ class _Derived:
 
     def __init__(self, build: Callable[[Any], Any]) -> None:
         self.build = build
-        self.name = ""
 
     def __set_name__(self, owner: type[Any], name: str) -> None:
-        self.name = name
         self.slot = Change.__dict__[name]  # Change's own slot for the field: where a set value goes
 
     def __get__(self, record: Change | None, owner: type[Any] | None = None) -> Any:
