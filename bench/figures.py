@@ -7,7 +7,6 @@ this process (figures 1-3) or in a fresh child (figure 4, so that its peak RSS i
 from __future__ import annotations
 
 import functools
-import json
 import os
 import subprocess
 import sys
@@ -432,13 +431,7 @@ def figure4(estate: Estate, scale: float, workdir: Path) -> Section:
     with SandboxProcess(db, throttle_scale=scale) as sbx:
         sbx.configure(throttling=True, **LATENCY)
         with measure(sbx) as m:
-            done = subprocess.run([sys.executable, "-m", "bench.plan_worker", str(manifests), sbx.url,
-                                   sbx.ca_cert_path, repr(scale)],
-                                  env=dict(os.environ, RECONCILER_ACCESS_TOKEN=sbx.token),
-                                  capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
-    if done.returncode != 0:
-        raise RuntimeError(f"the plan worker failed: {done.stderr[-2000:]}")
-    w = json.loads(done.stdout.strip().splitlines()[-1])
+            w = sbx.run_plan_worker(manifests, scale)
     cpu = w["cpu_user"] + w["cpu_system"]
     # FIC lists the plan needs: the client's count less the retries of 429s (the client does not pace
     # FIC lists; every 429 of this read-only run is one).

@@ -21,9 +21,7 @@ a minute instead of 13. Prints the worker's JSON: peak RSS at the end and after 
 from __future__ import annotations
 
 import json
-import os
 import resource
-import subprocess
 import sys
 import tempfile
 import tracemalloc
@@ -141,21 +139,13 @@ def worker(estate: Estate) -> dict[str, Any]:
     from bench.figures import seed_direct
     from bench.sandbox import SandboxProcess
 
-    root = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory(prefix="reconciler-plan-memory-") as tmp:
         manifests, db = estate.write(Path(tmp) / "manifests"), Path(tmp) / "sandbox.db"
         desired, _ = load_manifests([manifests], RoleCatalog())
         seed_direct(db, desired)
         del desired
         with SandboxProcess(db, throttle_scale=1000, throttling=False) as sbx:
-            done = subprocess.run(
-                [sys.executable, "-m", "bench.plan_worker", str(manifests), sbx.url, sbx.ca_cert_path, "1000"],
-                env=dict(os.environ, RECONCILER_ACCESS_TOKEN=sbx.token, BENCH_FIC_SCALE="1000"),
-                capture_output=True, text=True, cwd=root, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"the plan worker failed: {done.stderr[-2000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+            return sbx.run_plan_worker(manifests, 1000, env={"BENCH_FIC_SCALE": "1000"})
 
 
 def main(argv: list[str]) -> int:

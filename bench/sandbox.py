@@ -94,6 +94,20 @@ class SandboxProcess:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def run_plan_worker(self, manifests: Path, scale: float, subscriptions: tuple[str, ...] | list[str] = (),
+                        shards: int = 1, env: dict[str, str] | None = None) -> dict[str, Any]:
+        """One `bench/plan_worker.py` plan against this sandbox in a fresh child process (a shard:
+        its subscriptions and the matrix's shard count); its JSON."""
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.plan_worker", str(manifests), self.url, self.ca_cert_path, repr(scale),
+             ",".join(subscriptions), str(shards)],
+            env=dict(os.environ, RECONCILER_ACCESS_TOKEN=self.token, **(env or {})),
+            capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"the plan worker failed: {done.stderr[-2000:]}")
+        result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        return result
+
     @property
     def pid(self) -> int:
         assert self.proc is not None

@@ -9,10 +9,6 @@ and what it costs in calls.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,18 +22,10 @@ from bench.workload import Estate
 from reconciler.azure.budget import FIC_LIMITS, FIC_LIST
 from reconciler.matrix import make_shards
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def _plan_worker(manifests: Path, sbx: SandboxProcess, scale: float, subscriptions: list[str],
                  shards: int = 1) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, "-m", "bench.plan_worker", str(manifests), sbx.url, sbx.ca_cert_path,
-                           repr(scale), ",".join(subscriptions), str(shards)],
-                          env=dict(os.environ, RECONCILER_ACCESS_TOKEN=sbx.token), capture_output=True, text=True,
-                          cwd=ROOT)
-    if done.returncode != 0:
-        raise RuntimeError(f"the plan worker failed: {done.stderr[-2000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    result = sbx.run_plan_worker(manifests, scale, subscriptions, shards)
     result["wall"] = result["wall_load"] + result["wall_read"] + result["wall_plan"]
     return result
 
