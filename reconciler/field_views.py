@@ -55,16 +55,17 @@ def desired_tags(want: DesiredIdentity, source_id: str | None) -> dict[str, str]
     return tags
 
 
-def desired_identity_fields(want: DesiredIdentity, source_id: str | None) -> IdentityValue:
+def desired_identity_fields(want: DesiredIdentity, tags: dict[str, str]) -> IdentityValue:
+    """`tags`: desired_tags(want, source_id)."""
     return identity_fields(
         subscription=want.subscription, resource_group=want.resource_group, name=want.name,
-        location=want.location, tags=desired_tags(want, source_id), resource_id=want.resource_id,
+        location=want.location, tags=tags, resource_id=want.resource_id,
     )
 
 
 def existing_identity_fields(want: DesiredIdentity, source_id: str | None, have: LiveIdentity) -> IdentityValue:
     """The after of a declared identity that exists: desired fields, ARM's ids."""
-    return replace(desired_identity_fields(want, source_id), principal_id=have.principal_id,
+    return replace(desired_identity_fields(want, desired_tags(want, source_id)), principal_id=have.principal_id,
                    client_id=have.client_id, id=have.id)
 
 

@@ -89,6 +89,11 @@ class InSyncIdentity(Change):
             object.__setattr__(record, name, value)
         return record
 
+    @property
+    def live(self) -> LiveIdentity:
+        """The live identity this change was planned from."""
+        return self._have
+
     address = _Derived(lambda r: addresses.identity(r._want.key))
     source = _Derived(lambda r: source_text(r._want))
     before = _Derived(lambda r: live_identity_fields(r._have))

@@ -205,6 +205,8 @@ class _Planner:
         def modified(c: Change) -> Mapping[str, str | None] | None:
             if isinstance(c, InSyncGrant):
                 return self._actor(c.live.modified) if c.live.modified else None
+            if isinstance(c, InSyncIdentity):
+                return c.live.modified  # what mods holds for its id, without building its before
             key = c.before.id if c.before is not None else None
             if key in grants:
                 return self._actor(grants[key])
@@ -290,7 +292,7 @@ class _Planner:
                     "it cannot be assigned to virtual machines or scale sets"
                 )
             tags = desired_tags(want, self.desired.source_id)
-            after = desired_identity_fields(want, self.desired.source_id)
+            after = desired_identity_fields(want, tags)
             if have is None:
                 self._add_identity(address, Action.CREATE, want, None, after, "declared, not in Azure",
                                    DriftClass.MISSING, ReasonCode.NOT_IN_AZURE, unknown=("principalId", "clientId"))
@@ -497,8 +499,7 @@ class _Planner:
         del live_by_key
         if missed:
             self._match_taken(missed)
-        for ra, address in self._unmatched_addresses(unmatched):
-            ident = self.principal_owner.get(ra.principal_id)
+        for ra, ident, address in self._unmatched_addresses(unmatched):
             principal = self._principal_view(ident, ra.principal_id)
             verdict = self._classify_unmatched(ra, ident)
             if verdict is None:
@@ -513,24 +514,25 @@ class _Planner:
 
     def _unmatched_addresses(
         self, unmatched: list[LiveRoleAssignment]
-    ) -> list[tuple[LiveRoleAssignment, str]]:
-        """Each live assignment no declared grant matched, with its address, except those whose
-        address a declared grant already has (a second live assignment under the same key)."""
-        out: list[tuple[LiveRoleAssignment, str]] = []
+    ) -> list[tuple[LiveRoleAssignment, IdentityKey | None, str]]:
+        """Each live assignment no declared grant matched, with the live identity it is granted to
+        and its address, except those whose address a declared grant already has (a second live
+        assignment under the same key)."""
+        out: list[tuple[LiveRoleAssignment, IdentityKey | None, str]] = []
         for ra in unmatched:
             ident = self.principal_owner.get(ra.principal_id)
             # The old grants of a replaced identity are addressed by the old principal id, so
             # they do not collide with the re-created grants addressed by the identity.
             by_object = ident is None or self.identity_action.get(ident) is Action.REPLACE
-            out.append((ra, addresses.role_assignment(
+            out.append((ra, ident, addresses.role_assignment(
                 ra.scope, ra.role_definition_id, addresses.principal(None if by_object else ident, ra.principal_id))))
         if not out:
             return out
         # One address at a time: a set of every declared grant's address was 13 MB at 50,000
         # grants, while the live assignments no declaration matched are usually a handful.
-        wanted = {address for _, address in out}
+        wanted = {address for _, _, address in out}
         known = {a for c in self.changes if c.type is ResourceType.ROLE_ASSIGNMENT and (a := c.address) in wanted}
-        return [(ra, address) for ra, address in out if address not in known]
+        return [entry for entry in out if entry[2] not in known]
 
     def _classify_unmatched(
         self, ra: LiveRoleAssignment, ident: IdentityKey | None

@@ -195,15 +195,20 @@ def save_plan(tmp_path: Path, desired: DesiredState, estate: Estate) -> Path:
     return out
 
 
-def test_a_saved_plan_that_is_no_longer_current_writes_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def saved_plan_of_new(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Estate, DesiredState, Path]:
+    """An empty estate, manifests declaring identity "new", and the plan saved for them (unsigned)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("RECONCILER_PLAN_KEY", raising=False)
     (tmp_path / "manifests").mkdir()
     estate = Estate()
     desired = declaring("new")
-    saved = save_plan(tmp_path, desired, estate)
+    return estate, desired, save_plan(tmp_path, desired, estate)
+
+
+def test_a_saved_plan_that_is_no_longer_current_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    estate, desired, saved = saved_plan_of_new(tmp_path, monkeypatch)
     estate._put("new", {"made": "out of band"})  # the identity appears before the plan is applied
     report = tmp_path / "report.json"
     io = Recorder()
@@ -213,12 +218,7 @@ def test_a_saved_plan_that_is_no_longer_current_writes_nothing(
 
 
 def test_a_current_saved_plan_is_applied_without_asking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("RECONCILER_PLAN_KEY", raising=False)
-    (tmp_path / "manifests").mkdir()
-    estate = Estate()
-    desired = declaring("new")
-    saved = save_plan(tmp_path, desired, estate)
+    estate, desired, saved = saved_plan_of_new(tmp_path, monkeypatch)
     io = Recorder()
     outcome = run_apply(request(paths=[str(saved)]), io, opener_for(desired, estate))
     assert estate.writes == ["create new"] and io.asked == 0
