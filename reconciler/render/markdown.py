@@ -203,10 +203,10 @@ def _named_changes(plan: Plan) -> dict[str, Change]:
     causes = {c.consequence_of for c in _shown(plan) if c.consequence_of}
     out: dict[str, Change] = {}
     for c in plan.changes:
-        if c.type is ResourceType.IDENTITY or causes:
-            address = c.address
-            if c.type is ResourceType.IDENTITY or address in causes:
-                out[address] = c
+        if c.type is ResourceType.IDENTITY:
+            out[c.address] = c
+        elif causes and (address := c.address) in causes:
+            out[address] = c
     return out
 
 
